@@ -1,0 +1,92 @@
+// workbench_main.cpp: the msa-workbench GUI, a composition root (CONVENTIONS.md #1): it builds the
+// backend registry and the start-up facts, creates the settings store and the main window, and runs.
+//
+// Options:
+//   --screenshot FILE   render the window to a PNG once it has laid out, then exit (works with
+//                       QT_QPA_PLATFORM=offscreen, so it needs no display)
+//   --tab NAME          open on library|memory|chat|routing|settings
+//   --size WxH          initial window size (default: the remembered geometry, else 1280x800)
+//   --settings FILE     keep settings in this INI file instead of the user's (tests, demos)
+#include "app/backend_setup.h"
+#include "core/jobs/doctor.h"
+#include "core/util/build_info.h"
+#include "ui/main_window.h"
+
+#include <QApplication>
+#include <QCommandLineParser>
+#include <QDir>
+#include <QFileInfo>
+#include <QPixmap>
+#include <QSettings>
+#include <QTimer>
+
+#include <cstdio>
+#include <memory>
+
+int main(int argc, char** argv) {
+    QApplication app(argc, argv);
+    QApplication::setOrganizationName("msa-workbench");
+    QApplication::setApplicationName("msa-workbench");
+    QApplication::setApplicationVersion(QString::fromUtf8(msa::versionString().data(),
+                                                          static_cast<int>(msa::versionString().size())));
+
+    QCommandLineParser parser;
+    parser.setApplicationDescription("MSA Workbench: chat with your personal archive through Memory Sparse Attention.");
+    parser.addHelpOption();
+    parser.addVersionOption();
+    const QCommandLineOption screenshotOpt("screenshot", "Render the window to FILE (PNG) and exit.", "FILE");
+    const QCommandLineOption tabOpt("tab", "Open on tab NAME: library, memory, chat, routing, settings.", "NAME");
+    const QCommandLineOption sizeOpt("size", "Initial window size WxH, e.g. 1280x800.", "WxH");
+    const QCommandLineOption settingsOpt("settings", "Keep settings in this INI FILE.", "FILE");
+    parser.addOptions({screenshotOpt, tabOpt, sizeOpt, settingsOpt});
+    parser.process(app);   // exits with 0 for --help/--version and 1 with a message for unknown options
+
+    std::unique_ptr<QSettings> settings;
+    if (parser.isSet(settingsOpt))
+        settings = std::make_unique<QSettings>(parser.value(settingsOpt), QSettings::IniFormat);
+    else
+        settings = std::make_unique<QSettings>();
+
+    msa::ui::UiContext context;
+    context.registry = msa::app::makeBackendRegistry();
+    context.doctor = msa::jobs::runDoctor(context.registry);
+    context.settings = settings.get();
+
+    msa::ui::MainWindow window(std::move(context));
+    if (parser.isSet(tabOpt) && !window.selectTab(parser.value(tabOpt))) {
+        std::fprintf(stderr, "msa-workbench: usage error: unknown tab '%s' (library, memory, chat, routing, settings)\n",
+                     qPrintable(parser.value(tabOpt)));
+        return 2;
+    }
+    if (parser.isSet(sizeOpt)) {
+        const QStringList wh = parser.value(sizeOpt).split('x');
+        bool okW = false, okH = false;
+        const int w = wh.value(0).toInt(&okW), h = wh.value(1).toInt(&okH);
+        if (wh.size() != 2 || !okW || !okH || w < 200 || h < 200) {
+            std::fprintf(stderr, "msa-workbench: usage error: --size wants WxH, e.g. 1280x800\n");
+            return 2;
+        }
+        window.resize(w, h);
+    }
+    window.show();
+
+    if (parser.isSet(screenshotOpt)) {
+        const QString path = parser.value(screenshotOpt);
+        // Give layouts and the file-system model a moment to settle, then grab the window itself
+        // (no display server is needed; BUILD-NOTES "Screenshots").
+        QTimer::singleShot(600, &window, [&window, path] {
+            const QPixmap shot = window.grab();
+            const QFileInfo info(path);
+            if (!info.absoluteDir().exists()) QDir().mkpath(info.absolutePath());
+            if (shot.isNull() || !shot.save(path, "PNG")) {
+                std::fprintf(stderr, "msa-workbench: io_error: cannot write screenshot '%s'\n", qPrintable(path));
+                QApplication::exit(4);
+                return;
+            }
+            std::printf("msa-workbench: screenshot written to %s (%dx%d)\n", qPrintable(path), shot.width(), shot.height());
+            window.close();   // saves window state like a user closing it
+            QApplication::exit(0);
+        });
+    }
+    return QApplication::exec();
+}

@@ -1,0 +1,118 @@
+#include "ui/main_window.h"
+
+#include "ui/views/chat_view.h"
+#include "ui/views/library_view.h"
+#include "ui/views/memory_view.h"
+#include "ui/views/routing_view.h"
+#include "ui/views/settings_view.h"
+
+#include "core/util/build_info.h"
+
+#include <QAction>
+#include <QApplication>
+#include <QCloseEvent>
+#include <QKeySequence>
+#include <QLabel>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QSettings>
+#include <QStatusBar>
+#include <QTabWidget>
+
+namespace msa::ui {
+
+MainWindow::MainWindow(UiContext context, QWidget* parent)
+    : QMainWindow(parent), m_context(std::move(context)) {
+    Q_ASSERT(m_context.settings != nullptr);
+    setObjectName("mainWindow");
+    setWindowTitle(tr("MSA Workbench"));
+    setMinimumSize(960, 600);
+
+    m_tabs = new QTabWidget(this);
+    m_tabs->setObjectName("mainTabs");
+    m_tabs->setDocumentMode(true);
+    m_library = new LibraryView(m_context, m_tabs);
+    m_memory = new MemoryView(m_context, m_tabs);
+    m_chat = new ChatView(m_context, m_tabs);
+    m_routing = new RoutingView(m_context, m_tabs);
+    m_settingsView = new SettingsView(m_context, m_tabs);
+    // Stable object names let tests, --tab and saved state find a tab whatever its translated label.
+    const struct { QWidget* w; const char* name; QString label; } tabs[] = {
+        {m_library, "library", tr("&Library")},   {m_memory, "memory", tr("&Memory")},
+        {m_chat, "chat", tr("&Chat")},            {m_routing, "routing", tr("&Routing")},
+        {m_settingsView, "settings", tr("&Settings")},
+    };
+    for (const auto& t : tabs) {
+        t.w->setProperty("tabName", QString::fromLatin1(t.name));
+        m_tabs->addTab(t.w, t.label);
+    }
+    setCentralWidget(m_tabs);
+    buildMenus();
+
+    m_backendLabel = new QLabel(this);
+    m_backendLabel->setObjectName("backendStatus");
+    m_backendLabel->setText(QString::fromStdString(jobs::backendSummary(m_context.registry)));
+    statusBar()->addPermanentWidget(m_backendLabel);
+    const auto& model = m_context.doctor.demoModel;
+    statusBar()->showMessage(model.present && model.looksValid
+                                 ? tr("Demo model ready: %1").arg(QString::fromStdString(model.path.filename().string()))
+                                 : tr("Demo model missing: run packaging/setup.sh"));
+
+    restoreWindowState();
+}
+
+MainWindow::~MainWindow() = default;
+
+void MainWindow::buildMenus() {
+    QMenu* file = menuBar()->addMenu(tr("&File"));
+    QAction* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
+    quit->setShortcut(QKeySequence::Quit);
+    QMenu* view = menuBar()->addMenu(tr("&View"));
+    for (int i = 0; i < m_tabs->count(); ++i) {
+        QAction* a = view->addAction(m_tabs->tabText(i).remove('&'), this, [this, i] { m_tabs->setCurrentIndex(i); });
+        a->setShortcut(QKeySequence(Qt::ALT | static_cast<Qt::Key>(Qt::Key_1 + i)));
+    }
+    QMenu* help = menuBar()->addMenu(tr("&Help"));
+    help->addAction(tr("&About MSA Workbench"), this, [this] {
+        QMessageBox::about(this, tr("About MSA Workbench"),
+                           tr("<b>MSA Workbench %1</b><p>Chat with your personal archive through Memory Sparse "
+                              "Attention, and see where the model's attention went.</p><p>Backends: %2</p>")
+                               .arg(QString::fromUtf8(versionString().data(), static_cast<int>(versionString().size())),
+                                    m_backendLabel->text().toHtmlEscaped()));
+    });
+}
+
+bool MainWindow::selectTab(const QString& name) {
+    for (int i = 0; i < m_tabs->count(); ++i) {
+        if (m_tabs->widget(i)->property("tabName").toString() == name) {
+            m_tabs->setCurrentIndex(i);
+            return true;
+        }
+    }
+    return false;
+}
+
+QString MainWindow::backendStatusText() const { return m_backendLabel->text(); }
+
+void MainWindow::restoreWindowState() {
+    QSettings& s = *m_context.settings;
+    if (!restoreGeometry(s.value("mainWindow/geometry").toByteArray())) resize(1280, 800);
+    restoreState(s.value("mainWindow/state").toByteArray());
+    const int tab = s.value("mainWindow/tab", 0).toInt();
+    if (tab >= 0 && tab < m_tabs->count()) m_tabs->setCurrentIndex(tab);
+}
+
+void MainWindow::saveWindowState() {
+    QSettings& s = *m_context.settings;
+    s.setValue("mainWindow/geometry", saveGeometry());
+    s.setValue("mainWindow/state", saveState());
+    s.setValue("mainWindow/tab", m_tabs->currentIndex());
+    s.sync();
+}
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+    saveWindowState();
+    event->accept();
+}
+
+}  // namespace msa::ui

@@ -1,0 +1,58 @@
+// main_window.h: the workbench's main window: the Library, Memory, Chat, Routing and Settings tabs
+// (DESIGN.md §6), a status bar naming the backend and device, and window state remembered in
+// QSettings (geometry, splitter/tab state).
+//
+// Thread affinity: GUI thread only. Ownership: the window owns its views (Qt parent/child); the
+// UiContext's QSettings is borrowed and must outlive the window.
+//
+// Usage (app/workbench_main.cpp):
+//     msa::ui::MainWindow w(context);
+//     w.show();
+#pragma once
+
+#include "ui/ui_context.h"
+
+#include <QMainWindow>
+
+class QLabel;
+class QTabWidget;
+
+namespace msa::ui {
+
+class LibraryView;
+class MemoryView;
+class ChatView;
+class RoutingView;
+class SettingsView;
+
+class MainWindow : public QMainWindow {
+    Q_OBJECT
+public:
+    explicit MainWindow(UiContext context, QWidget* parent = nullptr);
+    ~MainWindow() override;
+
+    // Tab by its stable object name ("library", "memory", "chat", "routing", "settings");
+    // returns false when there is no such tab.
+    bool selectTab(const QString& name);
+    QTabWidget* tabs() const { return m_tabs; }
+    QString backendStatusText() const;
+
+protected:
+    void closeEvent(QCloseEvent* event) override;
+
+private:
+    void restoreWindowState();
+    void saveWindowState();
+    void buildMenus();
+
+    UiContext m_context;
+    QTabWidget* m_tabs = nullptr;
+    QLabel* m_backendLabel = nullptr;
+    LibraryView* m_library = nullptr;
+    MemoryView* m_memory = nullptr;
+    ChatView* m_chat = nullptr;
+    RoutingView* m_routing = nullptr;
+    SettingsView* m_settingsView = nullptr;
+};
+
+}  // namespace msa::ui

@@ -1,0 +1,19 @@
+// ui_context.h: what the composition root (app/workbench_main.cpp) hands the window: facts computed
+// once at start-up and the settings store. Value type plus a non-owning QSettings pointer; lives on
+// the GUI thread. Tests build one by hand with a QSettings on a temporary file.
+#pragma once
+
+#include "core/engine/backend_registry.h"
+#include "core/jobs/doctor.h"
+
+class QSettings;
+
+namespace msa::ui {
+
+struct UiContext {
+    engine::BackendRegistry registry;   // backends and devices (read-only after start-up)
+    jobs::DoctorReport doctor;          // demo model / archive facts
+    QSettings* settings = nullptr;      // not owned; outlives the window
+};
+
+}  // namespace msa::ui
