@@ -183,7 +183,13 @@ Result<std::vector<SearchHit>> Catalog::search(const SearchQuery& q) const {
     std::vector<SearchHit> hits;
     for (;;) {
         Result<bool> row = s.step();
-        if (!row) return row.status().withContext("searching for '" + q.match + "'");
+        if (!row) {
+            // SQLITE_ERROR from a read of our own fixed SQL means the MATCH expression was rejected
+            // ("fts5: syntax error", "unterminated string", "no such column").
+            if (row.status().code() == ErrorCode::Internal)
+                return invalidArgument("invalid FTS5 query '" + q.match + "': " + row.status().message());
+            return row.status().withContext("searching for '" + q.match + "'");
+        }
         if (!*row) break;
         SearchHit h;
         h.documentId = s.int64(0);

@@ -41,6 +41,41 @@ std::string clean(std::string_view s) {
     return out;
 }
 
+// One chat-day document from the messages of one day (in time order).
+void appendChatDocument(const std::string& platform, const std::string& chat, const std::string& dayText,
+                        const std::vector<ChatMessage>& messages, Extraction& ex) {
+    if (messages.empty()) return;
+    ExtractedDocument doc;
+    doc.kind = "chat";
+    doc.unitKind = "chat-day";
+    doc.splitKind = "chat-day-part";
+    doc.title = chat + " " + dayText;
+    doc.locator = chat + " " + dayText;
+    doc.dateUnix = messages.front().time;
+    std::string text;
+    for (const ChatMessage& m : messages) {
+        if (!m.sender.empty() &&
+            std::find(doc.participants.begin(), doc.participants.end(), m.sender) == doc.participants.end())
+            doc.participants.push_back(m.sender);
+        doc.boundaries.push_back({text.size(), hhmm(m.time)});
+        text += hhmm(m.time) + " " + (m.sender.empty() ? std::string() : m.sender + ": ") + m.text + "\n";
+    }
+    // Lines were built normalised except for the message bodies; when normalising changes more
+    // than the final line break (CRs or blank lines inside a message), the boundaries are dropped
+    // and the segmenter falls back to line breaks.
+    std::string norm = normalizeText(text);
+    if (norm.size() + 1 != text.size() || text.compare(0, norm.size(), norm) != 0) doc.boundaries.clear();
+    doc.text = std::move(norm);
+    if (doc.text.empty()) return;
+    doc.metadata["platform"] = platform;
+    doc.metadata["chat"] = chat;
+    doc.metadata["day"] = dayText;
+    doc.metadata["messages"] = static_cast<int64_t>(messages.size());
+    ex.documents.push_back(std::move(doc));
+}
+
+int64_t dayOf(int64_t t) { return t >= 0 ? t / 86400 : (t - 86399) / 86400; }
+
 // Groups messages (any order) into one document per UTC day.
 void appendChatDays(const std::string& platform, const std::string& chat, std::vector<ChatMessage> messages,
                     Extraction& ex) {
@@ -48,39 +83,14 @@ void appendChatDays(const std::string& platform, const std::string& chat, std::v
                      [](const ChatMessage& a, const ChatMessage& b) { return a.time < b.time; });
     size_t i = 0;
     while (i < messages.size()) {
-        const int64_t day = messages[i].time >= 0 ? messages[i].time / 86400 : (messages[i].time - 86399) / 86400;
-        ExtractedDocument doc;
-        doc.kind = "chat";
-        doc.unitKind = "chat-day";
-        doc.splitKind = "chat-day-part";
-        const std::string dayText = formatDay(day * 86400);
-        doc.title = chat + " " + dayText;
-        doc.locator = chat + " " + dayText;
-        doc.dateUnix = messages[i].time;
-        std::string text;
-        size_t n = 0;
-        for (; i < messages.size(); ++i) {
-            const ChatMessage& m = messages[i];
-            const int64_t d = m.time >= 0 ? m.time / 86400 : (m.time - 86399) / 86400;
-            if (d != day) break;
-            if (!m.sender.empty() &&
-                std::find(doc.participants.begin(), doc.participants.end(), m.sender) == doc.participants.end())
-                doc.participants.push_back(m.sender);
-            doc.boundaries.push_back({text.size(), hhmm(m.time)});
-            text += hhmm(m.time) + " " + (m.sender.empty() ? std::string() : m.sender + ": ") + m.text + "\n";
-            ++n;
-        }
-        // Lines were built normalised except for the message bodies; normalise and re-find the
-        // boundaries only when normalisation changed something (rare: CRs or controls in a message).
-        std::string norm = normalizeText(text);
-        if (norm != text.substr(0, norm.size()) || norm.size() + 1 < text.size()) doc.boundaries.clear();
-        doc.text = std::move(norm);
-        if (doc.text.empty()) continue;
-        doc.metadata["platform"] = platform;
-        doc.metadata["chat"] = chat;
-        doc.metadata["day"] = dayText;
-        doc.metadata["messages"] = static_cast<int64_t>(n);
-        ex.documents.push_back(std::move(doc));
+        const int64_t day = dayOf(messages[i].time);
+        size_t j = i;
+        while (j < messages.size() && dayOf(messages[j].time) == day) ++j;
+        appendChatDocument(platform, chat, formatDay(day * 86400),
+                           std::vector<ChatMessage>(messages.begin() + static_cast<ptrdiff_t>(i),
+                                                    messages.begin() + static_cast<ptrdiff_t>(j)),
+                           ex);
+        i = j;
     }
 }
 
@@ -218,7 +228,10 @@ Result<Extraction> extractSlackZip(const std::filesystem::path& path, std::strin
 
     Extraction ex;
     static const std::regex dayFile(R"(^(.+)/(\d{4}-\d{2}-\d{2})\.json$)");
-    std::map<std::string, std::vector<ChatMessage>> byChannel;   // ordered: deterministic output
+    // One document per channel-day file: Slack already partitioned the days in the workspace's time
+    // zone, which regrouping by UTC day would undo. Ordered by name for deterministic output.
+    std::map<std::string, std::vector<ChatMessage>> byFile;
+    std::map<std::string, std::pair<std::string, std::string>> fileDay;   // member -> (channel, day)
     for (const std::string& name : zip.names()) {
         std::smatch m;
         if (!std::regex_match(name, m, dayFile)) continue;
@@ -233,7 +246,8 @@ Result<Extraction> extractSlackZip(const std::filesystem::path& path, std::strin
             ex.warnings.push_back(name + ": malformed JSON, skipped");
             continue;
         }
-        std::vector<ChatMessage>& msgs = byChannel[m[1]];
+        std::vector<ChatMessage>& msgs = byFile[name];
+        fileDay[name] = {m[1], m[2]};
         for (const auto& msg : j) {
             if (!msg.is_object()) continue;
             const std::string text = jsonString(msg, "text");
@@ -245,14 +259,27 @@ Result<Extraction> extractSlackZip(const std::filesystem::path& path, std::strin
             auto u = users.find(uid);
             cm.sender = u != users.end() && !u->second.empty() ? u->second : uid;
             if (cm.sender.empty()) cm.sender = jsonString(msg, "username");
+            if (cm.sender.empty()) cm.sender = jsonString(msg, "bot_id");
             cm.text = render(text);
+            // Bots and link unfurls carry their content in attachments.
+            if (auto att = msg.find("attachments"); att != msg.end() && att->is_array()) {
+                for (const auto& a : *att) {
+                    std::string part = jsonString(a, "pretext");
+                    const std::string body = jsonString(a, "text").empty() ? jsonString(a, "fallback") : jsonString(a, "text");
+                    if (!body.empty()) part += (part.empty() ? "" : " ") + body;
+                    if (!part.empty()) cm.text += (cm.text.empty() ? "" : " ") + render(part);
+                }
+            }
             if (auto files = msg.find("files"); files != msg.end() && files->is_array())
                 for (const auto& f : *files) cm.text += " [file: " + jsonString(f, "name") + "]";
             if (cm.text.empty()) continue;
             msgs.push_back(std::move(cm));
         }
     }
-    for (auto& [channel, msgs] : byChannel) appendChatDays("slack", "#" + clean(channel), std::move(msgs), ex);
+    for (auto& [name, msgs] : byFile) {
+        std::stable_sort(msgs.begin(), msgs.end(), [](const ChatMessage& a, const ChatMessage& b) { return a.time < b.time; });
+        appendChatDocument("slack", "#" + clean(fileDay[name].first), fileDay[name].second, msgs, ex);
+    }
     if (ex.documents.empty()) return invalidArgument("Slack export without messages");
     return ex;
 }

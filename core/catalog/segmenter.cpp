@@ -41,7 +41,9 @@ std::vector<Segment> segmentDocument(const ExtractedDocument& doc, const ImportL
             end = text.size();
         } else {
             const size_t limit = pos + budget;
-            const size_t minCut = pos + budget / 4;
+            // A heading is worth a short part (sections stay whole); a page or message boundary is
+            // only taken when it keeps the part at least a quarter of the budget long.
+            const size_t minCut = doc.splitKind == "section" ? pos : pos + budget / 4;
             const size_t halfCut = pos + budget / 2;
             end = 0;
             // 1. an importer boundary (heading, page, message)

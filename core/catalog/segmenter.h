@@ -3,8 +3,9 @@
 // Rule: a document whose text fits the token budget is one memory document of the importer's unit
 // kind ("whole", "email", "chat-day", "conversation"). A longer one is cut into parts of at most the
 // budget, each of the importer's split kind ("section", "pages", "chat-day-part",
-// "conversation-part"); a cut prefers, in order: the last importer boundary (heading, page start,
-// message start) in the last three quarters of the window, then a blank line, a line break, a space, and
+// "conversation-part"); a cut prefers, in order: the last importer boundary in the window (a heading
+// anywhere after the part's start; a page or message start only in the window's last three
+// quarters), then a blank line or line break or space in the window's second half, and
 // finally a UTF-8 character boundary. Every part records its byte span in the document text and a
 // label (the heading/page/time at its start, and at its end when different), so a routing decision
 // can always be traced to a passage.
