@@ -142,17 +142,20 @@ private slots:
         const QString db = dir.filePath("crashed.msacat");
         QRandomGenerator rng(42);
         int nKilledMidRun = 0;
+        int64_t committed = 0;   // files in the crashed catalog after the previous kill
         for (int k = 0; k < kKills; ++k) {
             QProcess p;
             p.start(MSA_CLI_PATH, importArgs(db, root));
             QVERIFY(p.waitForStarted());
-            // Early kills hit start-up and the first batches; later ones hit the middle of the run.
-            const int delay = 10 + static_cast<int>(rng.bounded(static_cast<quint32>(std::max<qint64>(20, cleanMs / 4))));
+            // Kill somewhere in the work that is left: start-up, the walk, the middle of a batch or a
+            // commit. The remaining time is estimated from the clean run and the committed files.
+            const double remaining = static_cast<double>(cleanMs) * static_cast<double>(kFiles - committed) / kFiles;
+            const int delay = 5 + static_cast<int>(rng.generateDouble() * remaining);
             if (!p.waitForFinished(delay)) {
                 p.kill();   // SIGKILL
                 ++nKilledMidRun;
+                QVERIFY(p.waitForFinished(60000));
             }
-            QVERIFY(p.waitForFinished(60000));
             if (!QFile::exists(db)) continue;   // killed before the catalog was created
             auto cat = Catalog::open(db.toStdString());
             QVERIFY2(cat.ok(), cat.status().toString().c_str());
@@ -160,8 +163,19 @@ private slots:
             QVERIFY(integrity.ok());
             QVERIFY2(integrity->ok, qPrintable(QString("after kill %1: %2").arg(k).arg(
                                         integrity->problems.empty() ? "" : integrity->problems.front().c_str())));
+            committed = cat->stats()->nSourceFiles;
         }
         qInfo("%d of %d runs were killed mid-run", nKilledMidRun, kKills);
+        {
+            // The killed runs must have committed real progress, else resuming proves nothing.
+            auto cat = Catalog::open(db.toStdString());
+            QVERIFY(cat.ok());
+            auto st = cat->stats();
+            QVERIFY(st.ok());
+            qInfo("before resuming: %lld of %d files committed by the killed runs",
+                  static_cast<long long>(st->nSourceFiles), kFiles);
+            QVERIFY(st->nSourceFiles > 0);
+        }
         QVERIFY2(nKilledMidRun >= kKills / 2, "most kills must land while the import is running");
 
         // Resume to the end.
