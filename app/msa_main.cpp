@@ -119,11 +119,11 @@ std::string dayOf(std::optional<int64_t> t) {
     return msa::catalog::formatDay(*t);
 }
 
-// SIGINT sets the token (an atomic store: async-signal-safe); a second Ctrl-C kills as usual.
+// SIGINT/SIGTERM set the token (an atomic store: async-signal-safe); a second signal kills as usual.
 msa::CancelToken* g_cancelOnSigint = nullptr;
-extern "C" void onSigint(int) {
+extern "C" void onSigint(int sig) {
     if (g_cancelOnSigint) g_cancelOnSigint->cancel();
-    std::signal(SIGINT, SIG_DFL);
+    std::signal(sig, SIG_DFL);
 }
 
 struct ImportOptions {
@@ -151,6 +151,7 @@ int runImport(const ImportOptions& o) {
     msa::CancelToken cancel;
     g_cancelOnSigint = &cancel;
     std::signal(SIGINT, onSigint);
+    std::signal(SIGTERM, onSigint);
     const bool tty = isatty(STDERR_FILENO) != 0;
     auto lastLine = std::chrono::steady_clock::now() - std::chrono::hours(1);
     auto onProgress = [&](const msa::Progress& p, uint64_t nDocs) {
@@ -169,6 +170,7 @@ int runImport(const ImportOptions& o) {
     };
     msa::Result<msa::catalog::ImportReport> rep = msa::catalog::importPaths(*cat, req, onProgress, &cancel);
     std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
     g_cancelOnSigint = nullptr;
     if (!rep) return reportFailure("import", rep.status(), o.json);
     const msa::catalog::ImportReport& r = *rep;
