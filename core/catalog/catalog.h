@@ -157,6 +157,7 @@ public:
                                                     int offset) const;
     Result<std::vector<SourceFileInfo>> sourceFiles(const std::optional<std::string>& collection) const;
 
+    // On a read-only catalog the FTS5 index check (which FTS5 runs as a write command) is left out.
     Result<IntegrityReport> checkIntegrity() const;
 
     // For the import pipeline (same module); the connection stays owned by this Catalog.
@@ -165,6 +166,7 @@ public:
 
 private:
     Db m_db;
+    bool m_readOnly = false;
     int m_schemaVersion = 0;
     int m_foundVersion = 0;
 };

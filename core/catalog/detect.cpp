@@ -37,7 +37,7 @@ const std::unordered_map<std::string, std::string>& codeLanguages() {
 bool looksLikeWhatsApp(std::string_view head) {
     // The first non-empty line starts with a timestamp and has " - " or "] " before the sender.
     static const std::regex line(
-        R"(^\u200e?\[?\d{1,4}[./-]\d{1,2}[./-]\d{2,4},?\s+\d{1,2}:\d{2}(:\d{2})?(\s?[AaPp]\.?[Mm]\.?)?\]?\s*(-\s)?.+)");
+        R"(^(?:\xE2\x80\x8E)?\[?\d{1,4}[./-]\d{1,2}[./-]\d{2,4},?\s+\d{1,2}:\d{2}(:\d{2})?(\s?[AaPp]\.?[Mm]\.?)?\]?\s*(-\s)?.+)");
     size_t start = 0;
     int nMatched = 0, nLines = 0;
     while (start < head.size() && nLines < 5) {

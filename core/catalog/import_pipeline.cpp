@@ -675,9 +675,14 @@ Result<ImportReport> importPaths(Catalog& catalog, const ImportRequest& req, con
         const size_t maxInFlight = static_cast<size_t>(std::max(1, req.nThreads)) * 8;
         std::map<size_t, PreparedFile> ready;   // reorder buffer
         size_t nextDispatch = 0, nextWrite = 0, inFlight = 0;
+        // Bytes of the files dispatched and not yet written: extraction holds a file's bytes and its
+        // text, so a run of huge files is throttled (one at a time past the budget).
+        uint64_t bytesInFlight = 0;
+        const uint64_t bytesBudget = std::max<uint64_t>(64ull << 20, req.limits.maxFileBytes);
         auto stopped = [&] { return (cancel && cancel->isCancelled()) || !failure.isOk(); };
         while (nextWrite < w.files.size()) {
-            while (!stopped() && nextDispatch < w.files.size() && nextDispatch - nextWrite < maxInFlight) {
+            while (!stopped() && nextDispatch < w.files.size() && nextDispatch - nextWrite < maxInFlight &&
+                   (bytesInFlight < bytesBudget || nextDispatch == nextWrite)) {
                 const size_t i = nextDispatch++;
                 const Candidate& c = w.files[i];
                 auto k = known.find(c.path);
@@ -692,6 +697,8 @@ Result<ImportReport> importPaths(Catalog& catalog, const ImportRequest& req, con
                     continue;
                 }
                 ++inFlight;
+                if (static_cast<uint64_t>(std::max<int64_t>(0, c.size)) <= req.limits.maxFileBytes)
+                    bytesInFlight += static_cast<uint64_t>(std::max<int64_t>(0, c.size));
                 pool.submit([&results, &req, cancel, i, c, kn] { results.push(prepare(i, c, kn, req.limits, cancel)); });
             }
             if (!ready.count(nextWrite)) {
@@ -705,6 +712,9 @@ Result<ImportReport> importPaths(Catalog& catalog, const ImportRequest& req, con
                 PreparedFile pf = std::move(ready.begin()->second);
                 ready.erase(ready.begin());
                 ++nextWrite;
+                if (pf.outcome != Outcome::Unchanged &&
+                    static_cast<uint64_t>(std::max<int64_t>(0, pf.file.size)) <= req.limits.maxFileBytes)
+                    bytesInFlight -= std::min<uint64_t>(bytesInFlight, static_cast<uint64_t>(std::max<int64_t>(0, pf.file.size)));
                 if (pf.outcome == Outcome::Cancelled || stopped()) continue;   // not written; the next run redoes it
                 if (Status s = writer.write(pf); !s) {
                     failure = s.withContext("writing '" + pf.file.path + "'");

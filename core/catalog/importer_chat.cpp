@@ -115,7 +115,7 @@ Result<Extraction> extractWhatsApp(const std::filesystem::path& path, std::strin
     DecodedText dec = decodeText(bytes);
     // "[15-01-20 02:22:56] Mary: text", "06.08.2016, 13:23 - Ash: text", "8/6/16, 1:23 PM - Ash: text"
     static const std::regex line(
-        R"(^\u200e?\[?(\d{1,4})[./-](\d{1,2})[./-](\d{1,4}),?\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s?([AaPp])?\.?[Mm]?\.?\]?\s*(?:-\s)?(.*)$)");
+        R"(^(?:\xE2\x80\x8E)?\[?(\d{1,4})[./-](\d{1,2})[./-](\d{1,4}),?\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s?([AaPp])?\.?[Mm]?\.?\]?\s*(?:-\s)?(.*)$)");
     struct Raw { int a, b, c, hh, mm, ss; bool pm, am; std::string rest; };
     std::vector<Raw> raws;
     size_t start = 0;
