@@ -48,6 +48,7 @@ bool looksLikeWhatsApp(std::string_view head) {
         if (!l.empty() && l.back() == '\r') l.pop_back();
         if (l.empty()) continue;
         ++nLines;
+        if (l.size() > 120) l.resize(120);   // bounded: std::regex recurses per character
         if (std::regex_search(l, line)) ++nMatched;
     }
     return nMatched > 0 && nMatched * 2 >= nLines;

@@ -114,8 +114,10 @@ std::string jsonString(const nlohmann::json& j, const char* key) {
 Result<Extraction> extractWhatsApp(const std::filesystem::path& path, std::string_view bytes) {
     DecodedText dec = decodeText(bytes);
     // "[15-01-20 02:22:56] Mary: text", "06.08.2016, 13:23 - Ash: text", "8/6/16, 1:23 PM - Ash: text"
-    static const std::regex line(
-        R"(^(?:\xE2\x80\x8E)?\[?(\d{1,4})[./-](\d{1,2})[./-](\d{1,4}),?\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s?([AaPp])?\.?[Mm]?\.?\]?\s*(?:-\s)?(.*)$)");
+    // Only the line's head goes through std::regex: libstdc++'s matcher recurses once per character
+    // consumed, so a multi-megabyte line would overflow the stack. The message is the rest of the line.
+    static const std::regex header(
+        R"(^(?:\xE2\x80\x8E)?\[?(\d{1,4})[./-](\d{1,2})[./-](\d{1,4}),?\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s?([AaPp])?\.?[Mm]?\.?\]?\s*(?:-\s)?)");
     struct Raw { int a, b, c, hh, mm, ss; bool pm, am; std::string rest; };
     std::vector<Raw> raws;
     size_t start = 0;
@@ -128,9 +130,10 @@ Result<Extraction> extractWhatsApp(const std::filesystem::path& path, std::strin
         start = end + 1;
         if (!l.empty() && l.back() == '\r') l.pop_back();
         std::smatch m;
-        if (std::regex_match(l, m, line)) {
+        const std::string head = l.substr(0, 64);
+        if (std::regex_search(head, m, header)) {
             Raw r{std::stoi(m[1]), std::stoi(m[2]), std::stoi(m[3]), std::stoi(m[4]), std::stoi(m[5]),
-                  m[6].matched ? std::stoi(m[6]) : 0, false, false, m[8]};
+                  m[6].matched ? std::stoi(m[6]) : 0, false, false, l.substr(static_cast<size_t>(m.length(0)))};
             if (m[7].matched) (m[7].str() == "p" || m[7].str() == "P" ? r.pm : r.am) = true;
             if (m[1].length() == 4) yearFirst = true;
             else if (r.a > 12) dayFirstEvidence = true;
@@ -202,6 +205,8 @@ Result<Extraction> extractSlackZip(const std::filesystem::path& path, std::strin
     static const std::regex link(R"(<(https?://[^|>]+)\|([^>]*)>)");
     static const std::regex bareLink(R"(<(https?://[^>]+)>)");
     auto render = [&](std::string t) {
+        // libstdc++'s regex recurses per character: very long texts skip the markup rendering.
+        if (t.size() > 16384) return t;
         std::string out;
         std::sregex_iterator it(t.begin(), t.end(), mention), end;
         size_t last = 0;

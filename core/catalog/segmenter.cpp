@@ -51,10 +51,12 @@ std::vector<Segment> segmentDocument(const ExtractedDocument& doc, const ImportL
                                        [](size_t o, const Boundary& b) { return o < b.offset; });
             if (it != bs.begin() && std::prev(it)->offset > minCut) end = std::prev(it)->offset;
             // 2. paragraph, 3. line, 4. word
-            for (const char* sep : {"\n\n", "\n", " "}) {
+            // Searched only inside the window's second half, so a text without breaks costs O(n).
+            const std::string_view window = std::string_view(text).substr(halfCut, limit - halfCut);
+            for (std::string_view sep : {std::string_view("\n\n"), std::string_view("\n"), std::string_view(" ")}) {
                 if (end) break;
-                const size_t at = text.rfind(sep, limit - std::char_traits<char>::length(sep));
-                if (at != std::string::npos && at >= halfCut) end = at + std::char_traits<char>::length(sep);
+                const size_t at = window.rfind(sep);
+                if (at != std::string_view::npos) end = halfCut + at + sep.size();
             }
             // 5. a character boundary
             if (!end) end = utf8Floor(text, limit);

@@ -528,6 +528,23 @@ private slots:
             QVERIFY(isValidUtf8(std::string_view(blob.text).substr(s.start, s.end - s.start)));
     }
 
+    void longLinesHostile() {
+        // A chat line of 2 MB once overflowed libstdc++'s recursive regex matcher; a text without any
+        // break must segment in linear time.
+        const std::string huge(2'000'000, 'x');
+        const std::string chat = "06.08.2016, 13:23 - Ash: Hey!\n06.08.2016, 13:25 - Brock: " + huge + "\n";
+        QCOMPARE(detectFileType("c.txt", std::string_view(chat).substr(0, 8192)).type, FileType::WhatsApp);
+        QElapsedTimer t;
+        t.start();
+        auto ex = extractWhatsApp("c.txt", chat);
+        QVERIFY(ex.ok());
+        QCOMPARE(ex->documents.size(), size_t{1});
+        const auto segs = segmentDocument(ex->documents[0], ImportLimits{});
+        QVERIFY(segs.size() > 200);
+        for (const Segment& seg : segs) QVERIFY(seg.end - seg.start <= 8192);
+        QVERIFY2(t.elapsed() < 5000, "linear time");
+    }
+
     void dates() {
         QCOMPARE(parseDate("2024-03-01").value_or(-1), int64_t{1709251200});
         QCOMPARE(parseDate("2024-03-01T10:00:00Z").value_or(-1), int64_t{1709287200});
