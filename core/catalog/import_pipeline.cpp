@@ -213,10 +213,12 @@ PreparedFile prepare(size_t index, const Candidate& c, const Known* known, const
 }
 
 // Walks the request paths. Directory symlinks are not followed (no loops); file symlinks are.
+// FIFOs, sockets and devices are not files to import and are passed over (reading a FIFO would block).
 struct WalkResult {
     std::vector<Candidate> files;
     std::vector<std::string> roots;          // absolute roots that exist (deletion is inferred under them)
-    std::vector<Candidate> rootErrors;       // roots that do not exist or cannot be read
+    std::vector<Candidate> rootErrors;       // roots or folders that do not exist or cannot be listed
+    std::vector<std::string> unlisted;       // folders that could not be listed: nothing under them is "deleted"
 };
 
 bool isVcsDir(const fs::path& p) {
@@ -238,6 +240,14 @@ WalkResult walk(const std::vector<fs::path>& paths, const std::unordered_set<std
         }
         w.files.push_back(std::move(c));
     };
+    auto unlistable = [&](const fs::path& dir, const std::error_code& ec) {
+        Candidate c;
+        c.path = dir.string();
+        c.walkCode = ec == std::errc::permission_denied ? ErrorCode::PermissionDenied : ErrorCode::IoError;
+        c.walkError = "cannot list folder: " + ec.message();
+        w.rootErrors.push_back(std::move(c));
+        w.unlisted.push_back(dir.string());
+    };
     for (const fs::path& given : paths) {
         std::error_code ec;
         fs::path root = fs::absolute(given, ec).lexically_normal();
@@ -253,36 +263,38 @@ WalkResult walk(const std::vector<fs::path>& paths, const std::unordered_set<std
         }
         w.roots.push_back(root.string());
         if (!fs::is_directory(st)) {
-            addFile(root);
+            if (fs::is_regular_file(st)) addFile(root);
             continue;
         }
-        fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec), end;
-        if (ec) {
-            Candidate c;
-            c.path = root.string();
-            c.walkCode = ErrorCode::PermissionDenied;
-            c.walkError = "cannot list folder: " + ec.message();
-            w.rootErrors.push_back(std::move(c));
-            continue;
-        }
-        while (it != end) {
+        // Depth-first with an explicit stack: no recursion depth limit, and each folder that cannot
+        // be listed is reported by name.
+        std::vector<fs::path> stack{root};
+        while (!stack.empty()) {
             if (cancel && cancel->isCancelled()) return w;
-            const fs::directory_entry& e = *it;
-            std::error_code ec2;
-            if (e.is_directory(ec2) && !e.is_symlink(ec2)) {
-                if (isVcsDir(e.path())) it.disable_recursion_pending();
-            } else if (e.is_symlink(ec2)) {
-                // A symlink to a file is imported under the link's path; to a folder it is not followed.
-                if (!fs::is_directory(e.path(), ec2)) addFile(e.path());
-            } else if (e.is_regular_file(ec2)) {
-                addFile(e.path());
+            const fs::path dir = std::move(stack.back());
+            stack.pop_back();
+            fs::directory_iterator it(dir, ec), end;
+            if (ec) {
+                unlistable(dir, ec);
+                continue;
             }
-            it.increment(ec2);
-            if (ec2) {
-                MSA_LOG(Warning) << "import: walking " << root.string() << ": " << ec2.message();
-                // An unreadable subfolder: increment() already moved past it when it could.
-                if (it == end) break;
+            for (; it != end; it.increment(ec)) {
+                const fs::directory_entry& e = *it;
+                std::error_code ec2;
+                const fs::file_status ls = e.symlink_status(ec2);
+                if (ec2) continue;
+                if (fs::is_symlink(ls)) {
+                    // A symlink to a file is imported under the link's path; to a folder it is not followed.
+                    const fs::file_status target = fs::status(e.path(), ec2);
+                    if (ec2 || !fs::exists(target)) addFile(e.path());   // reported as a broken link
+                    else if (fs::is_regular_file(target)) addFile(e.path());
+                } else if (fs::is_directory(ls)) {
+                    if (!isVcsDir(e.path())) stack.push_back(e.path());
+                } else if (fs::is_regular_file(ls)) {
+                    addFile(e.path());
+                }
             }
+            if (ec) unlistable(dir, ec);   // listing stopped half-way
         }
     }
     std::sort(w.files.begin(), w.files.end(), [](const Candidate& a, const Candidate& b) { return a.path < b.path; });
@@ -743,7 +755,8 @@ Result<ImportReport> importPaths(Catalog& catalog, const ImportRequest& req, con
         for (const Candidate& c : w.files) seen.insert(c.path);
         std::vector<std::pair<std::string, int64_t>> gone;
         for (const auto& [path, entry] : known)
-            if (entry.second.status != "deleted" && !seen.count(path) && underRoot(path, w.roots))
+            if (entry.second.status != "deleted" && !seen.count(path) && underRoot(path, w.roots) &&
+                !underRoot(path, w.unlisted))
                 gone.emplace_back(path, entry.first);
         std::sort(gone.begin(), gone.end());
         for (const auto& [path, id] : gone) {

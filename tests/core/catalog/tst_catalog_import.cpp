@@ -362,6 +362,7 @@ private slots:
         writeFile(tree + "/stable.txt", "A stable file about the ibis.\n");
         // A FIFO must not block the import (nobody ever writes to it).
         QCOMPARE(::mkfifo(QFile::encodeName(tree + "/pipe.txt").constData(), 0644), 0);
+        QVERIFY(QFile::link(tree + "/no-such-target.txt", tree + "/dangling.txt"));
         // A file that grows while the import runs.
         const QString growing = tree + "/growing.txt";
         writeFile(growing, "Growing log about the egret.\n");
@@ -382,7 +383,11 @@ private slots:
         stop = true;
         appender.join();
         QVERIFY2(rep.ok(), rep.status().toString().c_str());
-        QCOMPARE(rep->nSeen, uint64_t{2});   // the FIFO is not a regular file: not even seen
+        QCOMPARE(rep->nSeen, uint64_t{3});   // the FIFO is not a regular file: not even seen
+        const FileReport* dangling = findReport(*rep, "dangling.txt");
+        QVERIFY(dangling);
+        QCOMPARE(dangling->outcome, std::string("failed"));
+        QVERIFY(dangling->reason.find("broken symbolic link") != std::string::npos);
         const FileReport* g = findReport(*rep, "growing.txt");
         qInfo("growing file: %s", g ? (g->outcome + ": " + g->reason).c_str() : "imported between two appends");
         if (g) {   // caught in the act: reported and retried next time
