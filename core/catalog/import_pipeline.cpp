@@ -711,7 +711,21 @@ Result<ImportReport> importPaths(Catalog& catalog, const ImportRequest& req, con
                 ++inFlight;
                 if (static_cast<uint64_t>(std::max<int64_t>(0, c.size)) <= req.limits.maxFileBytes)
                     bytesInFlight += static_cast<uint64_t>(std::max<int64_t>(0, c.size));
-                pool.submit([&results, &req, cancel, i, c, kn] { results.push(prepare(i, c, kn, req.limits, cancel)); });
+                pool.submit([&results, &req, cancel, i, c, kn] {
+                    // Every dispatched file must come back, or the writer would wait forever.
+                    try {
+                        results.push(prepare(i, c, kn, req.limits, cancel));
+                    } catch (const std::exception& e) {
+                        PreparedFile pf;
+                        pf.index = i;
+                        pf.file = c;
+                        pf.outcome = Outcome::Failed;
+                        const Status s = Status::fromException(e, "importing");
+                        pf.code = s.code();
+                        pf.reason = s.message();
+                        results.push(std::move(pf));
+                    }
+                });
             }
             if (!ready.count(nextWrite)) {
                 if (inFlight == 0) break;   // stopped: nothing more will arrive
