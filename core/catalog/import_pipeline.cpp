@@ -196,10 +196,10 @@ PreparedFile prepare(size_t index, const Candidate& c, const Known* known, const
     for (ExtractedDocument& d : ex->documents) {
         if (d.text.empty()) continue;
         PreparedDocument p;
+        // Identity is (kind, text): a file copied under another name (whose title may come from the
+        // file name) is still one document. Metadata and title come from the first file imported.
         Hasher h;
         h.update(d.kind);
-        h.update(std::string_view("\0", 1));
-        h.update(d.title);
         h.update(std::string_view("\0", 1));
         h.update(d.text);
         p.contentHash = h.digest128().hex();

@@ -57,7 +57,7 @@ CREATE TABLE source_files (
 CREATE INDEX source_files_status ON source_files(collection_id, status);
 
 -- One row per distinct content: a file copied to three places is stored once and linked three times
--- through document_sources. content_hash = xxh3-128 over (kind, title, normalised text).
+-- through document_sources. content_hash = xxh3-128 over (kind, NUL, normalised text).
 CREATE TABLE documents (
   id                INTEGER PRIMARY KEY,
   content_hash      TEXT NOT NULL UNIQUE,

@@ -402,6 +402,37 @@ private slots:
         verifyIntegrity(*cat);
     }
 
+    void sameTextUnderTwoNamesIsOneDocument() {
+        QTemporaryDir dir;
+        writeFile(dir.filePath("t/LICENSE-a.py"), "# The albatross licence, version 1.\n");
+        writeFile(dir.filePath("t/sub/LICENSE-b.py"), "# The albatross licence, version 1.\n");
+        auto cat = Catalog::open(dir.filePath("c.msacat").toStdString());
+        QVERIFY(cat.ok());
+        ImportRequest req;
+        req.paths = {dir.filePath("t").toStdString()};
+        auto rep = importPaths(*cat, req, {}, nullptr);
+        QVERIFY(rep.ok());
+        QCOMPARE(rep->nImported, uint64_t{2});
+        QCOMPARE(rep->nNewDocuments, uint64_t{1});
+        SearchQuery q;
+        q.match = "albatross";
+        auto hits = cat->search(q);
+        QCOMPARE(hits->size(), size_t{1});
+        QCOMPARE(cat->document(hits->front().documentId)->sources.size(), size_t{2});
+        // Changing one copy splits them; deleting the other keeps the changed one.
+        writeFile(dir.filePath("t/LICENSE-a.py"), "# The albatross licence, version 2.\n");
+        setMtime(dir.filePath("t/LICENSE-a.py"), 1600000000);
+        QVERIFY(QFile::remove(dir.filePath("t/sub/LICENSE-b.py")));
+        auto rep2 = importPaths(*cat, req, {}, nullptr);
+        QVERIFY(rep2.ok());
+        QCOMPARE(rep2->nUpdated, uint64_t{1});
+        QCOMPARE(rep2->nDeleted, uint64_t{1});
+        QCOMPARE(cat->stats()->nDocuments, int64_t{1});
+        q.match = "\"version 1\"";
+        QCOMPARE(cat->search(q)->size(), size_t{0});
+        verifyIntegrity(*cat);
+    }
+
     void secondImporterIsBusy() {
         auto cat = Catalog::open(dbPath());
         QVERIFY(cat.ok());
