@@ -13,7 +13,10 @@
 // Token counts are estimated as bytes / bytesPerToken (4 by default) until a model's tokenizer
 // fills memory_documents.token_count.
 //
-// Thread affinity: pure function.
+// Thread affinity: pure function (called on the import's worker threads).
+//
+// Usage:
+//     for (const Segment& s : segmentDocument(doc, limits)) store(s.kind, s.start, s.end, s.label);
 #pragma once
 
 #include "core/catalog/importer.h"

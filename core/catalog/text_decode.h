@@ -9,7 +9,11 @@
 // line trimmed, runs of more than two line breaks cut to two, leading/trailing blank lines removed.
 // Unicode normalisation (NFC) is left to the tokenizer, which applies the model's own normaliser.
 //
-// Thread affinity: pure functions, thread-safe.
+// Thread affinity: pure functions, thread-safe. None fails: every byte string decodes.
+//
+// Usage:
+//     DecodedText d = decodeText(fileBytes);
+//     std::string text = normalizeText(d.utf8);   // d.warnings go to the import report
 #pragma once
 
 #include <cstddef>
