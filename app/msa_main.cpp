@@ -7,6 +7,8 @@
 // "msa <command>: <code>: <message>", and with --json also an {"ok": false, "error": {...}} object on
 // stdout so that scripts never parse text.
 #include "app/backend_setup.h"
+#include "core/catalog/catalog.h"
+#include "core/catalog/import_pipeline.h"
 #include "core/jobs/doctor.h"
 #include "core/util/build_info.h"
 #include "core/util/log.h"
@@ -15,8 +17,15 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <functional>
+#include <optional>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -78,7 +87,309 @@ struct PlannedCommand {
     const char* positional;                                      // nullptr when none
 };
 
+// ---- catalog: import / search / catalog ---------------------------------------------------------
+
+std::string jsonText(const nlohmann::json& j) {
+    return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);   // paths may not be UTF-8
+}
+
+std::string humanBytes(double b) {
+    const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+    int u = 0;
+    while (b >= 1000 && u < 4) {
+        b /= 1000;
+        ++u;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", b, units[u]);
+    return buf;
+}
+
+std::string humanDuration(double s) {
+    if (s < 0) return "?";
+    const long t = static_cast<long>(s + 0.5);
+    char buf[32];
+    if (t >= 3600) std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
+    return buf;
+}
+
+std::string dayOf(std::optional<int64_t> t) {
+    if (!t) return "";
+    return msa::catalog::formatDay(*t);
+}
+
+// SIGINT/SIGTERM set the token (an atomic store: async-signal-safe); a second signal kills as usual.
+msa::CancelToken* g_cancelOnSigint = nullptr;
+extern "C" void onSigint(int sig) {
+    if (g_cancelOnSigint) g_cancelOnSigint->cancel();
+    std::signal(sig, SIG_DFL);
+}
+
+struct ImportOptions {
+    std::string catalog;
+    std::string collection = "default";
+    std::vector<std::string> paths;
+    std::string reportFile;
+    int threads = 2;
+    double maxFileMb = 256;
+    int tokenBudget = 2048;
+    bool json = false;
+    bool quiet = false;
+};
+
+int runImport(const ImportOptions& o) {
+    msa::Result<msa::catalog::Catalog> cat = msa::catalog::Catalog::open(o.catalog);
+    if (!cat) return reportFailure("import", cat.status(), o.json);
+    msa::catalog::ImportRequest req;
+    req.collection = o.collection;
+    for (const std::string& p : o.paths) req.paths.emplace_back(p);
+    req.nThreads = o.threads;
+    req.limits.maxFileBytes = static_cast<uint64_t>(o.maxFileMb * 1024 * 1024);
+    req.limits.tokenBudget = o.tokenBudget;
+
+    msa::CancelToken cancel;
+    g_cancelOnSigint = &cancel;
+    std::signal(SIGINT, onSigint);
+    std::signal(SIGTERM, onSigint);
+    const bool tty = isatty(STDERR_FILENO) != 0;
+    auto lastLine = std::chrono::steady_clock::now() - std::chrono::hours(1);
+    auto onProgress = [&](const msa::Progress& p, uint64_t nDocs) {
+        if (o.quiet) return;
+        const auto now = std::chrono::steady_clock::now();
+        // On a terminal: one line rewritten in place; in a log: a line every 2 s and at the end.
+        if (!tty && !p.finished && now - lastLine < std::chrono::seconds(2)) return;
+        lastLine = now;
+        std::fprintf(stderr, "%simport: %llu/%llu files, %s/%s, %llu docs, %.0f files/s, %s/s, ETA %s%s",
+                     tty ? "\r\x1b[2K" : "", static_cast<unsigned long long>(p.done),
+                     static_cast<unsigned long long>(p.total), humanBytes(static_cast<double>(p.bytesDone)).c_str(),
+                     humanBytes(static_cast<double>(p.bytesTotal)).c_str(), static_cast<unsigned long long>(nDocs),
+                     p.unitsPerSecond, humanBytes(p.bytesPerSecond).c_str(), humanDuration(p.etaSeconds).c_str(),
+                     tty && !p.finished ? "" : "\n");
+        std::fflush(stderr);
+    };
+    msa::Result<msa::catalog::ImportReport> rep = msa::catalog::importPaths(*cat, req, onProgress, &cancel);
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+    g_cancelOnSigint = nullptr;
+    if (!rep) return reportFailure("import", rep.status(), o.json);
+    const msa::catalog::ImportReport& r = *rep;
+    nlohmann::json j = msa::catalog::toJson(r);
+    j["ok"] = !r.cancelled;
+    j["catalog"] = o.catalog;
+    if (!o.reportFile.empty()) {
+        std::ofstream f(o.reportFile);
+        f << jsonText(j) << "\n";
+        if (!f) std::fprintf(stderr, "msa import: io_error: cannot write report '%s'\n", o.reportFile.c_str());
+    }
+    if (o.json) {
+        std::cout << jsonText(j) << std::endl;
+    } else {
+        std::printf("%s collection '%s' of %s in %.1f s (run %lld)\n", r.cancelled ? "Cancelled import into" : "Imported into",
+                    r.collection.c_str(), o.catalog.c_str(), r.seconds, static_cast<long long>(r.runId));
+        std::printf("  files: %llu seen, %llu new, %llu updated, %llu unchanged, %llu skipped, %llu failed, %llu deleted\n",
+                    static_cast<unsigned long long>(r.nSeen), static_cast<unsigned long long>(r.nImported),
+                    static_cast<unsigned long long>(r.nUpdated),
+                    static_cast<unsigned long long>(r.nUnchanged + r.nTouched),
+                    static_cast<unsigned long long>(r.nSkipped), static_cast<unsigned long long>(r.nFailed),
+                    static_cast<unsigned long long>(r.nDeleted));
+        std::printf("  documents: %llu (%llu new content), memory documents: %llu; %s read; %.0f files/s, %s/s\n",
+                    static_cast<unsigned long long>(r.nDocuments), static_cast<unsigned long long>(r.nNewDocuments),
+                    static_cast<unsigned long long>(r.nMemoryDocuments), humanBytes(static_cast<double>(r.nBytes)).c_str(),
+                    r.seconds > 0 ? static_cast<double>(r.nSeen) / r.seconds : 0.0,
+                    humanBytes(r.seconds > 0 ? static_cast<double>(r.nBytesSeen) / r.seconds : 0.0).c_str());
+        for (const msa::catalog::FileReport& f : r.files) {
+            std::printf("  %-8s %s%s%s%s\n", f.outcome.c_str(), f.path.c_str(), f.reason.empty() ? "" : ": ",
+                        f.errorCode.empty() ? "" : (f.errorCode + ": ").c_str(), f.reason.c_str());
+        }
+        if (r.cancelled) std::printf("  cancelled: run the same command again to resume\n");
+    }
+    if (r.cancelled) return msa::exitCodeFor(msa::ErrorCode::Cancelled);
+    const uint64_t nGood = r.nImported + r.nUpdated + r.nUnchanged + r.nTouched;
+    if (nGood == 0 && (r.nFailed + r.nSkipped) > 0) {
+        std::fprintf(stderr, "msa import: nothing could be imported (%llu failed, %llu skipped)\n",
+                     static_cast<unsigned long long>(r.nFailed), static_cast<unsigned long long>(r.nSkipped));
+        msa::ErrorCode code = msa::ErrorCode::Unsupported;
+        for (const auto& f : r.files)
+            if (f.outcome == "failed" && f.errorCode == "not_found") code = msa::ErrorCode::NotFound;
+        return msa::exitCodeFor(code);
+    }
+    return 0;
+}
+
+struct SearchOptions {
+    std::string catalog, query, collection, type, from, to, participant;
+    int limit = 20;
+    bool json = false;
+};
+
+msa::Result<int64_t> parseDayOption(const std::string& text, const char* option, bool endOfDay) {
+    std::optional<int64_t> t = msa::catalog::parseDate(text);
+    if (!t) return msa::invalidArgument(std::string(option) + " '" + text + "' is not a date (YYYY-MM-DD)");
+    // A bare date in --to includes that whole day.
+    if (endOfDay && text.size() == 10) *t += 86400;
+    return *t;
+}
+
+int runSearch(const SearchOptions& o) {
+    msa::catalog::SearchQuery q;
+    q.match = o.query;
+    q.limit = o.limit;
+    if (!o.collection.empty()) q.collection = o.collection;
+    if (!o.type.empty()) q.kind = o.type;
+    if (!o.participant.empty()) q.participant = o.participant;
+    if (!o.from.empty()) {
+        auto t = parseDayOption(o.from, "--from", false);
+        if (!t) return reportFailure("search", t.status(), o.json);
+        q.fromUnix = *t;
+    }
+    if (!o.to.empty()) {
+        auto t = parseDayOption(o.to, "--to", true);
+        if (!t) return reportFailure("search", t.status(), o.json);
+        q.toUnix = *t;
+    }
+    const bool color = !o.json && isatty(STDOUT_FILENO) != 0;
+    if (color) {
+        q.highlightOpen = "\x1b[1;33m";
+        q.highlightClose = "\x1b[0m";
+    }
+    msa::Result<msa::catalog::Catalog> cat = msa::catalog::Catalog::open(o.catalog, {.readOnly = true, .create = false});
+    if (!cat) return reportFailure("search", cat.status(), o.json);
+    auto hits = cat->search(q);
+    if (!hits) return reportFailure("search", hits.status(), o.json);
+    if (o.json) {
+        nlohmann::json arr = nlohmann::json::array();
+        for (const auto& h : *hits) {
+            nlohmann::json j = {{"document_id", h.documentId}, {"kind", h.kind}, {"title", h.title},
+                                {"author", h.author}, {"participants", h.participants}, {"snippet", h.snippet},
+                                {"score", h.score}, {"path", h.path}, {"locator", h.locator},
+                                {"memory_document_ids", h.memoryDocumentIds}};
+            j["date"] = h.dateUnix ? nlohmann::json(dayOf(h.dateUnix)) : nlohmann::json();
+            arr.push_back(std::move(j));
+        }
+        std::cout << jsonText({{"ok", true}, {"query", o.query}, {"hits", arr}}) << std::endl;
+        return 0;
+    }
+    int i = 0;
+    for (const auto& h : *hits) {
+        std::string snippet = h.snippet;
+        for (char& c : snippet)
+            if (c == '\n') c = ' ';
+        std::printf("%d. [%s] %s%s%s  (score %.2f, document %lld)\n   %s%s%s\n   %s\n", ++i, h.kind.c_str(),
+                    h.title.c_str(), h.dateUnix ? "  " : "", dayOf(h.dateUnix).c_str(), h.score,
+                    static_cast<long long>(h.documentId), h.path.c_str(), h.locator.empty() ? "" : " : ",
+                    h.locator.c_str(), snippet.c_str());
+    }
+    if (hits->empty()) std::printf("no matches\n");
+    return 0;
+}
+
+struct CatalogOptions {
+    std::string catalog, collection, action;
+    int64_t documentId = 0;
+    int limit = 50;
+    bool json = false;
+};
+
+int runCatalog(const CatalogOptions& o) {
+    msa::Result<msa::catalog::Catalog> cat = msa::catalog::Catalog::open(o.catalog, {.readOnly = true, .create = false});
+    if (!cat) return reportFailure("catalog", cat.status(), o.json);
+    const std::optional<std::string> coll = o.collection.empty() ? std::nullopt : std::optional<std::string>(o.collection);
+    if (o.action == "stats") {
+        auto st = cat->stats();
+        if (!st) return reportFailure("catalog", st.status(), o.json);
+        nlohmann::json kinds = nlohmann::json::object();
+        for (const auto& [k, n] : st->documentsByKind) kinds[k] = n;
+        nlohmann::json j = {{"ok", true}, {"schema_version", st->schemaVersion}, {"collections", st->nCollections},
+                            {"source_files", st->nSourceFiles}, {"imported", st->nImported},
+                            {"skipped", st->nSkipped}, {"failed", st->nFailed}, {"deleted", st->nDeleted},
+                            {"documents", st->nDocuments}, {"memory_documents", st->nMemoryDocuments},
+                            {"text_bytes", st->nTextBytes}, {"token_estimate", st->nTokenEstimate},
+                            {"import_runs", st->nImportRuns}, {"documents_by_kind", kinds},
+                            {"file_bytes", st->fileBytes}};
+        if (o.json) {
+            std::cout << jsonText(j) << std::endl;
+        } else {
+            std::printf("catalog %s (schema %d, %s on disk)\n", o.catalog.c_str(), st->schemaVersion,
+                        humanBytes(static_cast<double>(st->fileBytes)).c_str());
+            std::printf("  collections %lld, import runs %lld\n", static_cast<long long>(st->nCollections),
+                        static_cast<long long>(st->nImportRuns));
+            std::printf("  files %lld: imported %lld, skipped %lld, failed %lld, deleted %lld\n",
+                        static_cast<long long>(st->nSourceFiles), static_cast<long long>(st->nImported),
+                        static_cast<long long>(st->nSkipped), static_cast<long long>(st->nFailed),
+                        static_cast<long long>(st->nDeleted));
+            std::printf("  documents %lld (%s of text), memory documents %lld (~%lld tokens)\n",
+                        static_cast<long long>(st->nDocuments), humanBytes(static_cast<double>(st->nTextBytes)).c_str(),
+                        static_cast<long long>(st->nMemoryDocuments), static_cast<long long>(st->nTokenEstimate));
+            for (const auto& [k, n] : st->documentsByKind) std::printf("    %-10s %lld\n", k.c_str(), static_cast<long long>(n));
+        }
+        return 0;
+    }
+    if (o.action == "collections") {
+        auto cs = cat->collections();
+        if (!cs) return reportFailure("catalog", cs.status(), o.json);
+        nlohmann::json arr = nlohmann::json::array();
+        for (const auto& c : *cs) {
+            arr.push_back({{"id", c.id}, {"name", c.name}, {"roots", c.roots}, {"files", c.nFiles},
+                           {"documents", c.nDocuments}});
+            if (!o.json)
+                std::printf("%-20s %6lld files %7lld documents  %s\n", c.name.c_str(), static_cast<long long>(c.nFiles),
+                            static_cast<long long>(c.nDocuments), nlohmann::json(c.roots).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+        }
+        if (o.json) std::cout << jsonText({{"ok", true}, {"collections", arr}}) << std::endl;
+        return 0;
+    }
+    if (o.action == "docs") {
+        auto ds = cat->listDocuments(coll, o.limit, 0);
+        if (!ds) return reportFailure("catalog", ds.status(), o.json);
+        nlohmann::json arr = nlohmann::json::array();
+        for (const auto& d : *ds) {
+            arr.push_back({{"id", d.id}, {"kind", d.kind}, {"title", d.title}, {"date", dayOf(d.dateUnix)},
+                           {"memory_documents", d.segments.size()}});
+            if (!o.json)
+                std::printf("%6lld  %-9s %-10s %3zu seg  %s\n", static_cast<long long>(d.id), d.kind.c_str(),
+                            dayOf(d.dateUnix).c_str(), d.segments.size(), d.title.c_str());
+        }
+        if (o.json) std::cout << jsonText({{"ok", true}, {"documents", arr}}) << std::endl;
+        return 0;
+    }
+    if (o.action == "show") {
+        auto d = cat->document(o.documentId);
+        if (!d) return reportFailure("catalog", d.status(), o.json);
+        nlohmann::json segs = nlohmann::json::array();
+        for (const auto& s : d->segments)
+            segs.push_back({{"id", s.id}, {"index", s.segmentIndex}, {"kind", s.segmentKind},
+                            {"span", {s.spanStart, s.spanEnd}}, {"label", s.label},
+                            {"token_estimate", s.tokenEstimate}});
+        nlohmann::json sources = nlohmann::json::array();
+        for (const auto& [p, l] : d->sources) sources.push_back({{"path", p}, {"locator", l}});
+        if (o.json) {
+            std::cout << jsonText({{"ok", true}, {"id", d->id}, {"kind", d->kind}, {"title", d->title},
+                                   {"author", d->author}, {"participants", d->participants},
+                                   {"date", dayOf(d->dateUnix)}, {"content_hash", d->contentHash},
+                                   {"metadata", nlohmann::json::parse(d->metadataJson, nullptr, false)},
+                                   {"sources", sources}, {"memory_documents", segs}, {"text", d->text}})
+                      << std::endl;
+        } else {
+            std::printf("document %lld [%s] %s\n", static_cast<long long>(d->id), d->kind.c_str(), d->title.c_str());
+            if (!d->author.empty()) std::printf("  author: %s\n", d->author.c_str());
+            if (d->dateUnix) std::printf("  date: %s\n", dayOf(d->dateUnix).c_str());
+            for (const auto& [p, l] : d->sources) std::printf("  source: %s%s%s\n", p.c_str(), l.empty() ? "" : " : ", l.c_str());
+            for (const auto& s : d->segments)
+                std::printf("  memory document %lld: #%d %s bytes [%lld, %lld) ~%lld tokens %s\n",
+                            static_cast<long long>(s.id), s.segmentIndex, s.segmentKind.c_str(),
+                            static_cast<long long>(s.spanStart), static_cast<long long>(s.spanEnd),
+                            static_cast<long long>(s.tokenEstimate), s.label.c_str());
+            std::printf("\n%s\n", d->text.c_str());
+        }
+        return 0;
+    }
+    return reportFailure("catalog", msa::invalidArgument("unknown action '" + o.action +
+                                                         "' (stats, collections, docs, show)"), o.json);
+}
+
 }  // namespace
+
 
 int main(int argc, char** argv) {
     CLI::App app{"MSA Workbench command line: import personal archives, build Memory Sparse Attention "
@@ -100,6 +411,42 @@ int main(int argc, char** argv) {
     doctor->add_flag("--require-model", requireModel, "Fail (exit 3/5) when the demo model is absent or invalid");
     doctor->add_flag("--require-gpu", requireGpu, "Fail (exit 9) when no CUDA device is usable");
 
+    // ---- import / search / catalog -------------------------------------------------------------
+    ImportOptions importOpts;
+    CLI::App* importCmd = app.add_subcommand(
+        "import", "Import files and folders into a catalog collection (incremental; Ctrl-C cancels, rerun resumes)");
+    importCmd->add_option("--catalog", importOpts.catalog, "Catalog database file (created when missing)")->required();
+    importCmd->add_option("--collection", importOpts.collection, "Collection name")->capture_default_str();
+    importCmd->add_option("--report", importOpts.reportFile, "Also write the JSON report to FILE");
+    importCmd->add_option("--threads", importOpts.threads, "Extraction threads")->capture_default_str()->check(CLI::Range(1, 64));
+    importCmd->add_option("--max-file-mb", importOpts.maxFileMb, "Skip files larger than this (MiB)")->capture_default_str()->check(CLI::PositiveNumber);
+    importCmd->add_option("--token-budget", importOpts.tokenBudget, "Memory document size bound (tokens)")->capture_default_str()->check(CLI::Range(64, 1 << 20));
+    importCmd->add_flag("--json", importOpts.json, "Print the report as JSON");
+    importCmd->add_flag("--quiet,-q", importOpts.quiet, "No progress line");
+    importCmd->add_option("PATH", importOpts.paths, "Files or folders")->required();
+
+    SearchOptions searchOpts;
+    CLI::App* searchCmd = app.add_subcommand("search", "Full-text search (FTS5 query syntax, BM25 ranking) in a catalog");
+    searchCmd->add_option("--catalog", searchOpts.catalog, "Catalog database file")->required();
+    searchCmd->add_option("--collection", searchOpts.collection, "Restrict to a collection");
+    searchCmd->add_option("--type", searchOpts.type, "Document kind: text, markdown, html, pdf, docx, email, chat, code");
+    searchCmd->add_option("--from", searchOpts.from, "Documents dated on or after DATE (YYYY-MM-DD)");
+    searchCmd->add_option("--to", searchOpts.to, "Documents dated on or before DATE (YYYY-MM-DD)");
+    searchCmd->add_option("--participant", searchOpts.participant, "Author or participant containing TEXT");
+    searchCmd->add_option("--limit", searchOpts.limit, "Maximum hits")->capture_default_str()->check(CLI::Range(1, 10000));
+    searchCmd->add_flag("--json", searchOpts.json, "Print hits as JSON");
+    searchCmd->add_option("QUERY", searchOpts.query, "FTS5 query, e.g. 'darcy AND pemberley', '\"exact phrase\"', 'pref*'")->required();
+
+    CatalogOptions catalogOpts;
+    CLI::App* catalogCmd = app.add_subcommand("catalog", "Inspect a catalog: stats, collections, docs, show ID");
+    catalogCmd->add_option("--catalog", catalogOpts.catalog, "Catalog database file")->required();
+    catalogCmd->add_option("--collection", catalogOpts.collection, "Restrict 'docs' to a collection");
+    catalogCmd->add_option("--limit", catalogOpts.limit, "Documents listed by 'docs'")->capture_default_str();
+    catalogCmd->add_flag("--json", catalogOpts.json, "Print JSON");
+    catalogCmd->add_option("ACTION", catalogOpts.action, "stats | collections | docs | show")->required()
+        ->check(CLI::IsMember({"stats", "collections", "docs", "show"}));
+    catalogCmd->add_option("ID", catalogOpts.documentId, "Document id for 'show'");
+
     // ---- subcommands that later issues fill ---------------------------------------------------
     const std::vector<PlannedCommand> planned = {
         {"info", "Print a model's architecture, sizes, dtypes, fingerprint and routing mode", "the model runtime",
@@ -108,10 +455,6 @@ int main(int argc, char** argv) {
          {{"--model", "Model file or folder"}}, "TEXT"},
         {"generate", "Stream a model's continuation of PROMPT", "the model runtime",
          {{"--model", "Model file or folder"}, {"--max-tokens", "Tokens to generate"}}, "PROMPT"},
-        {"import", "Import files and folders into a catalog collection", "the catalog",
-         {{"--catalog", "Catalog database file"}, {"--collection", "Collection name"}}, "PATH"},
-        {"search", "Full-text search (FTS5, BM25) in a catalog", "the catalog",
-         {{"--catalog", "Catalog database file"}, {"--collection", "Restrict to a collection"}}, "QUERY"},
         {"build", "Build or update a memory bank from a collection with a model", "the MSA memory engine",
          {{"--catalog", "Catalog database file"}, {"--collection", "Collection name"}, {"--model", "Model"},
           {"--bank", "Memory bank path"}, {"--device", "cpu|cuda|cuda:N|cuda:all"}}, nullptr},
@@ -170,6 +513,9 @@ int main(int argc, char** argv) {
 
     try {
         if (doctor->parsed()) return runDoctor(doctorFlags.json, requireModel, requireGpu);
+        if (importCmd->parsed()) return runImport(importOpts);
+        if (searchCmd->parsed()) return runSearch(searchOpts);
+        if (catalogCmd->parsed()) return runCatalog(catalogOpts);
         for (size_t i = 0; i < planned.size(); ++i) {
             if (!plannedApps[i]->parsed()) continue;
             return reportFailure(planned[i].name,
