@@ -49,8 +49,8 @@ fs::path findDemoModel() {
 std::vector<fs::path> demoArchiveCandidates() {
     std::vector<fs::path> out;
     if (const char* a = env("MSA_DEMO_ARCHIVE")) return {fs::path(a)};
-    if (!sourceDir().empty()) out.push_back(fs::path(sourceDir()) / "resources" / "demo");
-    out.push_back(fs::path(installDataDir()) / "demo");
+    if (!sourceDir().empty()) out.push_back(fs::path(sourceDir()) / "resources" / "demo" / "archive");
+    out.push_back(fs::path(installDataDir()) / "demo" / "archive");
     return out;
 }
 
@@ -60,4 +60,11 @@ fs::path findDemoArchive() {
     return {};
 }
 
+}  // namespace msa
+
+namespace msa {
+fs::path demoQuestionsFile(const fs::path& archive) {
+    if (archive.empty()) return {};
+    return archive.parent_path() / "questions.json";
+}
 }  // namespace msa

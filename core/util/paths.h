@@ -2,7 +2,10 @@
 // the tests. Search order (first hit wins):
 //   demo model:   $MSA_DEMO_MODEL (a file) → $MSA_CACHE_DIR/models/ → <source tree>/.cache/models/
 //                 → $XDG_CACHE_HOME (or ~/.cache)/msa-workbench/models/
-//   demo archive: $MSA_DEMO_ARCHIVE (a folder) → <source tree>/resources/demo → <datadir>/msa-workbench/demo
+//   demo archive: $MSA_DEMO_ARCHIVE (a folder) → <source tree>/resources/demo/archive
+//                 → <datadir>/msa-workbench/demo/archive
+// The archive folder holds only the fictional person's files; the evaluation questions (with their
+// answers) lie beside it, never inside, so importing the archive cannot leak answers into memory.
 // When $MSA_DEMO_MODEL / $MSA_DEMO_ARCHIVE is set it is the only candidate (an explicit choice is
 // never silently replaced by another copy). Thread-safe (reads the environment only).
 #pragma once
@@ -23,6 +26,8 @@ std::filesystem::path findDemoModel();
 
 std::vector<std::filesystem::path> demoArchiveCandidates();
 std::filesystem::path findDemoArchive();
+// questions.json beside an archive folder (<archive>/../questions.json); empty for an empty path.
+std::filesystem::path demoQuestionsFile(const std::filesystem::path& archive);
 
 // The per-user cache folder: $MSA_CACHE_DIR, else $XDG_CACHE_HOME/msa-workbench, else ~/.cache/msa-workbench.
 std::filesystem::path userCacheDir();

@@ -59,13 +59,14 @@ class TestMainWindow : public QObject {
     Q_OBJECT
 private slots:
     void initTestCase() {
-        // Hermetic demo archive: one questions.json with a suggested question.
+        // Hermetic demo archive: an archive folder with questions.json beside it (not inside).
         QVERIFY(m_archive.isValid());
+        QVERIFY(QDir(m_archive.path()).mkpath("archive"));
         QFile q(m_archive.filePath("questions.json"));
         QVERIFY(q.open(QIODevice::WriteOnly));
         q.write(R"([{"id":"q1","question":"Which town?"},{"id":"q2","question":"Who repaired the boat?","suggested":true}])");
         q.close();
-        ::setenv("MSA_DEMO_ARCHIVE", qPrintable(m_archive.path()), 1);
+        ::setenv("MSA_DEMO_ARCHIVE", qPrintable(m_archive.filePath("archive")), 1);
     }
 
     void everyTabExists() {

@@ -1,5 +1,7 @@
 #include "ui/views/chat_view.h"
 
+#include "core/util/paths.h"
+
 #include <QFile>
 #include <QHBoxLayout>
 #include <QJsonArray>
@@ -12,10 +14,10 @@
 
 namespace msa::ui {
 namespace {
-// The demo archive's questions.json marks one multi-hop question as suggested for the first run.
+// The demo questions (beside the archive folder, not in it) mark one multi-hop question as suggested.
 QString readSuggestedQuestion(const std::filesystem::path& archive) {
     if (archive.empty()) return {};
-    QFile f(QString::fromStdString((archive / "questions.json").string()));
+    QFile f(QString::fromStdString(demoQuestionsFile(archive).string()));
     if (!f.open(QIODevice::ReadOnly)) return {};
     const QJsonDocument doc = QJsonDocument::fromJson(f.readAll());
     for (const QJsonValue& v : doc.array()) {
