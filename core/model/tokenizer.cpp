@@ -738,9 +738,10 @@ Status addMerge(Tokenizer::Impl& impl, const std::string& left, const std::strin
 }
 
 Result<SplitStep> makeSplit(const std::string& pattern, bool literal, SplitBehavior behavior, bool invert,
-                            std::string name) {
-    MSA_ASSIGN_OR_RETURN(std::shared_ptr<Regex> re,
-                         Regex::compile(literal ? pattern : adaptPatternForPcre2(pattern), literal));
+                            std::string name, std::string_view source) {
+    Result<std::shared_ptr<Regex>> compiled = Regex::compile(literal ? pattern : adaptPatternForPcre2(pattern), literal);
+    if (!compiled) return compiled.status().withContext(source);
+    std::shared_ptr<Regex> re = std::move(compiled).value();
     SplitStep s;
     s.regex = std::move(re);
     s.behavior = behavior;
@@ -794,7 +795,7 @@ Status parsePreTokenizer(Tokenizer::Impl& impl, const json& p, std::string_view 
         }
         MSA_ASSIGN_OR_RETURN(SplitBehavior b, parseBehavior(p.value("behavior", "Isolated"), source));
         MSA_ASSIGN_OR_RETURN(SplitStep s, makeSplit(pattern, literal, b, p.value("invert", false),
-                                                    "Split(" + p.value("behavior", "Isolated") + ")"));
+                                                    "Split(" + p.value("behavior", "Isolated") + ")", source));
         impl.steps.push_back(std::move(s));
         return {};
     }
@@ -803,7 +804,7 @@ Status parsePreTokenizer(Tokenizer::Impl& impl, const json& p, std::string_view 
         const bool useRegex = p.value("use_regex", true);
         if (useRegex) {
             MSA_ASSIGN_OR_RETURN(SplitStep s, makeSplit(kGpt2Pattern, false, SplitBehavior::Isolated, false,
-                                                        "ByteLevel(gpt2 regex)"));
+                                                        "ByteLevel(gpt2 regex)", source));
             s.prefixSpace = prefix;
             impl.steps.push_back(std::move(s));
         } else if (prefix) {
@@ -819,7 +820,7 @@ Status parsePreTokenizer(Tokenizer::Impl& impl, const json& p, std::string_view 
         const bool individual = p.value("individual_digits", false);
         MSA_ASSIGN_OR_RETURN(SplitStep s, makeSplit(individual ? "\\p{N}" : "\\p{N}+", false,
                                                     SplitBehavior::Isolated, false,
-                                                    individual ? "Digits(individual)" : "Digits"));
+                                                    individual ? "Digits(individual)" : "Digits", source));
         impl.steps.push_back(std::move(s));
         return {};
     }
@@ -992,19 +993,19 @@ Result<Tokenizer> Tokenizer::fromSpec(const TokenizerSpec& spec, std::string_vie
     const std::string& pre = spec.preTokenizer;
     if (pre == "qwen2" || pre == "qwen3" || pre == "deepseek-r1-qwen") {
         impl->normalizers.push_back(NormForm::Nfc);
-        MSA_ASSIGN_OR_RETURN(SplitStep s, makeSplit(kQwen2Pattern, false, SplitBehavior::Isolated, false, "Split(qwen2)"));
+        MSA_ASSIGN_OR_RETURN(SplitStep s, makeSplit(kQwen2Pattern, false, SplitBehavior::Isolated, false, "Split(qwen2)", src));
         impl->steps.push_back(std::move(s));
     } else if (pre == "llama-bpe" || pre == "llama3") {
         impl->ignoreMerges = true;   // Llama-3's tokenizer.json sets ignore_merges
-        MSA_ASSIGN_OR_RETURN(SplitStep s, makeSplit(kLlama3Pattern, false, SplitBehavior::Isolated, false, "Split(llama3)"));
+        MSA_ASSIGN_OR_RETURN(SplitStep s, makeSplit(kLlama3Pattern, false, SplitBehavior::Isolated, false, "Split(llama3)", src));
         impl->steps.push_back(std::move(s));
     } else if (pre == "smollm") {
-        MSA_ASSIGN_OR_RETURN(SplitStep d, makeSplit("\\p{N}", false, SplitBehavior::Isolated, false, "Digits(individual)"));
+        MSA_ASSIGN_OR_RETURN(SplitStep d, makeSplit("\\p{N}", false, SplitBehavior::Isolated, false, "Digits(individual)", src));
         impl->steps.push_back(std::move(d));
-        MSA_ASSIGN_OR_RETURN(SplitStep s, makeSplit(kGpt2Pattern, false, SplitBehavior::Isolated, false, "ByteLevel(gpt2 regex)"));
+        MSA_ASSIGN_OR_RETURN(SplitStep s, makeSplit(kGpt2Pattern, false, SplitBehavior::Isolated, false, "ByteLevel(gpt2 regex)", src));
         impl->steps.push_back(std::move(s));
     } else if (pre == "gpt-2" || pre == "gpt2" || pre == "default" || pre.empty()) {
-        MSA_ASSIGN_OR_RETURN(SplitStep s, makeSplit(kGpt2Pattern, false, SplitBehavior::Isolated, false, "ByteLevel(gpt2 regex)"));
+        MSA_ASSIGN_OR_RETURN(SplitStep s, makeSplit(kGpt2Pattern, false, SplitBehavior::Isolated, false, "ByteLevel(gpt2 regex)", src));
         impl->steps.push_back(std::move(s));
     } else {
         return unsupported(src + ": pre-tokenizer '" + pre + "' is not known (known: qwen2, llama-bpe, smollm, gpt-2)");
