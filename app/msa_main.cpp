@@ -9,6 +9,7 @@
 #include "app/backend_setup.h"
 #include "core/jobs/doctor.h"
 #include "core/model/model_files.h"
+#include "core/model/tokenizer.h"
 #include "core/util/build_info.h"
 #include "core/util/log.h"
 #include "core/util/status.h"
@@ -18,6 +19,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <string>
@@ -128,6 +130,60 @@ int runInfo(const std::string& modelPath, bool json) {
     return 0;
 }
 
+struct TokenizeArgs {
+    std::string tokenizerPath;
+    std::string modelPath;
+    std::string text;
+    bool noSpecial = false;
+    bool addBos = false;
+    bool json = false;
+};
+
+// `msa tokenize`: ids of TEXT under a tokenizer.json (directly, or <folder>/tokenizer.json of a
+// Hugging Face model folder). GGUF models need the GGUF reader, which arrives with the model runtime.
+int runTokenize(const TokenizeArgs& a) {
+    namespace fs = std::filesystem;
+    std::string path = a.tokenizerPath;
+    if (path.empty()) {
+        if (a.modelPath.empty())
+            return reportFailure("tokenize", msa::invalidArgument("give --tokenizer FILE or --model PATH"), a.json);
+        std::error_code ec;
+        if (fs::is_directory(a.modelPath, ec)) {
+            path = (fs::path(a.modelPath) / "tokenizer.json").string();
+        } else if (fs::path(a.modelPath).extension() == ".gguf") {
+            return reportFailure("tokenize",
+                                 msa::unimplemented("tokenizing with a GGUF model ('" + a.modelPath +
+                                                    "') needs the GGUF reader, which is not in this build yet"),
+                                 a.json);
+        } else {
+            path = a.modelPath;   // a tokenizer.json given as --model
+        }
+    }
+    msa::Result<msa::model::Tokenizer> tok = msa::model::Tokenizer::fromJsonFile(path);
+    if (!tok) return reportFailure("tokenize", tok.status().withContext("loading tokenizer"), a.json);
+    msa::model::EncodeOptions opts;
+    opts.matchSpecial = !a.noSpecial;
+    opts.addBos = a.addBos;
+    const std::vector<msa::model::TokenId> ids = tok->encode(a.text, opts);
+    if (a.json) {
+        nlohmann::json tokens = nlohmann::json::array();
+        nlohmann::json pieces = nlohmann::json::array();
+        for (msa::model::TokenId id : ids) {
+            tokens.push_back(tok->tokenText(id));
+            // Raw bytes may be a partial UTF-8 character: shown with U+FFFD, as HF's decode would.
+            pieces.push_back(msa::model::sanitizeUtf8(tok->tokenBytes(id)));
+        }
+        nlohmann::json j = {{"ok", true}, {"tokenizer", path}, {"n_tokens", ids.size()},
+                            {"ids", ids}, {"tokens", tokens}, {"pieces", pieces}};
+        std::cout << j.dump(2) << std::endl;
+    } else {
+        std::string line;
+        for (size_t i = 0; i < ids.size(); ++i) line += (i ? " " : "") + std::to_string(ids[i]);
+        std::cout << line << std::endl;
+    }
+    return 0;
+}
+
 // A subcommand whose implementation arrives with a later issue: it is listed so that `msa --help`
 // shows the whole surface, accepts its documented options, and fails with a specific code.
 struct PlannedCommand {
@@ -167,10 +223,19 @@ int main(int argc, char** argv) {
     info->add_flag("--json", infoFlags.json, "Print the description as one JSON object");
     info->add_option("--model", infoModel, "Model file (GGUF) or Hugging Face folder")->required();
 
+    // ---- tokenize ------------------------------------------------------------------------------
+    TokenizeArgs tokArgs;
+    CLI::App* tokenize = app.add_subcommand("tokenize", "Print the token ids of TEXT under a model's tokenizer");
+    tokenize->add_option("--tokenizer", tokArgs.tokenizerPath, "A Hugging Face tokenizer.json");
+    tokenize->add_option("--model", tokArgs.modelPath,
+                         "Model folder (uses its tokenizer.json); GGUF files are not supported yet");
+    tokenize->add_flag("--no-special", tokArgs.noSpecial, "Treat special tokens in TEXT as plain text");
+    tokenize->add_flag("--bos", tokArgs.addBos, "Prepend the BOS token when the model has one");
+    tokenize->add_flag("--json", tokArgs.json, "Print ids, vocabulary strings and decoded pieces as JSON");
+    tokenize->add_option("TEXT", tokArgs.text, "Text to tokenize")->required();
+
     // ---- subcommands that later issues fill ---------------------------------------------------
     const std::vector<PlannedCommand> planned = {
-        {"tokenize", "Print the token ids of TEXT under a model's tokenizer", "the model runtime",
-         {{"--model", "Model file or folder"}}, "TEXT"},
         {"generate", "Stream a model's continuation of PROMPT", "the model runtime",
          {{"--model", "Model file or folder"}, {"--max-tokens", "Tokens to generate"}}, "PROMPT"},
         {"import", "Import files and folders into a catalog collection", "the catalog",
@@ -236,6 +301,7 @@ int main(int argc, char** argv) {
     try {
         if (doctor->parsed()) return runDoctor(doctorFlags.json, requireModel, requireGpu);
         if (info->parsed()) return runInfo(infoModel, infoFlags.json);
+        if (tokenize->parsed()) return runTokenize(tokArgs);
         for (size_t i = 0; i < planned.size(); ++i) {
             if (!plannedApps[i]->parsed()) continue;
             return reportFailure(planned[i].name,
