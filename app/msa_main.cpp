@@ -7,6 +7,7 @@
 // "msa <command>: <code>: <message>", and with --json also an {"ok": false, "error": {...}} object on
 // stdout so that scripts never parse text.
 #include "app/backend_setup.h"
+#include "app/commands.h"
 #include "core/jobs/doctor.h"
 #include "core/model/model_files.h"
 #include "core/model/tokenizer.h"
@@ -234,10 +235,23 @@ int main(int argc, char** argv) {
     tokenize->add_flag("--json", tokArgs.json, "Print ids, vocabulary strings and decoded pieces as JSON");
     tokenize->add_option("TEXT", tokArgs.text, "Text to tokenize")->required();
 
+    // ---- generate ------------------------------------------------------------------------------
+    msa::app::GenerateArgs gen;
+    CLI::App* generate = app.add_subcommand("generate", "Stream a model's continuation of PROMPT (or its chat answer with --chat)");
+    generate->add_option("--model", gen.modelPath, "Model file (GGUF) or Hugging Face folder")->required();
+    generate->add_flag("--chat", gen.chat, "Wrap PROMPT as a user turn in the model's chat template");
+    generate->add_option("--max-tokens,-n", gen.maxTokens, "Tokens to generate")->capture_default_str();
+    generate->add_option("--temperature,-t", gen.temperature, "0 = greedy (deterministic)")->capture_default_str();
+    generate->add_option("--top-k", gen.topK, "Sample among the k most likely tokens (0 = all)")->capture_default_str();
+    generate->add_option("--top-p", gen.topP, "Nucleus sampling mass")->capture_default_str();
+    generate->add_option("--repeat-penalty", gen.repeatPenalty, "Repetition penalty (1 = off)")->capture_default_str();
+    generate->add_option("--seed", gen.seed, "Random seed for sampling")->capture_default_str();
+    generate->add_option("--threads", gen.threads, "CPU threads (0 = all cores)")->capture_default_str();
+    generate->add_flag("--json", gen.json, "Print the result and timings as one JSON object");
+    generate->add_option("PROMPT", gen.prompt, "Prompt text")->required();
+
     // ---- subcommands that later issues fill ---------------------------------------------------
     const std::vector<PlannedCommand> planned = {
-        {"generate", "Stream a model's continuation of PROMPT", "the model runtime",
-         {{"--model", "Model file or folder"}, {"--max-tokens", "Tokens to generate"}}, "PROMPT"},
         {"import", "Import files and folders into a catalog collection", "the catalog",
          {{"--catalog", "Catalog database file"}, {"--collection", "Collection name"}}, "PATH"},
         {"search", "Full-text search (FTS5, BM25) in a catalog", "the catalog",
@@ -302,6 +316,7 @@ int main(int argc, char** argv) {
         if (doctor->parsed()) return runDoctor(doctorFlags.json, requireModel, requireGpu);
         if (info->parsed()) return runInfo(infoModel, infoFlags.json);
         if (tokenize->parsed()) return runTokenize(tokArgs);
+        if (generate->parsed()) return msa::app::runGenerate(gen);
         for (size_t i = 0; i < planned.size(); ++i) {
             if (!plannedApps[i]->parsed()) continue;
             return reportFailure(planned[i].name,

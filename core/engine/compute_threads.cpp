@@ -7,6 +7,8 @@ namespace {
 // Spin this many iterations for new work before sleeping: long enough to cover the gap between two
 // layers' regions (microseconds), short enough not to burn a core while the user reads.
 constexpr int kSpinIterations = 20000;
+// After this many pause instructions a waiting thread yields its core instead of burning it.
+constexpr int kYieldAfter = 2000;
 
 inline void cpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -55,7 +57,11 @@ void ComputeThreads::parallelFor(size_t n, const RangeFn& fn, size_t grain) {
     }
     m_wake.notify_all();
     runPart(fn, n, nParts, 0);
-    while (m_pending.load(std::memory_order_acquire) != 0) cpuRelax();
+    // Spin, then yield: when the machine is oversubscribed a descheduled worker needs our core.
+    for (int spin = 0; m_pending.load(std::memory_order_acquire) != 0; ++spin) {
+        if (spin < kYieldAfter) cpuRelax();
+        else std::this_thread::yield();
+    }
     m_fn = nullptr;
 }
 
@@ -64,7 +70,8 @@ void ComputeThreads::workerLoop(size_t index) {
     for (;;) {
         uint64_t gen = m_generation.load(std::memory_order_acquire);
         for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
-            cpuRelax();
+            if (spin < kYieldAfter) cpuRelax();
+            else std::this_thread::yield();
             gen = m_generation.load(std::memory_order_acquire);
         }
         if (gen == seen) {
