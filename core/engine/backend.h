@@ -50,7 +50,7 @@ struct ForwardOptions {
     bool allLogits = false;          // logits for every token (else only the last one)
     bool computeLogits = true;       // false: skip the final norm and lm_head (encoding)
     int stopAfterLayer = -1;         // >= 0: stop once this layer's K/V are computed (skip the rest)
-    LayerHook layerHook;             // called on the session's thread after each layer's K/V exist
+    LayerHook layerHook = {};        // called on the session's thread after each layer's K/V exist
     const CancelToken* cancel = nullptr;
 };
 

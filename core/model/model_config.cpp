@@ -200,7 +200,15 @@ Result<ModelConfig> configFromHfJson(const json& j, const std::string& src) {
     const int64_t defaultCtx = c.arch == Architecture::Llama ? 2048 : 32768;
     MSA_ASSIGN_OR_RETURN(const int ctx, intField(j, "max_position_embeddings", src, defaultCtx));
     c.contextLength = ctx;
-    MSA_ASSIGN_OR_RETURN(c.ropeTheta, numberField(j, "rope_theta", src, 10000.0));
+    // transformers >= 5 writes RoPE settings as rope_parameters {rope_theta, rope_type}; older files
+    // have top-level rope_theta / rope_scaling. Both are read; a non-default rope_type is refused.
+    const double defaultTheta = 10000.0;
+    MSA_ASSIGN_OR_RETURN(c.ropeTheta, numberField(j, "rope_theta", src, defaultTheta));
+    if (auto rp = j.find("rope_parameters"); rp != j.end() && rp->is_object()) {
+        MSA_ASSIGN_OR_RETURN(c.ropeTheta, numberField(*rp, "rope_theta", src + " rope_parameters", c.ropeTheta));
+        if (auto type = rp->find("rope_type"); type != rp->end() && !(type->is_string() && *type == "default"))
+            return unsupported(src + ": rope_parameters.rope_type " + type->dump() + " is not supported");
+    }
     MSA_ASSIGN_OR_RETURN(const double eps, numberField(j, "rms_norm_eps", src, 1e-6));
     c.rmsNormEps = static_cast<float>(eps);
     MSA_ASSIGN_OR_RETURN(c.tieWordEmbeddings, boolField(j, "tie_word_embeddings", src, false));
