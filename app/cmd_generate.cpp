@@ -3,6 +3,7 @@
 // generated so far is kept and the timing line is still printed.
 #include "app/commands.h"
 
+#include "core/jobs/bench.h"
 #include "core/jobs/model_runtime.h"
 #include "core/util/status.h"
 
@@ -88,6 +89,31 @@ int runGenerate(const GenerateArgs& a) {
                      r.nPromptTokens, prefillRate, r.tokens.size(), decodeRate, r.stopReason.c_str());
     }
     return r.stopReason == "cancelled" ? exitCodeFor(ErrorCode::Cancelled) : 0;
+}
+
+}  // namespace msa::app
+
+namespace msa::app {
+
+int runBench(const BenchArgs& a) {
+    if (a.what != "cpu")
+        return fail("bench", unimplemented("'msa bench " + a.what + "' is not available yet (cpu is)"), a.json);
+    jobs::CpuBenchOptions o;
+    o.model = a.modelPath;
+    o.nThreads = static_cast<size_t>(std::max(0, a.threads));
+    o.promptTokens = static_cast<size_t>(std::max(1, a.promptTokens));
+    o.decodeTokens = static_cast<size_t>(std::max(1, a.decodeTokens));
+    o.repeats = static_cast<size_t>(std::max(1, a.repeats));
+    auto r = jobs::runCpuBench(o);
+    if (!r) return fail("bench", r.status(), a.json);
+    if (a.json) {
+        nlohmann::json j = jobs::toJson(*r);
+        j["ok"] = true;
+        std::cout << j.dump(2) << std::endl;
+    } else {
+        std::cout << jobs::toText(*r);
+    }
+    return 0;
 }
 
 }  // namespace msa::app

@@ -250,6 +250,17 @@ int main(int argc, char** argv) {
     generate->add_flag("--json", gen.json, "Print the result and timings as one JSON object");
     generate->add_option("PROMPT", gen.prompt, "Prompt text")->required();
 
+    // ---- bench ---------------------------------------------------------------------------------
+    msa::app::BenchArgs bench;
+    CLI::App* benchCmd = app.add_subcommand("bench", "Measure throughput beside the physical limit of this machine");
+    benchCmd->add_option("WHAT", bench.what, "What to measure: cpu")->required();
+    benchCmd->add_option("--model", bench.modelPath, "Model file (GGUF) or Hugging Face folder")->required();
+    benchCmd->add_option("--threads", bench.threads, "CPU threads (0 = all cores)")->capture_default_str();
+    benchCmd->add_option("--prompt-tokens", bench.promptTokens, "Prefill length")->capture_default_str();
+    benchCmd->add_option("--decode-tokens", bench.decodeTokens, "Decoded tokens per run")->capture_default_str();
+    benchCmd->add_option("--repeats", bench.repeats, "Runs (the median is reported)")->capture_default_str();
+    benchCmd->add_flag("--json", bench.json, "Print the figures as one JSON object");
+
     // ---- subcommands that later issues fill ---------------------------------------------------
     const std::vector<PlannedCommand> planned = {
         {"import", "Import files and folders into a catalog collection", "the catalog",
@@ -267,8 +278,6 @@ int main(int argc, char** argv) {
          {{"--bank", "Memory bank path"}}, "ACTION"},
         {"eval", "Evaluate routing and answers on MuSiQue / LoCoMo / the demo questions", "the MSA memory engine",
          {{"--bank", "Memory bank path"}, {"--dataset", "Dataset file"}}, nullptr},
-        {"bench", "Measure throughput beside the physical limit and a peer", "the model runtime and CUDA backend",
-         {{"--model", "Model file or folder"}, {"--device", "cpu|cuda"}}, "WHAT"},
     };
     std::vector<CommonFlags> plannedFlags(planned.size());
     std::vector<std::vector<std::string>> plannedValues(planned.size());
@@ -317,6 +326,7 @@ int main(int argc, char** argv) {
         if (info->parsed()) return runInfo(infoModel, infoFlags.json);
         if (tokenize->parsed()) return runTokenize(tokArgs);
         if (generate->parsed()) return msa::app::runGenerate(gen);
+        if (benchCmd->parsed()) return msa::app::runBench(bench);
         for (size_t i = 0; i < planned.size(); ++i) {
             if (!plannedApps[i]->parsed()) continue;
             return reportFailure(planned[i].name,
