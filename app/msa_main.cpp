@@ -10,6 +10,7 @@
 #include "app/commands.h"
 #include "core/jobs/doctor.h"
 #include "core/model/model_files.h"
+#include "core/model/model_tokenizer.h"
 #include "core/model/tokenizer.h"
 #include "core/util/build_info.h"
 #include "core/util/log.h"
@@ -143,24 +144,19 @@ struct TokenizeArgs {
 // `msa tokenize`: ids of TEXT under a tokenizer.json (directly, or <folder>/tokenizer.json of a
 // Hugging Face model folder). GGUF models need the GGUF reader, which arrives with the model runtime.
 int runTokenize(const TokenizeArgs& a) {
-    namespace fs = std::filesystem;
     std::string path = a.tokenizerPath;
+    msa::Result<msa::model::Tokenizer> tok = msa::unimplemented("no tokenizer");
     if (path.empty()) {
         if (a.modelPath.empty())
             return reportFailure("tokenize", msa::invalidArgument("give --tokenizer FILE or --model PATH"), a.json);
-        std::error_code ec;
-        if (fs::is_directory(a.modelPath, ec)) {
-            path = (fs::path(a.modelPath) / "tokenizer.json").string();
-        } else if (fs::path(a.modelPath).extension() == ".gguf") {
-            return reportFailure("tokenize",
-                                 msa::unimplemented("tokenizing with a GGUF model ('" + a.modelPath +
-                                                    "') needs the GGUF reader, which is not in this build yet"),
-                                 a.json);
-        } else {
-            path = a.modelPath;   // a tokenizer.json given as --model
-        }
+        // A model (GGUF file or Hugging Face folder): its own tokenizer, however it is stored.
+        auto files = msa::model::ModelFiles::open(a.modelPath);
+        if (!files) return reportFailure("tokenize", files.status(), a.json);
+        tok = msa::model::loadTokenizer(**files);
+        path = a.modelPath;
+    } else {
+        tok = msa::model::Tokenizer::fromJsonFile(path);
     }
-    msa::Result<msa::model::Tokenizer> tok = msa::model::Tokenizer::fromJsonFile(path);
     if (!tok) return reportFailure("tokenize", tok.status().withContext("loading tokenizer"), a.json);
     msa::model::EncodeOptions opts;
     opts.matchSpecial = !a.noSpecial;
@@ -229,7 +225,7 @@ int main(int argc, char** argv) {
     CLI::App* tokenize = app.add_subcommand("tokenize", "Print the token ids of TEXT under a model's tokenizer");
     tokenize->add_option("--tokenizer", tokArgs.tokenizerPath, "A Hugging Face tokenizer.json");
     tokenize->add_option("--model", tokArgs.modelPath,
-                         "Model folder (uses its tokenizer.json); GGUF files are not supported yet");
+                         "Model file (GGUF) or Hugging Face folder: uses the model's own tokenizer");
     tokenize->add_flag("--no-special", tokArgs.noSpecial, "Treat special tokens in TEXT as plain text");
     tokenize->add_flag("--bos", tokArgs.addBos, "Prepend the BOS token when the model has one");
     tokenize->add_flag("--json", tokArgs.json, "Print ids, vocabulary strings and decoded pieces as JSON");
