@@ -495,31 +495,53 @@ constexpr const char* kQwen2Pattern =
 constexpr const char* kLlama3Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
-// Oniguruma (which HF tokenizers uses) counts U+0085 NEXT LINE as \s (the White_Space property);
-// PCRE2 with UCP does not (\s is \p{Xsp} there). Rewriting the escape keeps the model's own pattern
-// and makes the two engines agree.
+// Oniguruma (the regex engine of HF tokenizers) defines \s as the Unicode White_Space property.
+// PCRE2 10.42 with UCP matches \h and \v for \s, which adds U+180E MONGOLIAN VOWEL SEPARATOR (White_Space
+// only before Unicode 6.3). So the model's own pattern is rewritten, not replaced:
+//   \s  -> [^\S\x{180E}]          \S -> [\S\x{180E}]
+//   [^...\s...] -> (?:[^...\s...]|\x{180E})      [...\s...] -> (?:(?!\x{180E})[...\s...])
+// (exact as long as no other item of such a class matches U+180E, true of every pattern we know).
 std::string adaptPatternForPcre2(const std::string& p) {
     std::string out;
-    out.reserve(p.size() + 16);
-    bool inClass = false;
-    for (size_t i = 0; i < p.size(); ++i) {
+    out.reserve(p.size() + 32);
+    size_t i = 0;
+    while (i < p.size()) {
         const char c = p[i];
         if (c == '\\' && i + 1 < p.size()) {
             const char n = p[i + 1];
-            if (n == 's') {
-                out += inClass ? "\\s\\x{85}" : "[\\s\\x{85}]";
-            } else if (n == 'S') {
-                out += inClass ? "\\S" : "[^\\s\\x{85}]";   // (\S inside a class: no pattern here needs it)
-            } else {
-                out += c;
-                out += n;
-            }
-            ++i;
+            if (n == 's') out += "[^\\S\\x{180E}]";
+            else if (n == 'S') out += "[\\S\\x{180E}]";
+            else out += p.substr(i, 2);
+            i += 2;
             continue;
         }
-        if (c == '[' && !inClass) inClass = true;
-        else if (c == ']' && inClass) inClass = false;
+        if (c == '[') {
+            // Find the end of the class: escapes, a leading ']' and POSIX [:name:] do not close it.
+            size_t j = i + 1;
+            const bool negated = j < p.size() && p[j] == '^';
+            if (negated) ++j;
+            if (j < p.size() && p[j] == ']') ++j;
+            bool hasSpace = false;
+            while (j < p.size() && p[j] != ']') {
+                if (p[j] == '\\' && j + 1 < p.size()) {
+                    if (p[j + 1] == 's') hasSpace = true;
+                    j += 2;
+                } else if (p[j] == '[' && j + 1 < p.size() && p[j + 1] == ':') {
+                    const size_t close = p.find(":]", j + 2);
+                    j = close == std::string::npos ? p.size() : close + 2;
+                } else {
+                    ++j;
+                }
+            }
+            const std::string cls = p.substr(i, std::min(j + 1, p.size()) - i);
+            if (!hasSpace) out += cls;
+            else if (negated) out += "(?:" + cls + "|\\x{180E})";
+            else out += "(?:(?!\\x{180E})" + cls + ")";
+            i = j + 1;
+            continue;
+        }
         out += c;
+        ++i;
     }
     return out;
 }

@@ -38,7 +38,7 @@ import unicodedata
 
 WHITESPACE = [" ", "  ", "\t", "\n", "\r\n", "\r", "\n\n", "\u00a0", "\u2000", "\u2003", "\u2009", "\u200a",
               "\u3000", "\u0085", "\u2028", "\u2029", "\u202f", "\u205f", "\u1680", "\x0b", "\x0c", " \n ",
-              "\t\t", "   ", "\n \n"]
+              "\t\t", "   ", "\n \n", "\u180e", "\u200b"]
 CONTRACTIONS = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'T", "'RE", "'Ve", "'LL", "'D", "’s", "n't"]
 PUNCT = list("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~") + ["...", "--", "—", "–", "«", "»", "“", "”", "„", "¿", "¡",
                                                     "©", "®", "°", "±", "×", "÷", "€", "£", "¥", "§", "¶", "•"]
@@ -147,7 +147,7 @@ FIXED = [
     "I'm sure they'll say it's fine, isn't it? We've DONE it; YOU'LL see.", "e\u0301 vs \u00e9", "\u1100\u1161\u11a8",
     "\u00a0\u00a0x", "a\u0085b\u0085\u0085 c", "   \n\n\t  trailing   ", "3.14159265358979 and 1,000,000",
     "\U0001F468\u200D\U0001F469\u200D\U0001F467 family", "<think>\nreasoning\n</think>\n\nanswer", "\r\n\r\n\r\nx",
-    "ſ's long s", "İstanbul ǅ ǈ", "x" * 5000, "🦙" * 300, " " * 1000 + "end",
+    "ſ's long s", "x\u180e\u180ey \u180e\u180e z\u180e", "İstanbul ǅ ǈ", "x" * 5000, "🦙" * 300, " " * 1000 + "end",
 ]
 
 

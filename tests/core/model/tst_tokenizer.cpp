@@ -19,9 +19,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <thread>
 
 using msa::model::EncodeOptions;
 using msa::model::StreamingDecoder;
@@ -88,6 +90,8 @@ private slots:
     void randomBytesNeverCrash();
     void mergesStringAndArrayForms();
     void loadErrors();
+    void hugeInputs();
+    void concurrentEncode();
     void prideAndPrejudiceParityAndThroughput();
 
 private:
@@ -362,6 +366,49 @@ void TestTokenizer::loadErrors() {
     QVERIFY2(tiny.ok(), tiny.status().toString().c_str());
     QCOMPARE(tiny->encode("abcab"), (std::vector<TokenId>{4, 2}));
     QCOMPARE(tiny->encode("abzc"), (std::vector<TokenId>{4}));
+}
+
+void TestTokenizer::hugeInputs() {
+    // Long runs stress the regex engine (backtracking, JIT stack) and the merge loop; each must come
+    // back in one piece, quickly, and round-trip.
+    const std::string mb(1 << 20, ' ');
+    const std::vector<std::string> inputs = {
+        mb, std::string(1 << 20, 'a'), mb + "x", std::string(1 << 20, '\n'), std::string(1 << 20, '!'),
+        [] { std::string s; for (int i = 0; i < (1 << 18); ++i) s += "\xF0\x9F\xA6\x99"; return s; }(),
+        [] { std::string s; for (int i = 0; i < (1 << 19); ++i) s += (i % 2) ? " \t" : "\r\n"; return s; }(),
+        [] { std::string s; for (int i = 0; i < (1 << 18); ++i) s += "9'sA"; return s; }(),
+    };
+    for (const std::string& in : inputs) {
+        QElapsedTimer t;
+        t.start();
+        const std::vector<TokenId> ids = m_tok->encode(in);
+        const qint64 ms = t.elapsed();
+        QCOMPARE(m_tok->decode(ids), in);
+        qInfo("huge input of %zu bytes starting %02x: %zu tokens in %lld ms", in.size(),
+              static_cast<unsigned>(static_cast<unsigned char>(in[0])), ids.size(), static_cast<long long>(ms));
+    }
+}
+
+void TestTokenizer::concurrentEncode() {
+    // One Tokenizer shared by several threads (the Model is shared read-only): same ids as serially.
+    std::vector<std::string> inputs;
+    std::vector<std::vector<TokenId>> expected;
+    for (const auto& c : m_cases) {
+        inputs.push_back(unhex(c.at("in").get<std::string>()));
+        expected.push_back(c.at("ids").get<std::vector<TokenId>>());
+    }
+    std::atomic<int> nWrong{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            for (size_t i = static_cast<size_t>(t); i < inputs.size() * 2; i += 3) {
+                const size_t k = i % inputs.size();
+                if (m_tok->encode(inputs[k]) != expected[k]) ++nWrong;
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    QCOMPARE(nWrong.load(), 0);
 }
 
 void TestTokenizer::prideAndPrejudiceParityAndThroughput() {
