@@ -12,6 +12,10 @@ Subcommands (each writes one JSON file):
       The same seed gives the same first cases whatever N is, so a small committed fixture is a
       prefix of a larger run made at test time.
 
+  variant   --tokenizer qwen3/tokenizer.json --count N --seed S --out F
+      The Qwen3 vocabulary through a Llama-3 style pipeline (Llama-3 split regex, no normalizer,
+      ignore_merges=true), to check the "llama-bpe" GGUF path and ignore_merges against HF.
+
   novel     --tokenizer tokenizer.json --text FILE --out F
       The ids of a whole text file (the Pride and Prejudice parity run).
 
@@ -192,6 +196,29 @@ def cmd_property(args):
               open(args.out, "w", encoding="utf-8"), separators=(",", ":"))
 
 
+# Llama-3's tokenizer.json Split pattern (Meta-Llama-3-8B); with no normalizer and ignore_merges=true.
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                  r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def cmd_variant(args):
+    """The Qwen3 vocabulary run through a Llama-3 style pipeline (Llama-3 regex, no normalizer,
+    ignore_merges): exercises the llama-bpe pre-tokenizer and ignore_merges against HF without
+    needing Meta's gated tokenizer file."""
+    from tokenizers import Tokenizer
+    j = json.load(open(args.tokenizer, encoding="utf-8"))
+    j["normalizer"] = None
+    j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = LLAMA3_PATTERN
+    j["model"]["ignore_merges"] = True
+    tok = Tokenizer.from_str(json.dumps(j))
+    raw = cases(args.seed, args.count)
+    texts = [b.decode("utf-8", errors="replace") for b in raw]
+    enc = tok.encode_batch(texts, add_special_tokens=False)
+    json.dump({"generator": "tests/tools/tokenizer_reference.py variant", "seed": args.seed, "pattern": LLAMA3_PATTERN,
+               "cases": [{"in": b.hex(), "ids": e.ids} for b, e in zip(raw, enc)]},
+              open(args.out, "w", encoding="utf-8"), separators=(",", ":"))
+
+
 def cmd_novel(args):
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(args.tokenizer)
@@ -320,6 +347,11 @@ def main():
     p.add_argument("--count", type=int, default=5000)
     p.add_argument("--seed", type=int, default=20261123)
     p.add_argument("--out", required=True)
+    v = sub.add_parser("variant")
+    v.add_argument("--tokenizer", required=True)
+    v.add_argument("--count", type=int, default=3000)
+    v.add_argument("--seed", type=int, default=77)
+    v.add_argument("--out", required=True)
     n = sub.add_parser("novel")
     n.add_argument("--tokenizer", required=True)
     n.add_argument("--text", required=True)
@@ -334,7 +366,7 @@ def main():
     c.add_argument("--gguf")
     c.add_argument("--out", required=True)
     args = ap.parse_args()
-    {"property": cmd_property, "novel": cmd_novel, "gguf": cmd_gguf, "chat": cmd_chat}[args.cmd](args)
+    {"property": cmd_property, "variant": cmd_variant, "novel": cmd_novel, "gguf": cmd_gguf, "chat": cmd_chat}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,8 @@ private slots:
     void mergesStringAndArrayForms();
     void loadErrors();
     void hugeInputs();
+    void ggufSpecPathEqualsJsonPath();
+    void llama3StylePipeline();
     void concurrentEncode();
     void prideAndPrejudiceParityAndThroughput();
 
@@ -387,6 +389,86 @@ void TestTokenizer::hugeInputs() {
         qInfo("huge input of %zu bytes starting %02x: %zu tokens in %lld ms", in.size(),
               static_cast<unsigned>(static_cast<unsigned char>(in[0])), ids.size(), static_cast<long long>(ms));
     }
+}
+
+// The Qwen3 tokenizer.json as a GGUF reader would present it (what llama.cpp's converter writes:
+// tokens by id, merges as "a b", special added tokens Control, other added tokens UserDefined).
+static msa::model::TokenizerSpec specFromJson(const nlohmann::json& j, const std::string& pre) {
+    msa::model::TokenizerSpec spec;
+    spec.preTokenizer = pre;
+    for (const auto& [tok, id] : j.at("model").at("vocab").items()) {
+        const auto i = id.get<size_t>();
+        if (i >= spec.tokens.size()) spec.tokens.resize(i + 1);
+        spec.tokens[i] = tok;
+    }
+    spec.tokenTypes.assign(spec.tokens.size(), 1);
+    for (const auto& a : j.at("added_tokens")) {
+        const auto i = a.at("id").get<size_t>();
+        if (i >= spec.tokens.size()) {
+            spec.tokens.resize(i + 1);
+            spec.tokenTypes.resize(i + 1, 1);
+        }
+        spec.tokens[i] = a.at("content").get<std::string>();
+        spec.tokenTypes[i] = a.at("special").get<bool>() ? 3 : 4;
+    }
+    for (const auto& m : j.at("model").at("merges"))
+        spec.merges.push_back(m.is_string() ? m.get<std::string>() : m[0].get<std::string>() + " " + m[1].get<std::string>());
+    spec.eosId = 151645;
+    return spec;
+}
+
+void TestTokenizer::ggufSpecPathEqualsJsonPath() {
+    const nlohmann::json j = nlohmann::json::parse(readFile(kQwen3Dir + "/tokenizer.json"));
+    msa::Result<Tokenizer> fromSpec = Tokenizer::fromSpec(specFromJson(j, "qwen2"), "qwen3 as GGUF metadata");
+    QVERIFY2(fromSpec.ok(), fromSpec.status().toString().c_str());
+    int n = 0;
+    for (const auto& c : m_cases) {
+        const std::string in = unhex(c.at("in").get<std::string>());
+        QCOMPARE(fromSpec->encode(in), c.at("ids").get<std::vector<TokenId>>());
+        ++n;
+    }
+    qInfo("GGUF-spec path (pre 'qwen2'): %d strings identical to HF", n);
+    QCOMPARE(fromSpec->specialIds().eot, std::optional<TokenId>(151645));
+}
+
+void TestTokenizer::llama3StylePipeline() {
+    // Meta's Llama-3 tokenizer is gated, so its pipeline (Llama-3 regex with \p{N}{1,3}, no normalizer,
+    // ignore_merges) is checked on the Qwen3 vocabulary against HF (tokenizer_reference.py variant),
+    // through both tokenizer.json and the GGUF "llama-bpe" path.
+    std::string fixture = kSourceDir + "/tests/core/model/data/qwen3_llama3_variant.json";
+    if (pythonHas("tokenizers")) {
+        const QString out = m_tmp.filePath("variant.json");
+        const QString err = runReference({"variant", "--tokenizer", QString::fromStdString(kQwen3Dir + "/tokenizer.json"),
+                                          "--count", "3000", "--out", out});
+        QVERIFY2(err.isEmpty(), qPrintable(err));
+        fixture = out.toStdString();
+    }
+    const nlohmann::json v = nlohmann::json::parse(readFile(fixture));
+    nlohmann::json j = nlohmann::json::parse(readFile(kQwen3Dir + "/tokenizer.json"));
+    j["normalizer"] = nullptr;
+    j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = v.at("pattern");
+    j["model"]["ignore_merges"] = true;
+    msa::Result<Tokenizer> viaJson = Tokenizer::fromJsonText(j.dump(), "qwen3 with llama3 pipeline");
+    QVERIFY2(viaJson.ok(), viaJson.status().toString().c_str());
+    msa::Result<Tokenizer> viaSpec = Tokenizer::fromSpec(specFromJson(j, "llama-bpe"), "llama-bpe spec");
+    QVERIFY2(viaSpec.ok(), viaSpec.status().toString().c_str());
+    int n = 0, nFailed = 0;
+    for (const auto& c : v.at("cases")) {
+        const std::string in = unhex(c.at("in").get<std::string>());
+        const auto expected = c.at("ids").get<std::vector<TokenId>>();
+        const auto a = viaJson->encode(in);
+        const auto b = viaSpec->encode(in);
+        if (a != expected || b != expected) {
+            if (++nFailed <= 5)
+                qWarning("llama3 variant mismatch for %s\n  expected [%s]\n  json     [%s]\n  spec     [%s]",
+                         c.at("in").get<std::string>().c_str(), idsToString(expected).c_str(), idsToString(a).c_str(),
+                         idsToString(b).c_str());
+        }
+        ++n;
+    }
+    qInfo("Llama-3 style pipeline: %d strings compared with HF (json and llama-bpe spec), %d mismatches", n, nFailed);
+    QCOMPARE(nFailed, 0);
+    QCOMPARE(viaJson->encode("12345"), viaSpec->encode("12345"));
 }
 
 void TestTokenizer::concurrentEncode() {
