@@ -605,19 +605,19 @@ struct Candidate {
 // merge re-evaluating only its two new neighbour pairs (priority queue with lazy invalidation).
 void Tokenizer::Impl::bpeWord(std::string_view word, std::vector<TokenId>& out) const {
     if (word.empty()) return;
-    if (ignoreMerges) {
-        auto it = textToId.find(bytesToByteLevel(word));
-        if (it != textToId.end()) {
-            out.push_back(it->second);
-            return;
-        }
-    }
     const bool cacheable = word.size() <= kCacheMaxWordBytes;
     if (cacheable) {
         std::lock_guard lock(cacheMutex);
         auto it = cache.find(std::string(word));
         if (it != cache.end()) {
             out.insert(out.end(), it->second.begin(), it->second.end());
+            return;
+        }
+    }
+    if (ignoreMerges) {   // a pre-token that is itself a token is not merged (Llama-3)
+        auto it = textToId.find(bytesToByteLevel(word));
+        if (it != textToId.end()) {
+            out.push_back(it->second);
             return;
         }
     }
@@ -1066,7 +1066,8 @@ std::vector<TokenId> Tokenizer::encode(std::string_view text, const EncodeOption
         sanitized = sanitizeUtf8(text);
         text = sanitized;
     }
-    MatchScratch scratch;
+    // Reused by later calls on this thread: a JIT stack costs an mmap, noticeable when streaming.
+    thread_local MatchScratch scratch;
     if (im.rawMatcher.empty()) {
         im.encodeText(text, scratch, out);
         return out;
