@@ -127,11 +127,30 @@ bool isUnicodeWhitespace(uint32_t cp) {
            cp == 0x3000;
 }
 
+// Rust regex's Unicode \w (HF's single_word test): Alphabetic, marks, decimal digits, connector
+// punctuation, join controls. Alphabetic is taken as letters + Nl + the enclosed Latin letters
+// (Other_Alphabetic outside the marks); marks cover the rest of Other_Alphabetic.
 bool isWordChar(uint32_t cp) {
-    if (cp == '_') return true;
-    const utf8proc_category_t c = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
-    return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO) ||
-           (c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO);
+    if (cp == 0x200C || cp == 0x200D) return true;
+    if ((cp >= 0x24B6 && cp <= 0x24E9) || (cp >= 0x1F130 && cp <= 0x1F149) || (cp >= 0x1F150 && cp <= 0x1F169) ||
+        (cp >= 0x1F170 && cp <= 0x1F189))
+        return true;
+    switch (utf8proc_category(static_cast<utf8proc_int32_t>(cp))) {
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO:
+    case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_MC:
+    case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_PC:
+        return true;
+    default:
+        return false;
+    }
 }
 
 // ---- GPT-2 byte <-> printable character table -------------------------------------------------
@@ -385,17 +404,17 @@ public:
         const AddedToken* token = nullptr;   // null: ordinary text
     };
 
-    // Splits `s` into text and added-token parts. Special tokens are skipped when !matchSpecial.
+    // Splits `s` into text and added-token parts, as HF's AddedVocabulary::find_matches: take the
+    // leftmost-longest match; a match that is a special token while !matchSpecial, or that violates
+    // single_word, is discarded and scanning resumes after it (not inside it).
     void split(std::string_view s, bool matchSpecial, std::vector<Part>& out) const {
         size_t textStart = 0, i = 0;
         while (i < s.size()) {
             const auto& cands = m_byFirst[static_cast<unsigned char>(s[i])];
             const AddedToken* best = nullptr;
             for (const AddedToken* t : cands) {
-                if (!matchSpecial && t->special) continue;
                 if (t->content.size() > s.size() - i) continue;
                 if (std::memcmp(s.data() + i, t->content.data(), t->content.size()) != 0) continue;
-                if (t->singleWord && !isSingleWord(s, i, i + t->content.size())) continue;
                 if (!best || t->content.size() > best->content.size()) best = t;
             }
             if (!best) {
@@ -403,6 +422,10 @@ public:
                 continue;
             }
             size_t b = i, e = i + best->content.size();
+            if ((!matchSpecial && best->special) || (best->singleWord && !isSingleWord(s, b, e))) {
+                i = e;
+                continue;
+            }
             if (best->lstrip) {
                 while (b > textStart) {
                     size_t p = b - 1;

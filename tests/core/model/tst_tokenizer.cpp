@@ -93,6 +93,7 @@ private slots:
     void hugeInputs();
     void ggufSpecPathEqualsJsonPath();
     void llama3StylePipeline();
+    void addedTokenFlags();
     void concurrentEncode();
     void prideAndPrejudiceParityAndThroughput();
 
@@ -438,8 +439,9 @@ void TestTokenizer::llama3StylePipeline() {
     std::string fixture = kSourceDir + "/tests/core/model/data/qwen3_llama3_variant.json";
     if (pythonHas("tokenizers")) {
         const QString out = m_tmp.filePath("variant.json");
-        const QString err = runReference({"variant", "--tokenizer", QString::fromStdString(kQwen3Dir + "/tokenizer.json"),
-                                          "--count", "3000", "--out", out});
+        const QString err = runReference({"variant", "--kind", "llama3", "--tokenizer",
+                                          QString::fromStdString(kQwen3Dir + "/tokenizer.json"), "--count", "3000",
+                                          "--out", out});
         QVERIFY2(err.isEmpty(), qPrintable(err));
         fixture = out.toStdString();
     }
@@ -469,6 +471,40 @@ void TestTokenizer::llama3StylePipeline() {
     qInfo("Llama-3 style pipeline: %d strings compared with HF (json and llama-bpe spec), %d mismatches", n, nFailed);
     QCOMPARE(nFailed, 0);
     QCOMPARE(viaJson->encode("12345"), viaSpec->encode("12345"));
+}
+
+void TestTokenizer::addedTokenFlags() {
+    // lstrip / rstrip / single_word / normalized on added tokens (unused by Qwen3 and SmolLM2, set on
+    // some Qwen3 added tokens here) against HF: tokenizer_reference.py variant --kind flags.
+    std::string fixture = kSourceDir + "/tests/core/model/data/qwen3_added_flags.json";
+    if (pythonHas("tokenizers")) {
+        const QString out = m_tmp.filePath("flags.json");
+        const QString err = runReference({"variant", "--kind", "flags", "--tokenizer",
+                                          QString::fromStdString(kQwen3Dir + "/tokenizer.json"), "--count", "3000",
+                                          "--out", out});
+        QVERIFY2(err.isEmpty(), qPrintable(err));
+        fixture = out.toStdString();
+    }
+    const nlohmann::json v = nlohmann::json::parse(readFile(fixture));
+    nlohmann::json j = nlohmann::json::parse(readFile(kQwen3Dir + "/tokenizer.json"));
+    j["added_tokens"] = v.at("added_tokens");
+    msa::Result<Tokenizer> tok = Tokenizer::fromJsonText(j.dump(), "qwen3 with added-token flags");
+    QVERIFY2(tok.ok(), tok.status().toString().c_str());
+    int n = 0, nFailed = 0, nDiffer = 0;
+    for (const auto& c : v.at("cases")) {
+        const std::string in = unhex(c.at("in").get<std::string>());
+        const auto expected = c.at("ids").get<std::vector<TokenId>>();
+        const auto got = tok->encode(in);
+        if (got != expected && ++nFailed <= 5)
+            qWarning("added-flags mismatch for %s\n  expected [%s]\n  got      [%s]", c.at("in").get<std::string>().c_str(),
+                     idsToString(expected).c_str(), idsToString(got).c_str());
+        if (expected != m_tok->encode(in)) ++nDiffer;
+        ++n;
+    }
+    qInfo("added-token flags: %d strings compared with HF (%d where the flags change the ids), %d mismatches", n,
+          nDiffer, nFailed);
+    QVERIFY(nDiffer > 10);
+    QCOMPARE(nFailed, 0);
 }
 
 void TestTokenizer::concurrentEncode() {
