@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -56,11 +57,18 @@ std::string idsToString(const std::vector<TokenId>& ids) {
     return s;
 }
 
-bool pythonHas(const QString& module) {
+bool pythonHasUncached(const QString& module) {
     QProcess p;
     p.start("python3", {"-c", "import " + module});
     if (!p.waitForFinished(60000)) return false;
     return p.exitStatus() == QProcess::NormalExit && p.exitCode() == 0;
+}
+
+bool pythonHas(const QString& module) {
+    static std::map<QString, bool> known;
+    auto it = known.find(module);
+    if (it == known.end()) it = known.emplace(module, pythonHasUncached(module)).first;
+    return it->second;
 }
 
 // Runs tests/tools/tokenizer_reference.py; returns an empty string on success, else the reason.
