@@ -229,7 +229,7 @@ public:
         r->m_code.reset(code);
         r->m_pattern = pattern;
         // JIT is an optimisation only: matching falls back to the interpreter when it is unavailable.
-        r->m_jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+        (void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
         return r;
     }
     pcre2_code* code() const { return m_code.get(); }
@@ -238,7 +238,6 @@ public:
 private:
     std::unique_ptr<pcre2_code, Pcre2CodeDeleter> m_code;
     std::string m_pattern;
-    bool m_jit = false;
 };
 
 // Per-encode() scratch for PCRE2: match data and a JIT stack big enough for long whitespace runs.
