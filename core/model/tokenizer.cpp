@@ -127,11 +127,30 @@ bool isUnicodeWhitespace(uint32_t cp) {
            cp == 0x3000;
 }
 
+// Rust regex's Unicode \w (HF's single_word test): Alphabetic, marks, decimal digits, connector
+// punctuation, join controls. Alphabetic is taken as letters + Nl + the enclosed Latin letters
+// (Other_Alphabetic outside the marks); marks cover the rest of Other_Alphabetic.
 bool isWordChar(uint32_t cp) {
-    if (cp == '_') return true;
-    const utf8proc_category_t c = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
-    return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO) ||
-           (c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO);
+    if (cp == 0x200C || cp == 0x200D) return true;
+    if ((cp >= 0x24B6 && cp <= 0x24E9) || (cp >= 0x1F130 && cp <= 0x1F149) || (cp >= 0x1F150 && cp <= 0x1F169) ||
+        (cp >= 0x1F170 && cp <= 0x1F189))
+        return true;
+    switch (utf8proc_category(static_cast<utf8proc_int32_t>(cp))) {
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO:
+    case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_MC:
+    case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_PC:
+        return true;
+    default:
+        return false;
+    }
 }
 
 // ---- GPT-2 byte <-> printable character table -------------------------------------------------
@@ -210,7 +229,7 @@ public:
         r->m_code.reset(code);
         r->m_pattern = pattern;
         // JIT is an optimisation only: matching falls back to the interpreter when it is unavailable.
-        r->m_jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+        (void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
         return r;
     }
     pcre2_code* code() const { return m_code.get(); }
@@ -219,7 +238,6 @@ public:
 private:
     std::unique_ptr<pcre2_code, Pcre2CodeDeleter> m_code;
     std::string m_pattern;
-    bool m_jit = false;
 };
 
 // Per-encode() scratch for PCRE2: match data and a JIT stack big enough for long whitespace runs.
@@ -385,17 +403,17 @@ public:
         const AddedToken* token = nullptr;   // null: ordinary text
     };
 
-    // Splits `s` into text and added-token parts. Special tokens are skipped when !matchSpecial.
+    // Splits `s` into text and added-token parts, as HF's AddedVocabulary::find_matches: take the
+    // leftmost-longest match; a match that is a special token while !matchSpecial, or that violates
+    // single_word, is discarded and scanning resumes after it (not inside it).
     void split(std::string_view s, bool matchSpecial, std::vector<Part>& out) const {
         size_t textStart = 0, i = 0;
         while (i < s.size()) {
             const auto& cands = m_byFirst[static_cast<unsigned char>(s[i])];
             const AddedToken* best = nullptr;
             for (const AddedToken* t : cands) {
-                if (!matchSpecial && t->special) continue;
                 if (t->content.size() > s.size() - i) continue;
                 if (std::memcmp(s.data() + i, t->content.data(), t->content.size()) != 0) continue;
-                if (t->singleWord && !isSingleWord(s, i, i + t->content.size())) continue;
                 if (!best || t->content.size() > best->content.size()) best = t;
             }
             if (!best) {
@@ -403,6 +421,10 @@ public:
                 continue;
             }
             size_t b = i, e = i + best->content.size();
+            if ((!matchSpecial && best->special) || (best->singleWord && !isSingleWord(s, b, e))) {
+                i = e;
+                continue;
+            }
             if (best->lstrip) {
                 while (b > textStart) {
                     size_t p = b - 1;
@@ -495,31 +517,53 @@ constexpr const char* kQwen2Pattern =
 constexpr const char* kLlama3Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
-// Oniguruma (which HF tokenizers uses) counts U+0085 NEXT LINE as \s (the White_Space property);
-// PCRE2 with UCP does not (\s is \p{Xsp} there). Rewriting the escape keeps the model's own pattern
-// and makes the two engines agree.
+// Oniguruma (the regex engine of HF tokenizers) defines \s as the Unicode White_Space property.
+// PCRE2 10.42 with UCP matches \h and \v for \s, which adds U+180E MONGOLIAN VOWEL SEPARATOR (White_Space
+// only before Unicode 6.3). So the model's own pattern is rewritten, not replaced:
+//   \s  -> [^\S\x{180E}]          \S -> [\S\x{180E}]
+//   [^...\s...] -> (?:[^...\s...]|\x{180E})      [...\s...] -> (?:(?!\x{180E})[...\s...])
+// (exact as long as no other item of such a class matches U+180E, true of every pattern we know).
 std::string adaptPatternForPcre2(const std::string& p) {
     std::string out;
-    out.reserve(p.size() + 16);
-    bool inClass = false;
-    for (size_t i = 0; i < p.size(); ++i) {
+    out.reserve(p.size() + 32);
+    size_t i = 0;
+    while (i < p.size()) {
         const char c = p[i];
         if (c == '\\' && i + 1 < p.size()) {
             const char n = p[i + 1];
-            if (n == 's') {
-                out += inClass ? "\\s\\x{85}" : "[\\s\\x{85}]";
-            } else if (n == 'S') {
-                out += inClass ? "\\S" : "[^\\s\\x{85}]";   // (\S inside a class: no pattern here needs it)
-            } else {
-                out += c;
-                out += n;
-            }
-            ++i;
+            if (n == 's') out += "[^\\S\\x{180E}]";
+            else if (n == 'S') out += "[\\S\\x{180E}]";
+            else out += p.substr(i, 2);
+            i += 2;
             continue;
         }
-        if (c == '[' && !inClass) inClass = true;
-        else if (c == ']' && inClass) inClass = false;
+        if (c == '[') {
+            // Find the end of the class: escapes, a leading ']' and POSIX [:name:] do not close it.
+            size_t j = i + 1;
+            const bool negated = j < p.size() && p[j] == '^';
+            if (negated) ++j;
+            if (j < p.size() && p[j] == ']') ++j;
+            bool hasSpace = false;
+            while (j < p.size() && p[j] != ']') {
+                if (p[j] == '\\' && j + 1 < p.size()) {
+                    if (p[j + 1] == 's') hasSpace = true;
+                    j += 2;
+                } else if (p[j] == '[' && j + 1 < p.size() && p[j + 1] == ':') {
+                    const size_t close = p.find(":]", j + 2);
+                    j = close == std::string::npos ? p.size() : close + 2;
+                } else {
+                    ++j;
+                }
+            }
+            const std::string cls = p.substr(i, std::min(j + 1, p.size()) - i);
+            if (!hasSpace) out += cls;
+            else if (negated) out += "(?:" + cls + "|\\x{180E})";
+            else out += "(?:(?!\\x{180E})" + cls + ")";
+            i = j + 1;
+            continue;
+        }
         out += c;
+        ++i;
     }
     return out;
 }
@@ -559,6 +603,7 @@ struct Tokenizer::Impl {
 
     void bpeWord(std::string_view word, std::vector<TokenId>& out) const;
     void encodeText(std::string_view segment, MatchScratch& scratch, std::vector<TokenId>& out) const;
+    std::string normalize(std::string_view segment) const;
     void encodeNormalized(std::string_view text, MatchScratch& scratch, std::vector<TokenId>& out) const;
     Status finish();
 };
@@ -583,19 +628,19 @@ struct Candidate {
 // merge re-evaluating only its two new neighbour pairs (priority queue with lazy invalidation).
 void Tokenizer::Impl::bpeWord(std::string_view word, std::vector<TokenId>& out) const {
     if (word.empty()) return;
-    if (ignoreMerges) {
-        auto it = textToId.find(bytesToByteLevel(word));
-        if (it != textToId.end()) {
-            out.push_back(it->second);
-            return;
-        }
-    }
     const bool cacheable = word.size() <= kCacheMaxWordBytes;
     if (cacheable) {
         std::lock_guard lock(cacheMutex);
         auto it = cache.find(std::string(word));
         if (it != cache.end()) {
             out.insert(out.end(), it->second.begin(), it->second.end());
+            return;
+        }
+    }
+    if (ignoreMerges) {   // a pre-token that is itself a token is not merged (Llama-3)
+        auto it = textToId.find(bytesToByteLevel(word));
+        if (it != textToId.end()) {
+            out.push_back(it->second);
             return;
         }
     }
@@ -660,12 +705,38 @@ void Tokenizer::Impl::encodeNormalized(std::string_view text, MatchScratch& scra
     for (std::string_view p : pieces) bpeWord(p, out);
 }
 
+// ASCII characters are starters that every normal form leaves alone and that never compose with
+// what precedes them, so only the stretches from the ASCII character before a non-ASCII run (a
+// possible base of a combining mark) to the next ASCII character go through utf8proc. Mostly-ASCII
+// text (the novel: 3,554 non-ASCII characters in 704,190) then costs a copy instead of a full pass.
+std::string Tokenizer::Impl::normalize(std::string_view s) const {
+    std::string out;
+    out.reserve(s.size() + 16);
+    size_t i = 0;
+    while (i < s.size()) {
+        size_t j = i;
+        while (j < s.size() && static_cast<unsigned char>(s[j]) < 0x80) ++j;
+        if (j == s.size()) {
+            out.append(s.substr(i));
+            break;
+        }
+        const size_t start = j > i ? j - 1 : j;
+        out.append(s.substr(i, start - i));
+        size_t k = j;
+        while (k < s.size() && static_cast<unsigned char>(s[k]) >= 0x80) ++k;
+        std::string part(s.substr(start, k - start));
+        for (NormForm f : normalizers) part = normalizeWith(part, f);
+        out += part;
+        i = k;
+    }
+    return out;
+}
+
 void Tokenizer::Impl::encodeText(std::string_view segment, MatchScratch& scratch, std::vector<TokenId>& out) const {
     std::string normalized;
     std::string_view text = segment;
-    if (!normalizers.empty() && !isAsciiOnly(segment)) {   // every form leaves ASCII unchanged
-        normalized = std::string(segment);
-        for (NormForm f : normalizers) normalized = normalizeWith(normalized, f);
+    if (!normalizers.empty() && !isAsciiOnly(segment)) {
+        normalized = normalize(segment);
         text = normalized;
     }
     if (normMatcher.empty()) {
@@ -1044,7 +1115,8 @@ std::vector<TokenId> Tokenizer::encode(std::string_view text, const EncodeOption
         sanitized = sanitizeUtf8(text);
         text = sanitized;
     }
-    MatchScratch scratch;
+    // Reused by later calls on this thread: a JIT stack costs an mmap, noticeable when streaming.
+    thread_local MatchScratch scratch;
     if (im.rawMatcher.empty()) {
         im.encodeText(text, scratch, out);
         return out;

@@ -12,6 +12,11 @@ Subcommands (each writes one JSON file):
       The same seed gives the same first cases whatever N is, so a small committed fixture is a
       prefix of a larger run made at test time.
 
+  variant   --tokenizer qwen3/tokenizer.json --kind llama3|flags --count N --seed S --out F
+      The Qwen3 vocabulary through a Llama-3 style pipeline (Llama-3 split regex, no normalizer,
+      ignore_merges=true), to check the "llama-bpe" GGUF path and ignore_merges against HF; or with
+      lstrip/rstrip/single_word/normalized set on some added tokens (kind "flags").
+
   novel     --tokenizer tokenizer.json --text FILE --out F
       The ids of a whole text file (the Pride and Prejudice parity run).
 
@@ -38,7 +43,7 @@ import unicodedata
 
 WHITESPACE = [" ", "  ", "\t", "\n", "\r\n", "\r", "\n\n", "\u00a0", "\u2000", "\u2003", "\u2009", "\u200a",
               "\u3000", "\u0085", "\u2028", "\u2029", "\u202f", "\u205f", "\u1680", "\x0b", "\x0c", " \n ",
-              "\t\t", "   ", "\n \n"]
+              "\t\t", "   ", "\n \n", "\u180e", "\u200b"]
 CONTRACTIONS = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'T", "'RE", "'Ve", "'LL", "'D", "’s", "n't"]
 PUNCT = list("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~") + ["...", "--", "—", "–", "«", "»", "“", "”", "„", "¿", "¡",
                                                     "©", "®", "°", "±", "×", "÷", "€", "£", "¥", "§", "¶", "•"]
@@ -147,7 +152,12 @@ FIXED = [
     "I'm sure they'll say it's fine, isn't it? We've DONE it; YOU'LL see.", "e\u0301 vs \u00e9", "\u1100\u1161\u11a8",
     "\u00a0\u00a0x", "a\u0085b\u0085\u0085 c", "   \n\n\t  trailing   ", "3.14159265358979 and 1,000,000",
     "\U0001F468\u200D\U0001F469\u200D\U0001F467 family", "<think>\nreasoning\n</think>\n\nanswer", "\r\n\r\n\r\nx",
-    "ſ's long s", "İstanbul ǅ ǈ", "x" * 5000, "🦙" * 300, " " * 1000 + "end",
+    "ſ's long s", "x\u180e\u180ey \u180e\u180e z\u180e", "İstanbul ǅ ǈ", "x" * 5000, "🦙" * 300, " " * 1000 + "end",
+    # added-token flags (used by the "flags" variant): single_word neighbours, lstrip/rstrip spaces
+    "a<tool_call>b", "x <tool_call> y", "é<tool_call>", "_<tool_call>", "e\u0301<tool_call>", "\u24b6<tool_call>",
+    "<tool_call><tool_call>", "<tool_call>\u200d", "-<tool_call>.", "\u3000<tool_call>\t", "1<tool_call>",
+    "  <think>  x", "\u3000</think>\u2003x", "</tool_call>   </tool_call>", " \n<|im_end|>\n\n ok",
+    "e\u0301<|fim_prefix|>x", " <|fim_prefix|> <think></think> ",
 ]
 
 
@@ -189,6 +199,41 @@ def cmd_property(args):
         out.append(c)
     json.dump({"generator": "tests/tools/tokenizer_reference.py property", "seed": args.seed,
                "tokenizers_version": __import__("tokenizers").__version__, "cases": out},
+              open(args.out, "w", encoding="utf-8"), separators=(",", ":"))
+
+
+# Llama-3's tokenizer.json Split pattern (Meta-Llama-3-8B); with no normalizer and ignore_merges=true.
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                  r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+# Added-token flags that Qwen3/SmolLM2 do not use, set on some Qwen3 added tokens for the "flags" variant.
+ADDED_FLAGS = {"<think>": {"lstrip": True}, "</think>": {"rstrip": True}, "<tool_call>": {"single_word": True},
+               "</tool_call>": {"lstrip": True, "rstrip": True}, "<|fim_prefix|>": {"normalized": True},
+               "<|im_end|>": {"rstrip": True}}
+
+
+def cmd_variant(args):
+    """The Qwen3 vocabulary with a changed pipeline, checked against HF:
+    llama3: Llama-3 style pipeline (Llama-3 regex, no normalizer, ignore_merges): exercises the
+            llama-bpe pre-tokenizer and ignore_merges without needing Meta's gated tokenizer file.
+    flags:  added tokens with lstrip / rstrip / single_word / normalized set (ADDED_FLAGS)."""
+    from tokenizers import Tokenizer
+    j = json.load(open(args.tokenizer, encoding="utf-8"))
+    if args.kind == "llama3":
+        j["normalizer"] = None
+        j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = LLAMA3_PATTERN
+        j["model"]["ignore_merges"] = True
+    else:
+        for a in j["added_tokens"]:
+            a.update(ADDED_FLAGS.get(a["content"], {}))
+    tok = Tokenizer.from_str(json.dumps(j))
+    raw = cases(args.seed, args.count)
+    texts = [b.decode("utf-8", errors="replace") for b in raw]
+    enc = tok.encode_batch(texts, add_special_tokens=False)
+    json.dump({"generator": "tests/tools/tokenizer_reference.py variant", "kind": args.kind, "seed": args.seed,
+               "pattern": LLAMA3_PATTERN, "added_tokens": j["added_tokens"],
+               "cases": [{"in": b.hex(), "ids": e.ids} for b, e in zip(raw, enc)]},
               open(args.out, "w", encoding="utf-8"), separators=(",", ":"))
 
 
@@ -320,6 +365,12 @@ def main():
     p.add_argument("--count", type=int, default=5000)
     p.add_argument("--seed", type=int, default=20261123)
     p.add_argument("--out", required=True)
+    v = sub.add_parser("variant")
+    v.add_argument("--tokenizer", required=True)
+    v.add_argument("--kind", choices=["llama3", "flags"], default="llama3")
+    v.add_argument("--count", type=int, default=3000)
+    v.add_argument("--seed", type=int, default=77)
+    v.add_argument("--out", required=True)
     n = sub.add_parser("novel")
     n.add_argument("--tokenizer", required=True)
     n.add_argument("--text", required=True)
@@ -334,7 +385,7 @@ def main():
     c.add_argument("--gguf")
     c.add_argument("--out", required=True)
     args = ap.parse_args()
-    {"property": cmd_property, "novel": cmd_novel, "gguf": cmd_gguf, "chat": cmd_chat}[args.cmd](args)
+    {"property": cmd_property, "variant": cmd_variant, "novel": cmd_novel, "gguf": cmd_gguf, "chat": cmd_chat}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
+#include <thread>
 
 using msa::model::EncodeOptions;
 using msa::model::StreamingDecoder;
@@ -54,11 +57,18 @@ std::string idsToString(const std::vector<TokenId>& ids) {
     return s;
 }
 
-bool pythonHas(const QString& module) {
+bool pythonHasUncached(const QString& module) {
     QProcess p;
     p.start("python3", {"-c", "import " + module});
     if (!p.waitForFinished(60000)) return false;
     return p.exitStatus() == QProcess::NormalExit && p.exitCode() == 0;
+}
+
+bool pythonHas(const QString& module) {
+    static std::map<QString, bool> known;
+    auto it = known.find(module);
+    if (it == known.end()) it = known.emplace(module, pythonHasUncached(module)).first;
+    return it->second;
 }
 
 // Runs tests/tools/tokenizer_reference.py; returns an empty string on success, else the reason.
@@ -88,6 +98,11 @@ private slots:
     void randomBytesNeverCrash();
     void mergesStringAndArrayForms();
     void loadErrors();
+    void hugeInputs();
+    void ggufSpecPathEqualsJsonPath();
+    void llama3StylePipeline();
+    void addedTokenFlags();
+    void concurrentEncode();
     void prideAndPrejudiceParityAndThroughput();
 
 private:
@@ -362,6 +377,164 @@ void TestTokenizer::loadErrors() {
     QVERIFY2(tiny.ok(), tiny.status().toString().c_str());
     QCOMPARE(tiny->encode("abcab"), (std::vector<TokenId>{4, 2}));
     QCOMPARE(tiny->encode("abzc"), (std::vector<TokenId>{4}));
+}
+
+void TestTokenizer::hugeInputs() {
+    // Long runs stress the regex engine (backtracking, JIT stack) and the merge loop; each must come
+    // back in one piece, quickly, and round-trip.
+    const std::string mb(1 << 20, ' ');
+    const std::vector<std::string> inputs = {
+        mb, std::string(1 << 20, 'a'), mb + "x", std::string(1 << 20, '\n'), std::string(1 << 20, '!'),
+        [] { std::string s; for (int i = 0; i < (1 << 18); ++i) s += "\xF0\x9F\xA6\x99"; return s; }(),
+        [] { std::string s; for (int i = 0; i < (1 << 19); ++i) s += (i % 2) ? " \t" : "\r\n"; return s; }(),
+        [] { std::string s; for (int i = 0; i < (1 << 18); ++i) s += "9'sA"; return s; }(),
+    };
+    for (const std::string& in : inputs) {
+        QElapsedTimer t;
+        t.start();
+        const std::vector<TokenId> ids = m_tok->encode(in);
+        const qint64 ms = t.elapsed();
+        QCOMPARE(m_tok->decode(ids), in);
+        qInfo("huge input of %zu bytes starting %02x: %zu tokens in %lld ms", in.size(),
+              static_cast<unsigned>(static_cast<unsigned char>(in[0])), ids.size(), static_cast<long long>(ms));
+    }
+}
+
+// The Qwen3 tokenizer.json as a GGUF reader would present it (what llama.cpp's converter writes:
+// tokens by id, merges as "a b", special added tokens Control, other added tokens UserDefined).
+static msa::model::TokenizerSpec specFromJson(const nlohmann::json& j, const std::string& pre) {
+    msa::model::TokenizerSpec spec;
+    spec.preTokenizer = pre;
+    for (const auto& [tok, id] : j.at("model").at("vocab").items()) {
+        const auto i = id.get<size_t>();
+        if (i >= spec.tokens.size()) spec.tokens.resize(i + 1);
+        spec.tokens[i] = tok;
+    }
+    spec.tokenTypes.assign(spec.tokens.size(), 1);
+    for (const auto& a : j.at("added_tokens")) {
+        const auto i = a.at("id").get<size_t>();
+        if (i >= spec.tokens.size()) {
+            spec.tokens.resize(i + 1);
+            spec.tokenTypes.resize(i + 1, 1);
+        }
+        spec.tokens[i] = a.at("content").get<std::string>();
+        spec.tokenTypes[i] = a.at("special").get<bool>() ? 3 : 4;
+    }
+    for (const auto& m : j.at("model").at("merges"))
+        spec.merges.push_back(m.is_string() ? m.get<std::string>() : m[0].get<std::string>() + " " + m[1].get<std::string>());
+    spec.eosId = 151645;
+    return spec;
+}
+
+void TestTokenizer::ggufSpecPathEqualsJsonPath() {
+    const nlohmann::json j = nlohmann::json::parse(readFile(kQwen3Dir + "/tokenizer.json"));
+    msa::Result<Tokenizer> fromSpec = Tokenizer::fromSpec(specFromJson(j, "qwen2"), "qwen3 as GGUF metadata");
+    QVERIFY2(fromSpec.ok(), fromSpec.status().toString().c_str());
+    int n = 0;
+    for (const auto& c : m_cases) {
+        const std::string in = unhex(c.at("in").get<std::string>());
+        QCOMPARE(fromSpec->encode(in), c.at("ids").get<std::vector<TokenId>>());
+        ++n;
+    }
+    qInfo("GGUF-spec path (pre 'qwen2'): %d strings identical to HF", n);
+    QCOMPARE(fromSpec->specialIds().eot, std::optional<TokenId>(151645));
+}
+
+void TestTokenizer::llama3StylePipeline() {
+    // Meta's Llama-3 tokenizer is gated, so its pipeline (Llama-3 regex with \p{N}{1,3}, no normalizer,
+    // ignore_merges) is checked on the Qwen3 vocabulary against HF (tokenizer_reference.py variant),
+    // through both tokenizer.json and the GGUF "llama-bpe" path.
+    std::string fixture = kSourceDir + "/tests/core/model/data/qwen3_llama3_variant.json";
+    if (pythonHas("tokenizers")) {
+        const QString out = m_tmp.filePath("variant.json");
+        const QString err = runReference({"variant", "--kind", "llama3", "--tokenizer",
+                                          QString::fromStdString(kQwen3Dir + "/tokenizer.json"), "--count", "3000",
+                                          "--out", out});
+        QVERIFY2(err.isEmpty(), qPrintable(err));
+        fixture = out.toStdString();
+    }
+    const nlohmann::json v = nlohmann::json::parse(readFile(fixture));
+    nlohmann::json j = nlohmann::json::parse(readFile(kQwen3Dir + "/tokenizer.json"));
+    j["normalizer"] = nullptr;
+    j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = v.at("pattern");
+    j["model"]["ignore_merges"] = true;
+    msa::Result<Tokenizer> viaJson = Tokenizer::fromJsonText(j.dump(), "qwen3 with llama3 pipeline");
+    QVERIFY2(viaJson.ok(), viaJson.status().toString().c_str());
+    msa::Result<Tokenizer> viaSpec = Tokenizer::fromSpec(specFromJson(j, "llama-bpe"), "llama-bpe spec");
+    QVERIFY2(viaSpec.ok(), viaSpec.status().toString().c_str());
+    int n = 0, nFailed = 0;
+    for (const auto& c : v.at("cases")) {
+        const std::string in = unhex(c.at("in").get<std::string>());
+        const auto expected = c.at("ids").get<std::vector<TokenId>>();
+        const auto a = viaJson->encode(in);
+        const auto b = viaSpec->encode(in);
+        if (a != expected || b != expected) {
+            if (++nFailed <= 5)
+                qWarning("llama3 variant mismatch for %s\n  expected [%s]\n  json     [%s]\n  spec     [%s]",
+                         c.at("in").get<std::string>().c_str(), idsToString(expected).c_str(), idsToString(a).c_str(),
+                         idsToString(b).c_str());
+        }
+        ++n;
+    }
+    qInfo("Llama-3 style pipeline: %d strings compared with HF (json and llama-bpe spec), %d mismatches", n, nFailed);
+    QCOMPARE(nFailed, 0);
+    QCOMPARE(viaJson->encode("12345"), viaSpec->encode("12345"));
+}
+
+void TestTokenizer::addedTokenFlags() {
+    // lstrip / rstrip / single_word / normalized on added tokens (unused by Qwen3 and SmolLM2, set on
+    // some Qwen3 added tokens here) against HF: tokenizer_reference.py variant --kind flags.
+    std::string fixture = kSourceDir + "/tests/core/model/data/qwen3_added_flags.json";
+    if (pythonHas("tokenizers")) {
+        const QString out = m_tmp.filePath("flags.json");
+        const QString err = runReference({"variant", "--kind", "flags", "--tokenizer",
+                                          QString::fromStdString(kQwen3Dir + "/tokenizer.json"), "--count", "3000",
+                                          "--out", out});
+        QVERIFY2(err.isEmpty(), qPrintable(err));
+        fixture = out.toStdString();
+    }
+    const nlohmann::json v = nlohmann::json::parse(readFile(fixture));
+    nlohmann::json j = nlohmann::json::parse(readFile(kQwen3Dir + "/tokenizer.json"));
+    j["added_tokens"] = v.at("added_tokens");
+    msa::Result<Tokenizer> tok = Tokenizer::fromJsonText(j.dump(), "qwen3 with added-token flags");
+    QVERIFY2(tok.ok(), tok.status().toString().c_str());
+    int n = 0, nFailed = 0, nDiffer = 0;
+    for (const auto& c : v.at("cases")) {
+        const std::string in = unhex(c.at("in").get<std::string>());
+        const auto expected = c.at("ids").get<std::vector<TokenId>>();
+        const auto got = tok->encode(in);
+        if (got != expected && ++nFailed <= 5)
+            qWarning("added-flags mismatch for %s\n  expected [%s]\n  got      [%s]", c.at("in").get<std::string>().c_str(),
+                     idsToString(expected).c_str(), idsToString(got).c_str());
+        if (expected != m_tok->encode(in)) ++nDiffer;
+        ++n;
+    }
+    qInfo("added-token flags: %d strings compared with HF (%d where the flags change the ids), %d mismatches", n,
+          nDiffer, nFailed);
+    QVERIFY(nDiffer > 10);
+    QCOMPARE(nFailed, 0);
+}
+
+void TestTokenizer::concurrentEncode() {
+    // One Tokenizer shared by several threads (the Model is shared read-only): same ids as serially.
+    std::vector<std::string> inputs;
+    std::vector<std::vector<TokenId>> expected;
+    for (const auto& c : m_cases) {
+        inputs.push_back(unhex(c.at("in").get<std::string>()));
+        expected.push_back(c.at("ids").get<std::vector<TokenId>>());
+    }
+    std::atomic<int> nWrong{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            for (size_t i = static_cast<size_t>(t); i < inputs.size() * 2; i += 3) {
+                const size_t k = i % inputs.size();
+                if (m_tok->encode(inputs[k]) != expected[k]) ++nWrong;
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    QCOMPARE(nWrong.load(), 0);
 }
 
 void TestTokenizer::prideAndPrejudiceParityAndThroughput() {
