@@ -265,8 +265,11 @@ Status GgufParser::parse() {
         const std::optional<DType> dt = dtypeFromGgml(ggml);
         if (!dt) {
             const std::string_view gn = ggmlTypeName(ggml);
+            // An id past the known table is most likely a type added by a newer llama.cpp: valid
+            // input this build cannot handle, so Unsupported (the message says so), not Corrupt.
             if (gn.empty())
-                return fail(ErrorCode::Corrupt, tn + ": invalid GGML type id " + std::to_string(ggml));
+                return fail(ErrorCode::Unsupported, tn + ": unknown GGML type id " + std::to_string(ggml) +
+                                                        " (from a newer llama.cpp, or a corrupt file)");
             return fail(ErrorCode::Unsupported, tn + ": GGML type " + std::string(gn) + " (" + std::to_string(ggml) +
                                                     ") is not supported (supported: f32, f16, bf16, q8_0, q4_0, "
                                                     "q4_1, q4_K, q6_K)");

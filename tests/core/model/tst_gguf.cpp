@@ -174,7 +174,7 @@ private slots:
         QTest::newRow("truncated header") << 3 << ErrorCode::Corrupt << "truncated";
         QTest::newRow("tensor past end of file") << 4 << ErrorCode::Corrupt << "blk.0.ffn.weight";
         QTest::newRow("unsupported dtype q5_0") << 5 << ErrorCode::Unsupported << "norm.weight";
-        QTest::newRow("invalid dtype id") << 6 << ErrorCode::Corrupt << "norm.weight";
+        QTest::newRow("unknown dtype id") << 6 << ErrorCode::Unsupported << "norm.weight";
         QTest::newRow("row not a block multiple") << 7 << ErrorCode::Corrupt << "tok.weight";
         QTest::newRow("absurd tensor count") << 8 << ErrorCode::Corrupt << "tensor count";
         QTest::newRow("absurd kv count") << 9 << ErrorCode::Corrupt << "metadata count";

@@ -143,7 +143,7 @@ private slots:
         QTest::newRow("header not an object") << 3 << ErrorCode::Corrupt << "object";
         QTest::newRow("tensor past end of file") << 4 << ErrorCode::Corrupt << "'c'";
         QTest::newRow("unsupported dtype I8") << 5 << ErrorCode::Unsupported << "'b'";
-        QTest::newRow("unknown dtype") << 6 << ErrorCode::Corrupt << "'b'";
+        QTest::newRow("unknown dtype") << 6 << ErrorCode::Unsupported << "'b'";
         QTest::newRow("size does not match shape") << 7 << ErrorCode::Corrupt << "'a'";
         QTest::newRow("overlapping tensors") << 8 << ErrorCode::Corrupt << "overlaps";
         QTest::newRow("end before begin") << 9 << ErrorCode::Corrupt << "'a'";
