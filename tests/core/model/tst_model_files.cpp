@@ -15,6 +15,8 @@
 #include <set>
 #include <QtTest/QtTest>
 
+#include <random>
+
 using namespace msa::model;
 using namespace msa::model::testing;
 using msa::ErrorCode;
@@ -108,6 +110,34 @@ void makeHf(const fs::path& dir, const Tiny& t, bool sharded = false) {
                            buildSafetensors(headers[f], sizes[f]));
         std::ofstream(dir / "model.safetensors.index.json") << json{{"weight_map", weightMap}}.dump();
     }
+}
+
+// A Llama GGUF with the architecture's tensors in GGML order (row length first).
+GgufBuilder tinyLlamaGguf() {
+    GgufBuilder b;
+    b.addStr("general.architecture", "llama");
+    b.addU32("llama.block_count", 1);
+    b.addU32("llama.context_length", 256);
+    b.addU32("llama.embedding_length", 64);
+    b.addU32("llama.feed_forward_length", 96);
+    b.addU32("llama.attention.head_count", 4);
+    b.addU32("llama.attention.head_count_kv", 2);
+    b.addF32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    b.addF32("llama.rope.freq_base", 500000.0f);
+    b.addStrArray("tokenizer.ggml.tokens", {"a", "b", "c", "d", "e", "f", "g", "h"});
+    auto q41 = [](uint64_t cols, uint64_t rows) { return cols / 32 * 20 * rows; };
+    b.addTensor("token_embd.weight", {64, 8}, 8, 64 / 32 * 34 * 8);
+    b.addTensor("output_norm.weight", {64}, 0, 256);
+    b.addTensor("blk.0.attn_norm.weight", {64}, 0, 256);
+    b.addTensor("blk.0.ffn_norm.weight", {64}, 0, 256);
+    b.addTensor("blk.0.attn_q.weight", {64, 64}, 3, q41(64, 64));
+    b.addTensor("blk.0.attn_k.weight", {64, 32}, 3, q41(64, 32));
+    b.addTensor("blk.0.attn_v.weight", {64, 32}, 3, q41(64, 32));
+    b.addTensor("blk.0.attn_output.weight", {64, 64}, 3, q41(64, 64));
+    b.addTensor("blk.0.ffn_gate.weight", {64, 96}, 3, q41(64, 96));
+    b.addTensor("blk.0.ffn_up.weight", {64, 96}, 3, q41(64, 96));
+    b.addTensor("blk.0.ffn_down.weight", {96, 64}, 3, q41(96, 64));
+    return b;
 }
 
 }  // namespace
@@ -348,30 +378,7 @@ private slots:
     }
 
     void ggufLlama() {
-        // A Llama GGUF with the architecture's tensors in GGML order (row length first).
-        GgufBuilder b;
-        b.addStr("general.architecture", "llama");
-        b.addU32("llama.block_count", 1);
-        b.addU32("llama.context_length", 256);
-        b.addU32("llama.embedding_length", 64);
-        b.addU32("llama.feed_forward_length", 96);
-        b.addU32("llama.attention.head_count", 4);
-        b.addU32("llama.attention.head_count_kv", 2);
-        b.addF32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
-        b.addF32("llama.rope.freq_base", 500000.0f);
-        b.addStrArray("tokenizer.ggml.tokens", {"a", "b", "c", "d", "e", "f", "g", "h"});
-        auto q41 = [](uint64_t cols, uint64_t rows) { return cols / 32 * 20 * rows; };
-        b.addTensor("token_embd.weight", {64, 8}, 8, 64 / 32 * 34 * 8);
-        b.addTensor("output_norm.weight", {64}, 0, 256);
-        b.addTensor("blk.0.attn_norm.weight", {64}, 0, 256);
-        b.addTensor("blk.0.ffn_norm.weight", {64}, 0, 256);
-        b.addTensor("blk.0.attn_q.weight", {64, 64}, 3, q41(64, 64));
-        b.addTensor("blk.0.attn_k.weight", {64, 32}, 3, q41(64, 32));
-        b.addTensor("blk.0.attn_v.weight", {64, 32}, 3, q41(64, 32));
-        b.addTensor("blk.0.attn_output.weight", {64, 64}, 3, q41(64, 64));
-        b.addTensor("blk.0.ffn_gate.weight", {64, 96}, 3, q41(64, 96));
-        b.addTensor("blk.0.ffn_up.weight", {64, 96}, 3, q41(64, 96));
-        b.addTensor("blk.0.ffn_down.weight", {96, 64}, 3, q41(96, 64));
+        const GgufBuilder b = tinyLlamaGguf();
         const fs::path p = fresh().string() + ".gguf";
         writeFileBytes(p, b.build(0));
         auto m = ModelFiles::open(p);
@@ -414,6 +421,78 @@ private slots:
         const fs::path p4 = fresh().string() + ".gguf";
         writeFileBytes(p4, b4.build(0));
         QCOMPARE(openStatus(p4).code(), ErrorCode::Unsupported);
+    }
+
+    void fuzzGgufModel() {
+        // Random corruptions of a valid model file: ModelFiles::open must answer with a code, never
+        // crash, and whatever it accepts must pass its own checks again.
+        const Bytes base = tinyLlamaGguf().build(0);
+        std::mt19937_64 rng(99);
+        const fs::path p = fresh().string() + ".gguf";
+        int nOk = 0;
+        for (int it = 0; it < 1500; ++it) {
+            Bytes b = base;
+            const int flips = 1 + static_cast<int>(rng() % 3);
+            for (int f = 0; f < flips; ++f) b[rng() % std::min<size_t>(b.size(), 1200)] = static_cast<uint8_t>(rng());
+            if (rng() % 8 == 0) b.resize(rng() % b.size());
+            writeFileBytes(p, b);
+            auto m = ModelFiles::open(p);
+            if (m.ok()) {
+                ++nOk;
+                for (const TensorView& t : (*m)->tensors().all()) QCOMPARE(uint64_t{t.bytes.size()}, t.nRows() * t.rowBytes());
+                continue;
+            }
+            const ErrorCode c = m.status().code();
+            QVERIFY2(c == ErrorCode::Corrupt || c == ErrorCode::Unsupported || c == ErrorCode::NotFound ||
+                         c == ErrorCode::Mismatch,
+                     m.status().toString().c_str());
+        }
+        qInfo("gguf model fuzz: %d of 1500 opened", nOk);
+    }
+
+    void fuzzHfConfig() {
+        // Adversarial values in config.json fields (the weights stay valid).
+        const fs::path dir = fresh();
+        Tiny t;
+        t.modelType = "msa";
+        t.layers = 3;
+        t.explicitHeadDim = true;
+        t.msa = {{"router_layer_idx", "1,2"}, {"decouple_router", true}};
+        t.routerLayers = {1, 2};
+        makeHf(dir, t);
+        std::ifstream in(dir / "config.json");
+        const json base = json::parse(in);
+        const std::vector<json> values = {0, -1, 1, 2, 3, 7, 1 << 30, 2147483648LL, -2147483649LL, 1e308, -0.0, 0.5,
+                                          nullptr, "x", "all", "0-2", "2-1", "99", json::array(), json::object(),
+                                          true, json::array({1, 2}), json::array({"a"})};
+        std::vector<std::string> keys;
+        for (const auto& [k, v] : base.items()) keys.push_back(k);
+        std::mt19937_64 rng(5);
+        int nOk = 0;
+        for (int it = 0; it < 1500; ++it) {
+            json cfg = base;
+            const int edits = 1 + static_cast<int>(rng() % 2);
+            for (int e = 0; e < edits; ++e) {
+                if (rng() % 4 == 0 && cfg["msa_config"].is_object()) {
+                    static const char* msaKeys[] = {"router_layer_idx", "doc_top_k", "decouple_router", "pooling_kernel_size"};
+                    cfg["msa_config"][msaKeys[rng() % 4]] = values[rng() % values.size()];
+                } else {
+                    cfg[keys[rng() % keys.size()]] = values[rng() % values.size()];
+                }
+            }
+            std::ofstream(dir / "config.json", std::ios::trunc) << cfg.dump();
+            auto m = ModelFiles::open(dir);
+            if (m.ok()) {
+                ++nOk;
+                continue;
+            }
+            const ErrorCode c = m.status().code();
+            QVERIFY2(c == ErrorCode::Corrupt || c == ErrorCode::Unsupported || c == ErrorCode::NotFound ||
+                         c == ErrorCode::Mismatch,
+                     m.status().toString().c_str());
+        }
+        qInfo("config fuzz: %d of 1500 opened", nOk);
+        QVERIFY(nOk > 0);
     }
 };
 
