@@ -154,6 +154,8 @@ Result<std::unique_ptr<ModelFiles>> ModelFiles::open(const fs::path& pathIn) {
         m->m_tokenizerJson = path / "tokenizer.json";
         if (!fs::exists(m->m_tokenizerJson, ec))
             return notFound("'" + path.string() + "': no tokenizer.json in the model folder");
+    } else if (path.extension() == ".safetensors" || path.extension() == ".json") {
+        return invalidArgument("'" + path.string() + "' is part of a Hugging Face model: pass its folder");
     } else {
         m->m_format = ModelFormat::Gguf;
         MSA_ASSIGN_OR_RETURN(GgufFile g, GgufFile::open(path));

@@ -200,8 +200,9 @@ private slots:
         QCOMPARE(q->rowBytes(), uint64_t{16});
         QCOMPARE(q->nRows(), uint64_t{8});
         QCOMPARE((*m)->tokenizerJsonPath(), dir / "tokenizer.json");
-        // Opening config.json itself selects the folder.
+        // Opening config.json itself selects the folder; a weights file alone is refused with advice.
         QVERIFY(ModelFiles::open(dir / "config.json").ok());
+        QCOMPARE(openStatus(dir / "model.safetensors").code(), ErrorCode::InvalidArgument);
     }
 
     void fingerprint() {
