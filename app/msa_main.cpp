@@ -206,6 +206,17 @@ int main(int argc, char** argv) {
         plannedApps.push_back(sc);
     }
 
+    // Name an unknown command instead of CLI11's generic "A subcommand is required".
+    if (argc > 1 && argv[1][0] != '-') {
+        bool known = false;
+        for (const CLI::App* sc : app.get_subcommands([](CLI::App*) { return true; }))
+            known = known || sc->get_name() == argv[1];
+        if (!known) {
+            std::fprintf(stderr, "msa: usage error: unknown command '%s' (run 'msa --help')\n", argv[1]);
+            return 2;
+        }
+    }
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

@@ -1,4 +1,4 @@
-// tst_demo_model: the real demo model (SmolLM2-135M-Instruct Q4_1 GGUF) against the `gguf` package.
+// tst_demo_gguf: the real demo model (SmolLM2-135M-Instruct Q4_1 GGUF) against the `gguf` package.
 //
 // Skips (reported by CTest as Skipped) when the model is not where msa::findDemoModel() looks.
 // The reference fixtures/smollm2-135m-instruct-q4_1.reference.json was written by
@@ -40,7 +40,7 @@ bool sameValue(const GgufValue& v, const json& j) {
 
 }  // namespace
 
-class TstDemoModel : public QObject {
+class TstDemoGguf : public QObject {
     Q_OBJECT
 private:
     std::filesystem::path m_model;
@@ -165,5 +165,5 @@ private slots:
     }
 };
 
-QTEST_GUILESS_MAIN(TstDemoModel)
-#include "tst_demo_model.moc"
+QTEST_GUILESS_MAIN(TstDemoGguf)
+#include "tst_demo_gguf.moc"

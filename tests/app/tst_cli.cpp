@@ -1,0 +1,152 @@
+// tst_cli.cpp: the `msa` executable's contract for scripts: --version, --help on every subcommand,
+// exit codes (0 ok, 2 usage, 3 not found, 5 corrupt, 6 unimplemented, 9 device), one-line reasons on
+// stderr, and --json output that parses. Runs the real binary with QProcess.
+// Extend: when a subcommand becomes real, replace its "unimplemented" case with its own cases.
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QProcess>
+#include <QRegularExpression>
+#include <QTemporaryDir>
+#include <QtTest>
+
+namespace {
+struct Run {
+    int exitCode = -1;
+    QString out;
+    QString err;
+};
+
+Run runMsa(const QStringList& args, const QMap<QString, QString>& env = {}) {
+    QProcess p;
+    QProcessEnvironment e = QProcessEnvironment::systemEnvironment();
+    for (auto it = env.begin(); it != env.end(); ++it) e.insert(it.key(), it.value());
+    p.setProcessEnvironment(e);
+    p.start(QStringLiteral(MSA_CLI_PATH), args);
+    if (!p.waitForFinished(60000)) {
+        p.kill();
+        return {};
+    }
+    Run r;
+    r.exitCode = p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2;
+    r.out = QString::fromUtf8(p.readAllStandardOutput());
+    r.err = QString::fromUtf8(p.readAllStandardError());
+    return r;
+}
+
+// Errors are one line: "msa ...: <reason>\n".
+bool isOneLine(const QString& s) { return s.endsWith('\n') && s.count('\n') == 1 && s.size() > 10; }
+
+QStringList subcommandsFromHelp(const QString& help) {
+    QStringList names;
+    const int at = help.indexOf(QStringLiteral("Subcommands:"));
+    if (at < 0) return names;
+    const QRegularExpression line(QStringLiteral("^\\s{2}(\\w[\\w-]*)\\s"), QRegularExpression::MultilineOption);
+    auto it = line.globalMatch(help.mid(at));
+    while (it.hasNext()) names << it.next().captured(1);
+    return names;
+}
+}  // namespace
+
+class TestCli : public QObject {
+    Q_OBJECT
+private slots:
+    void version() {
+        const Run r = runMsa({"--version"});
+        QCOMPARE(r.exitCode, 0);
+        QVERIFY2(QRegularExpression("^msa \\d+\\.\\d+\\.\\d+").match(r.out).hasMatch(), qPrintable(r.out));
+    }
+
+    void helpForEverySubcommand() {
+        const Run top = runMsa({"--help"});
+        QCOMPARE(top.exitCode, 0);
+        const QStringList subs = subcommandsFromHelp(top.out);
+        for (const char* expected : {"doctor", "import", "search", "build", "route", "ask", "bank", "bench"})
+            QVERIFY2(subs.contains(expected), qPrintable(QStringLiteral("missing %1 in:\n%2").arg(expected, top.out)));
+        for (const QString& sub : subs) {
+            const Run r = runMsa({sub, "--help"});
+            QVERIFY2(r.exitCode == 0, qPrintable(sub));
+            QVERIFY2(r.out.contains(sub) && r.out.contains("--help"), qPrintable(sub + ":\n" + r.out));
+        }
+    }
+
+    void usageErrorsExitTwoWithOneLine() {
+        const Run none = runMsa({});
+        QCOMPARE(none.exitCode, 2);
+        QVERIFY2(isOneLine(none.err), qPrintable(none.err));
+        const Run unknown = runMsa({"frobnicate"});
+        QCOMPARE(unknown.exitCode, 2);
+        QVERIFY2(isOneLine(unknown.err) && unknown.err.contains("frobnicate"), qPrintable(unknown.err));
+        const Run badOption = runMsa({"doctor", "--no-such-option"});
+        QCOMPARE(badOption.exitCode, 2);
+        QVERIFY2(isOneLine(badOption.err) && badOption.err.contains("--no-such-option"), qPrintable(badOption.err));
+        const Run missingArg = runMsa({"ask"});
+        QCOMPARE(missingArg.exitCode, 2);
+        QVERIFY2(isOneLine(missingArg.err), qPrintable(missingArg.err));
+    }
+
+    void doctorText() {
+        const Run r = runMsa({"doctor"});
+        QCOMPARE(r.exitCode, 0);
+        QVERIFY2(r.out.contains("cpu: usable"), qPrintable(r.out));
+        QVERIFY2(r.out.contains("cuda:"), qPrintable(r.out));   // built or not, the CUDA line says why
+        QVERIFY(r.out.contains("demo model:"));
+    }
+
+    void doctorJson() {
+        const Run r = runMsa({"doctor", "--json"});
+        QCOMPARE(r.exitCode, 0);
+        QJsonParseError pe;
+        const QJsonDocument doc = QJsonDocument::fromJson(r.out.toUtf8(), &pe);
+        QVERIFY2(pe.error == QJsonParseError::NoError, qPrintable(pe.errorString() + "\n" + r.out));
+        const QJsonObject o = doc.object();
+        QVERIFY(o["ok"].toBool());
+        const QJsonArray backends = o["backends"].toArray();
+        QCOMPARE(backends.size(), 2);
+        QCOMPARE(backends[0].toObject()["name"].toString(), QString("cpu"));
+        const QJsonObject cuda = backends[1].toObject();
+        QCOMPARE(cuda["name"].toString(), QString("cuda"));
+        if (!cuda["usable"].toBool()) QVERIFY(!cuda["reason"].toString().isEmpty());
+        QVERIFY(o["demo_model"].toObject().contains("present"));
+    }
+
+    void doctorRequireModel() {
+        QTemporaryDir dir;
+        const QString missing = dir.filePath("missing.gguf");
+        const Run absent = runMsa({"doctor", "--require-model"}, {{"MSA_DEMO_MODEL", missing}});
+        QCOMPARE(absent.exitCode, 3);
+        QVERIFY2(isOneLine(absent.err) && absent.err.contains("not_found"), qPrintable(absent.err));
+        QFile bad(dir.filePath("bad.gguf"));
+        QVERIFY(bad.open(QIODevice::WriteOnly));
+        bad.write("this is not a GGUF file");
+        bad.close();
+        const Run corrupt = runMsa({"doctor", "--require-model"}, {{"MSA_DEMO_MODEL", bad.fileName()}});
+        QCOMPARE(corrupt.exitCode, 5);
+        QVERIFY2(corrupt.err.contains("corrupt") && corrupt.err.contains("magic"), qPrintable(corrupt.err));
+    }
+
+    void doctorRequireGpu() {
+        const Run r = runMsa({"doctor", "--json", "--require-gpu"});
+        const QJsonObject cuda = QJsonDocument::fromJson(r.out.toUtf8()).object()["backends"].toArray()[1].toObject();
+        if (cuda["usable"].toBool()) {
+            QCOMPARE(r.exitCode, 0);
+        } else {
+            QCOMPARE(r.exitCode, 9);
+            QVERIFY2(r.err.contains("no usable GPU"), qPrintable(r.err));
+        }
+    }
+
+    void unimplementedCommandsSaySo() {
+        const Run r = runMsa({"ask", "--bank", "x.msab", "who?"});
+        QCOMPARE(r.exitCode, 6);
+        QVERIFY2(isOneLine(r.err) && r.err.contains("unimplemented"), qPrintable(r.err));
+        const Run j = runMsa({"route", "--json", "who?"});
+        QCOMPARE(j.exitCode, 6);
+        const QJsonObject o = QJsonDocument::fromJson(j.out.toUtf8()).object();
+        QCOMPARE(o["ok"].toBool(true), false);
+        QCOMPARE(o["error"].toObject()["code"].toString(), QString("unimplemented"));
+    }
+};
+
+QTEST_GUILESS_MAIN(TestCli)
+#include "tst_cli.moc"
