@@ -621,6 +621,81 @@ MSA_AVX2_TARGET float dotQ8Avx2(DType type, const uint8_t* p, const Q8Activation
     return dotQ8Scalar(type, p, x);
 }
 
+// Dequantization with the scalar code's exact expressions: a separate multiply and add (this file is
+// built with -ffp-contract=off, so the compiler does not fuse them either), hence bit-identical.
+MSA_AVX2_TARGET void dequantAvx2(DType type, const uint8_t* p, size_t nBlocks, float* y) {
+    switch (type) {
+    case DType::Q8_0:
+        for (size_t b = 0; b < nBlocks; ++b, p += 34, y += 32) {
+            const __m256 d = _mm256_set1_ps(f16Scalar(p));
+            const auto* q = reinterpret_cast<const int8_t*>(p + 2);
+            for (int k = 0; k < 4; ++k) _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(i8x8(q + 8 * k), d));
+        }
+        return;
+    case DType::Q4_0: {
+        const __m256i eight = _mm256_set1_epi8(8);
+        for (size_t b = 0; b < nBlocks; ++b, p += 18, y += 32) {
+            const __m256 d = _mm256_set1_ps(f16Scalar(p));
+            alignas(32) int8_t q[32];
+            _mm256_store_si256(reinterpret_cast<__m256i*>(q), _mm256_sub_epi8(nibbles32(p + 2), eight));
+            for (int k = 0; k < 4; ++k) _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(d, i8x8(q + 8 * k)));
+        }
+        return;
+    }
+    case DType::Q4_1:
+        for (size_t b = 0; b < nBlocks; ++b, p += 20, y += 32) {
+            const __m256 d = _mm256_set1_ps(f16Scalar(p));
+            const __m256 m = _mm256_set1_ps(f16Scalar(p + 2));
+            alignas(32) int8_t q[32];
+            _mm256_store_si256(reinterpret_cast<__m256i*>(q), nibbles32(p + 4));
+            for (int k = 0; k < 4; ++k) _mm256_storeu_ps(y + 8 * k, _mm256_add_ps(_mm256_mul_ps(d, i8x8(q + 8 * k)), m));
+        }
+        return;
+    case DType::Q4_K: {
+        const __m256i mask = _mm256_set1_epi8(0x0F);
+        for (size_t b = 0; b < nBlocks; ++b, p += 144) {
+            const float d = f16Scalar(p), dmin = f16Scalar(p + 2);
+            const uint8_t* qs = p + 16;
+            for (int g = 0; g < 4; ++g, qs += 32, y += 64) {
+                uint8_t sc0, m0, sc1, m1;
+                q4kScaleMin(p + 4, 2 * g, sc0, m0);
+                q4kScaleMin(p + 4, 2 * g + 1, sc1, m1);
+                const __m256 d0 = _mm256_set1_ps(d * static_cast<float>(sc0)), mm0 = _mm256_set1_ps(dmin * static_cast<float>(m0));
+                const __m256 d1 = _mm256_set1_ps(d * static_cast<float>(sc1)), mm1 = _mm256_set1_ps(dmin * static_cast<float>(m1));
+                __m256i v;
+                std::memcpy(&v, qs, 32);
+                alignas(32) int8_t lo[32], hi[32];
+                _mm256_store_si256(reinterpret_cast<__m256i*>(lo), _mm256_and_si256(v, mask));
+                _mm256_store_si256(reinterpret_cast<__m256i*>(hi), _mm256_and_si256(_mm256_srli_epi16(v, 4), mask));
+                for (int k = 0; k < 4; ++k) {
+                    _mm256_storeu_ps(y + 8 * k, _mm256_sub_ps(_mm256_mul_ps(d0, i8x8(lo + 8 * k)), mm0));
+                    _mm256_storeu_ps(y + 32 + 8 * k, _mm256_sub_ps(_mm256_mul_ps(d1, i8x8(hi + 8 * k)), mm1));
+                }
+            }
+        }
+        return;
+    }
+    case DType::Q6_K:
+        for (size_t b = 0; b < nBlocks; ++b, p += 210, y += 256) {
+            alignas(32) int8_t q[256];
+            unpackQ6_K(p, q);
+            const auto* sc = reinterpret_cast<const int8_t*>(p + 192);
+            const float d = f16Scalar(p + 208);
+            for (int s16 = 0; s16 < 16; ++s16) {
+                const __m256 ds = _mm256_set1_ps(d * static_cast<float>(sc[s16]));
+                _mm256_storeu_ps(y + 16 * s16, _mm256_mul_ps(ds, i8x8(q + 16 * s16)));
+                _mm256_storeu_ps(y + 16 * s16 + 8, _mm256_mul_ps(ds, i8x8(q + 16 * s16 + 8)));
+            }
+        }
+        return;
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16:
+        break;   // the compiler vectorises these loops; f16 NaN payloads stay exact on the scalar path
+    }
+    dequantBlocksScalar(type, p, nBlocks, y);
+}
+
 bool detectAvx2() {
     if (const char* v = std::getenv("MSA_NO_SIMD"); v && *v && std::string(v) != "0") return false;
     __builtin_cpu_init();
@@ -745,15 +820,25 @@ uint16_t f32ToBf16(float f) {
     return static_cast<uint16_t>(x >> 16);
 }
 
+void dequantizeBlocks(DType type, const void* row, size_t firstBlock, size_t nBlocks, float* dst) {
+    const DTypeInfo& i = dtypeInfo(type);
+    const uint8_t* p = static_cast<const uint8_t*>(row) + firstBlock * i.blockBytes;
+#if defined(MSA_HAVE_AVX2_KERNELS)
+    if (useAvx2()) return dequantAvx2(type, p, nBlocks, dst);
+#endif
+    dequantBlocksScalar(type, p, nBlocks, dst);
+}
+
 void dequantizeRow(DType type, const void* src, float* dst, size_t n) {
     const DTypeInfo& i = dtypeInfo(type);
     assert(n % i.blockElems == 0);
-    dequantBlocksScalar(type, static_cast<const uint8_t*>(src), n / i.blockElems, dst);
+    dequantizeBlocks(type, src, 0, n / i.blockElems, dst);
 }
 
-void dequantizeBlocks(DType type, const void* row, size_t firstBlock, size_t nBlocks, float* dst) {
+void dequantizeRowScalar(DType type, const void* src, float* dst, size_t n) {
     const DTypeInfo& i = dtypeInfo(type);
-    dequantBlocksScalar(type, static_cast<const uint8_t*>(row) + firstBlock * i.blockBytes, nBlocks, dst);
+    assert(n % i.blockElems == 0);
+    dequantBlocksScalar(type, static_cast<const uint8_t*>(src), n / i.blockElems, dst);
 }
 
 float dotRowScalar(DType type, const void* row, const float* x, size_t n) {

@@ -82,6 +82,9 @@ uint16_t f32ToBf16(float f);
 void dequantizeRow(DType type, const void* src, float* dst, size_t n);
 // Converts blocks [firstBlock, firstBlock + nBlocks) of a row to f32 (dst receives nBlocks*blockElems).
 void dequantizeBlocks(DType type, const void* row, size_t firstBlock, size_t nBlocks, float* dst);
+// As dequantizeRow, forced onto the scalar path (the SIMD path evaluates the same expressions with
+// the same roundings, so both are bit-exact; the tests check both).
+void dequantizeRowScalar(DType type, const void* src, float* dst, size_t n);
 
 // sum_i w[i]*x[i] over one row of n elements (n a multiple of the block size; asserted).
 float dotRow(DType type, const void* row, const float* x, size_t n);

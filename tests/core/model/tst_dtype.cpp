@@ -93,8 +93,10 @@ private slots:
         const size_t nBlocks = raw.size() / info.blockBytes;
         const size_t n = nBlocks * info.blockElems;
         QCOMPARE(want.size(), n * 4);
-        std::vector<float> got(n);
+        std::vector<float> got(n), scalar(n);
         dequantizeRow(dt, raw.data(), got.data(), n);
+        dequantizeRowScalar(dt, raw.data(), scalar.data(), n);
+        QVERIFY2(std::memcmp(got.data(), scalar.data(), n * 4) == 0, "the SIMD and scalar paths differ");
         for (size_t i = 0; i < n; ++i)
             if (std::memcmp(&got[i], want.data() + 4 * i, 4) != 0) {
                 float w;
