@@ -6,7 +6,9 @@
 // products, which are compared with a tolerance.
 #include "core/model/dtype.h"
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cassert>
 #include <cctype>
 #include <cstdlib>
@@ -247,6 +249,86 @@ float dotScalar(DType type, const uint8_t* p, const float* x, size_t n) {
     return acc;
 }
 
+// ---- integer dot products against q8 activations ---------------------------------------------------
+
+float dotQ8Scalar(DType type, const uint8_t* p, const Q8Activations& x) {
+    const size_t nb = x.n / 32;
+    const int8_t* xq = x.q.data();
+    float acc = 0.0f;
+    switch (type) {
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16: {
+        std::vector<float> w(x.n);
+        dequantBlocksScalar(type, p, x.n, w.data());
+        for (size_t b = 0; b < nb; ++b) {
+            float s = 0.0f;
+            for (int i = 0; i < 32; ++i) s += w[32 * b + i] * static_cast<float>(xq[32 * b + i]);
+            acc += x.d[b] * s;
+        }
+        return acc;
+    }
+    case DType::Q8_0:
+        for (size_t b = 0; b < nb; ++b, p += 34, xq += 32) {
+            const auto* q = reinterpret_cast<const int8_t*>(p + 2);
+            int32_t s = 0;
+            for (int i = 0; i < 32; ++i) s += q[i] * xq[i];
+            acc += loadF16(p) * x.d[b] * static_cast<float>(s);
+        }
+        return acc;
+    case DType::Q4_0:
+        for (size_t b = 0; b < nb; ++b, p += 18, xq += 32) {
+            const uint8_t* qs = p + 2;
+            int32_t s = 0;
+            for (int i = 0; i < 16; ++i) s += ((qs[i] & 0x0F) - 8) * xq[i] + ((qs[i] >> 4) - 8) * xq[i + 16];
+            acc += loadF16(p) * x.d[b] * static_cast<float>(s);
+        }
+        return acc;
+    case DType::Q4_1:
+        for (size_t b = 0; b < nb; ++b, p += 20, xq += 32) {
+            const uint8_t* qs = p + 4;
+            int32_t s = 0;
+            for (int i = 0; i < 16; ++i) s += (qs[i] & 0x0F) * xq[i] + (qs[i] >> 4) * xq[i + 16];
+            acc += loadF16(p) * x.d[b] * static_cast<float>(s) + loadF16(p + 2) * x.sum[b];
+        }
+        return acc;
+    case DType::Q4_K:
+        for (size_t sb = 0; sb < nb / 8; ++sb, p += 144) {
+            const float d = loadF16(p), dmin = loadF16(p + 2);
+            const uint8_t* qs = p + 16;
+            for (int g = 0; g < 4; ++g, qs += 32) {
+                for (int h = 0; h < 2; ++h) {
+                    const size_t b = sb * 8 + static_cast<size_t>(2 * g + h);
+                    uint8_t sc, m;
+                    q4kScaleMin(p + 4, 2 * g + h, sc, m);
+                    int32_t s = 0;
+                    for (int l = 0; l < 32; ++l) s += (h ? (qs[l] >> 4) : (qs[l] & 0x0F)) * x.q[32 * b + l];
+                    acc += d * static_cast<float>(sc) * x.d[b] * static_cast<float>(s) - dmin * static_cast<float>(m) * x.sum[b];
+                }
+            }
+        }
+        return acc;
+    case DType::Q6_K:
+        for (size_t sb = 0; sb < nb / 8; ++sb, p += 210) {
+            int8_t q[256];
+            unpackQ6_K(p, q);
+            const auto* sc = reinterpret_cast<const int8_t*>(p + 192);
+            const float d = loadF16(p + 208);
+            for (int j = 0; j < 8; ++j) {
+                const size_t b = sb * 8 + static_cast<size_t>(j);
+                int32_t s0 = 0, s1 = 0;
+                for (int l = 0; l < 16; ++l) {
+                    s0 += q[32 * j + l] * x.q[32 * b + l];
+                    s1 += q[32 * j + 16 + l] * x.q[32 * b + 16 + l];
+                }
+                acc += d * x.d[b] * static_cast<float>(sc[2 * j] * s0 + sc[2 * j + 1] * s1);
+            }
+        }
+        return acc;
+    }
+    return acc;
+}
+
 // ---- AVX2 + FMA kernels ---------------------------------------------------------------------------
 #if defined(MSA_HAVE_AVX2_KERNELS)
 
@@ -426,6 +508,194 @@ MSA_AVX2_TARGET float dotAvx2(DType type, const uint8_t* p, const float* x, size
     return hsum(acc);
 }
 
+// Signed x signed bytes -> 8 int32 lanes, lane k = sum of products of bytes 4k..4k+3. maddubs takes
+// an unsigned and a signed operand, so |w| and x*sign(w) are used; |w| <= 128 and |x| <= 127 keep the
+// pairwise int16 sums below saturation.
+MSA_AVX2_TARGET inline __m256i dotS8(__m256i w, __m256i x) {
+    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+// Unsigned weights (nibbles 0..15) x signed activations.
+MSA_AVX2_TARGET inline __m256i dotU8(__m256i w, __m256i x) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1));
+}
+
+MSA_AVX2_TARGET float dotQ8Avx2(DType type, const uint8_t* p, const Q8Activations& x) {
+    const size_t nb = x.n / 32;
+    const int8_t* xq = x.q.data();
+    __m256 acc = _mm256_setzero_ps();
+    float offset = 0.0f;   // the q4_1 / q4_K min terms, which need only the activation block sums
+    switch (type) {
+    case DType::Q8_0:
+        for (size_t b = 0; b < nb; ++b, p += 34, xq += 32) {
+            __m256i w, xv;
+            std::memcpy(&w, p + 2, 32);
+            std::memcpy(&xv, xq, 32);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dotS8(w, xv)), _mm256_set1_ps(f16Scalar(p) * x.d[b]), acc);
+        }
+        return hsum(acc);
+    case DType::Q4_0: {
+        const __m256i eight = _mm256_set1_epi8(8);
+        for (size_t b = 0; b < nb; ++b, p += 18, xq += 32) {
+            __m256i xv;
+            std::memcpy(&xv, xq, 32);
+            const __m256i w = _mm256_sub_epi8(nibbles32(p + 2), eight);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dotS8(w, xv)), _mm256_set1_ps(f16Scalar(p) * x.d[b]), acc);
+        }
+        return hsum(acc);
+    }
+    case DType::Q4_1:
+        for (size_t b = 0; b < nb; ++b, p += 20, xq += 32) {
+            __m256i xv;
+            std::memcpy(&xv, xq, 32);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dotU8(nibbles32(p + 4), xv)), _mm256_set1_ps(f16Scalar(p) * x.d[b]), acc);
+            offset += f16Scalar(p + 2) * x.sum[b];
+        }
+        return hsum(acc) + offset;
+    case DType::Q4_K: {
+        const __m256i mask = _mm256_set1_epi8(0x0F);
+        for (size_t sb = 0; sb < nb / 8; ++sb, p += 144) {
+            const float d = f16Scalar(p), dmin = f16Scalar(p + 2);
+            const uint8_t* qs = p + 16;
+            for (int g = 0; g < 4; ++g, qs += 32) {
+                __m256i v;
+                std::memcpy(&v, qs, 32);
+                const __m256i lo = _mm256_and_si256(v, mask);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+                const size_t b0 = sb * 8 + static_cast<size_t>(2 * g), b1 = b0 + 1;
+                uint8_t sc0, m0, sc1, m1;
+                q4kScaleMin(p + 4, 2 * g, sc0, m0);
+                q4kScaleMin(p + 4, 2 * g + 1, sc1, m1);
+                __m256i x0, x1;
+                std::memcpy(&x0, x.q.data() + 32 * b0, 32);
+                std::memcpy(&x1, x.q.data() + 32 * b1, 32);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dotU8(lo, x0)), _mm256_set1_ps(d * static_cast<float>(sc0) * x.d[b0]), acc);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dotU8(hi, x1)), _mm256_set1_ps(d * static_cast<float>(sc1) * x.d[b1]), acc);
+                offset += dmin * (static_cast<float>(m0) * x.sum[b0] + static_cast<float>(m1) * x.sum[b1]);
+            }
+        }
+        return hsum(acc) - offset;
+    }
+    case DType::Q6_K: {
+        const __m256i m4 = _mm256_set1_epi8(0x0F);
+        const __m256i m3 = _mm256_set1_epi8(0x03);
+        const __m256i off = _mm256_set1_epi8(32);
+        for (size_t sb = 0; sb < nb / 8; ++sb, p += 210) {
+            const float d = f16Scalar(p + 208);
+            const auto* sc = reinterpret_cast<const int8_t*>(p + 192);
+            const uint8_t* ql = p;
+            const uint8_t* qh = p + 128;
+            for (int h = 0; h < 2; ++h, ql += 64, qh += 32, sc += 8) {
+                __m256i l0, l1, hb;
+                std::memcpy(&l0, ql, 32);
+                std::memcpy(&l1, ql + 32, 32);
+                std::memcpy(&hb, qh, 32);
+                __m256i q[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+                q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+                for (int r = 0; r < 4; ++r) {
+                    const size_t b = sb * 8 + static_cast<size_t>(4 * h + r);
+                    __m256i xv;
+                    std::memcpy(&xv, x.q.data() + 32 * b, 32);
+                    const __m256i s = dotS8(_mm256_sub_epi8(q[r], off), xv);
+                    // Lanes 0..3 hold elements 0..15 (scale 2r), lanes 4..7 elements 16..31 (scale 2r+1).
+                    const float dd = d * x.d[b];
+                    const __m256 scale = _mm256_set_m128(_mm_set1_ps(dd * static_cast<float>(sc[2 * r + 1])),
+                                                         _mm_set1_ps(dd * static_cast<float>(sc[2 * r])));
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc);
+                }
+            }
+        }
+        return hsum(acc);
+    }
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16:
+        break;
+    }
+    return dotQ8Scalar(type, p, x);
+}
+
+// Dequantization with the scalar code's exact expressions: a separate multiply and add (this file is
+// built with -ffp-contract=off, so the compiler does not fuse them either), hence bit-identical.
+MSA_AVX2_TARGET void dequantAvx2(DType type, const uint8_t* p, size_t nBlocks, float* y) {
+    switch (type) {
+    case DType::Q8_0:
+        for (size_t b = 0; b < nBlocks; ++b, p += 34, y += 32) {
+            const __m256 d = _mm256_set1_ps(f16Scalar(p));
+            const auto* q = reinterpret_cast<const int8_t*>(p + 2);
+            for (int k = 0; k < 4; ++k) _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(i8x8(q + 8 * k), d));
+        }
+        return;
+    case DType::Q4_0: {
+        const __m256i eight = _mm256_set1_epi8(8);
+        for (size_t b = 0; b < nBlocks; ++b, p += 18, y += 32) {
+            const __m256 d = _mm256_set1_ps(f16Scalar(p));
+            alignas(32) int8_t q[32];
+            _mm256_store_si256(reinterpret_cast<__m256i*>(q), _mm256_sub_epi8(nibbles32(p + 2), eight));
+            for (int k = 0; k < 4; ++k) _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(d, i8x8(q + 8 * k)));
+        }
+        return;
+    }
+    case DType::Q4_1:
+        for (size_t b = 0; b < nBlocks; ++b, p += 20, y += 32) {
+            const __m256 d = _mm256_set1_ps(f16Scalar(p));
+            const __m256 m = _mm256_set1_ps(f16Scalar(p + 2));
+            alignas(32) int8_t q[32];
+            _mm256_store_si256(reinterpret_cast<__m256i*>(q), nibbles32(p + 4));
+            for (int k = 0; k < 4; ++k) _mm256_storeu_ps(y + 8 * k, _mm256_add_ps(_mm256_mul_ps(d, i8x8(q + 8 * k)), m));
+        }
+        return;
+    case DType::Q4_K: {
+        const __m256i mask = _mm256_set1_epi8(0x0F);
+        for (size_t b = 0; b < nBlocks; ++b, p += 144) {
+            const float d = f16Scalar(p), dmin = f16Scalar(p + 2);
+            const uint8_t* qs = p + 16;
+            for (int g = 0; g < 4; ++g, qs += 32, y += 64) {
+                uint8_t sc0, m0, sc1, m1;
+                q4kScaleMin(p + 4, 2 * g, sc0, m0);
+                q4kScaleMin(p + 4, 2 * g + 1, sc1, m1);
+                const __m256 d0 = _mm256_set1_ps(d * static_cast<float>(sc0)), mm0 = _mm256_set1_ps(dmin * static_cast<float>(m0));
+                const __m256 d1 = _mm256_set1_ps(d * static_cast<float>(sc1)), mm1 = _mm256_set1_ps(dmin * static_cast<float>(m1));
+                __m256i v;
+                std::memcpy(&v, qs, 32);
+                alignas(32) int8_t lo[32], hi[32];
+                _mm256_store_si256(reinterpret_cast<__m256i*>(lo), _mm256_and_si256(v, mask));
+                _mm256_store_si256(reinterpret_cast<__m256i*>(hi), _mm256_and_si256(_mm256_srli_epi16(v, 4), mask));
+                for (int k = 0; k < 4; ++k) {
+                    _mm256_storeu_ps(y + 8 * k, _mm256_sub_ps(_mm256_mul_ps(d0, i8x8(lo + 8 * k)), mm0));
+                    _mm256_storeu_ps(y + 32 + 8 * k, _mm256_sub_ps(_mm256_mul_ps(d1, i8x8(hi + 8 * k)), mm1));
+                }
+            }
+        }
+        return;
+    }
+    case DType::Q6_K:
+        for (size_t b = 0; b < nBlocks; ++b, p += 210, y += 256) {
+            alignas(32) int8_t q[256];
+            unpackQ6_K(p, q);
+            const auto* sc = reinterpret_cast<const int8_t*>(p + 192);
+            const float d = f16Scalar(p + 208);
+            for (int s16 = 0; s16 < 16; ++s16) {
+                const __m256 ds = _mm256_set1_ps(d * static_cast<float>(sc[s16]));
+                _mm256_storeu_ps(y + 16 * s16, _mm256_mul_ps(ds, i8x8(q + 16 * s16)));
+                _mm256_storeu_ps(y + 16 * s16 + 8, _mm256_mul_ps(ds, i8x8(q + 16 * s16 + 8)));
+            }
+        }
+        return;
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16:
+        break;   // the compiler vectorises these loops; f16 NaN payloads stay exact on the scalar path
+    }
+    dequantBlocksScalar(type, p, nBlocks, y);
+}
+
 bool detectAvx2() {
     if (const char* v = std::getenv("MSA_NO_SIMD"); v && *v && std::string(v) != "0") return false;
     __builtin_cpu_init();
@@ -550,15 +820,25 @@ uint16_t f32ToBf16(float f) {
     return static_cast<uint16_t>(x >> 16);
 }
 
+void dequantizeBlocks(DType type, const void* row, size_t firstBlock, size_t nBlocks, float* dst) {
+    const DTypeInfo& i = dtypeInfo(type);
+    const uint8_t* p = static_cast<const uint8_t*>(row) + firstBlock * i.blockBytes;
+#if defined(MSA_HAVE_AVX2_KERNELS)
+    if (useAvx2()) return dequantAvx2(type, p, nBlocks, dst);
+#endif
+    dequantBlocksScalar(type, p, nBlocks, dst);
+}
+
 void dequantizeRow(DType type, const void* src, float* dst, size_t n) {
     const DTypeInfo& i = dtypeInfo(type);
     assert(n % i.blockElems == 0);
-    dequantBlocksScalar(type, static_cast<const uint8_t*>(src), n / i.blockElems, dst);
+    dequantizeBlocks(type, src, 0, n / i.blockElems, dst);
 }
 
-void dequantizeBlocks(DType type, const void* row, size_t firstBlock, size_t nBlocks, float* dst) {
+void dequantizeRowScalar(DType type, const void* src, float* dst, size_t n) {
     const DTypeInfo& i = dtypeInfo(type);
-    dequantBlocksScalar(type, static_cast<const uint8_t*>(row) + firstBlock * i.blockBytes, nBlocks, dst);
+    assert(n % i.blockElems == 0);
+    dequantBlocksScalar(type, static_cast<const uint8_t*>(src), n / i.blockElems, dst);
 }
 
 float dotRowScalar(DType type, const void* row, const float* x, size_t n) {
@@ -572,6 +852,42 @@ float dotRow(DType type, const void* row, const float* x, size_t n) {
     if (useAvx2()) return dotAvx2(type, static_cast<const uint8_t*>(row), x, n);
 #endif
     return dotScalar(type, static_cast<const uint8_t*>(row), x, n);
+}
+
+void quantizeActivations(const float* x, size_t n, Q8Activations& out) {
+    assert(n % 32 == 0);
+    const size_t nb = n / 32;
+    out.n = n;
+    out.q.resize(n);
+    out.d.resize(nb);
+    out.sum.resize(nb);
+    for (size_t b = 0; b < nb; ++b) {
+        const float* xb = x + 32 * b;
+        float amax = 0.0f;
+        for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
+        const float d = amax / 127.0f;
+        const float id = d > 0.0f ? 1.0f / d : 0.0f;
+        int32_t s = 0;
+        for (int i = 0; i < 32; ++i) {
+            const int v = std::clamp(static_cast<int>(std::nearbyint(xb[i] * id)), -127, 127);
+            out.q[32 * b + static_cast<size_t>(i)] = static_cast<int8_t>(v);
+            s += v;
+        }
+        out.d[b] = d;
+        out.sum[b] = d * static_cast<float>(s);
+    }
+}
+
+float dotRowQ8Scalar(DType type, const void* row, const Q8Activations& x) {
+    return dotQ8Scalar(type, static_cast<const uint8_t*>(row), x);
+}
+
+float dotRowQ8(DType type, const void* row, const Q8Activations& x) {
+    assert(x.n % dtypeInfo(type).blockElems == 0);
+#if defined(MSA_HAVE_AVX2_KERNELS)
+    if (useAvx2()) return dotQ8Avx2(type, static_cast<const uint8_t*>(row), x);
+#endif
+    return dotQ8Scalar(type, static_cast<const uint8_t*>(row), x);
 }
 
 bool simdKernelsActive() {

@@ -99,7 +99,7 @@ private:
         if (len > left()) {
             fail(ErrorCode::Corrupt, what + ": string length " + std::to_string(len) + " at offset " +
                                          std::to_string(m_pos - 8) + " exceeds the " + std::to_string(left()) +
-                                         " bytes left in the file");
+                                         " bytes left in the file (truncated or corrupt)");
             return false;
         }
         s = std::string_view(reinterpret_cast<const char*>(m_bytes + m_pos), static_cast<size_t>(len));
@@ -204,9 +204,11 @@ Status GgufParser::parse() {
     if (!read(nTensors, "tensor count") || !read(nKv, "metadata count")) return m_error;
     // A key-value entry takes at least 8 (key length) + 4 (type) + 1 bytes, a tensor info 8 + 4 + 8 + 4 + 8.
     if (nKv > left() / 13)
-        return fail(ErrorCode::Corrupt, "metadata count " + std::to_string(nKv) + " cannot fit in the file");
+        return fail(ErrorCode::Corrupt, "metadata count " + std::to_string(nKv) + " cannot fit in the " +
+                                            std::to_string(left()) + " bytes left (truncated or corrupt)");
     if (nTensors > left() / 32)
-        return fail(ErrorCode::Corrupt, "tensor count " + std::to_string(nTensors) + " cannot fit in the file");
+        return fail(ErrorCode::Corrupt, "tensor count " + std::to_string(nTensors) + " cannot fit in the " +
+                                            std::to_string(left()) + " bytes left (truncated or corrupt)");
 
     m_out.m_kv.reserve(static_cast<size_t>(std::min<uint64_t>(nKv, 4096)));
     for (uint64_t i = 0; i < nKv; ++i) {
@@ -263,8 +265,11 @@ Status GgufParser::parse() {
         const std::optional<DType> dt = dtypeFromGgml(ggml);
         if (!dt) {
             const std::string_view gn = ggmlTypeName(ggml);
+            // An id past the known table is most likely a type added by a newer llama.cpp: valid
+            // input this build cannot handle, so Unsupported (the message says so), not Corrupt.
             if (gn.empty())
-                return fail(ErrorCode::Corrupt, tn + ": invalid GGML type id " + std::to_string(ggml));
+                return fail(ErrorCode::Unsupported, tn + ": unknown GGML type id " + std::to_string(ggml) +
+                                                        " (from a newer llama.cpp, or a corrupt file)");
             return fail(ErrorCode::Unsupported, tn + ": GGML type " + std::string(gn) + " (" + std::to_string(ggml) +
                                                     ") is not supported (supported: f32, f16, bf16, q8_0, q4_0, "
                                                     "q4_1, q4_K, q6_K)");

@@ -18,7 +18,7 @@
 // Failure codes of open(): NotFound / PermissionDenied / IoError (from the mapping); Corrupt (bad
 // magic, truncation, absurd counts, offsets past the end, overlapping or misaligned tensor data,
 // duplicate names, bad alignment, shape not matching the type's block size); Unsupported (GGUF
-// version other than 2/3, a GGML type this build does not implement).
+// version other than 2/3, a GGML type this build does not implement, including ids newer than it knows).
 // Typed accessors: NotFound (no such key), Mismatch (the key holds another type or the value does not
 // fit the requested type).
 //

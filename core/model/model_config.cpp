@@ -66,6 +66,10 @@ std::optional<int> tokenIdField(const json& j, const char* key) {
 }
 
 Status checkShapes(const ModelConfig& c, const std::string& src) {
+    // Far above any real model, far below what would make per-layer tables exhaust memory: a corrupt
+    // count is refused here rather than allocated for.
+    if (c.nLayers > 100000)
+        return corrupt(cat({src, ": ", std::to_string(c.nLayers), " layers is not a plausible model"}));
     if (c.nHeads % c.nKvHeads != 0)
         return corrupt(cat({src, ": ", std::to_string(c.nHeads), " attention heads are not a multiple of ",
                             std::to_string(c.nKvHeads), " KV heads"}));

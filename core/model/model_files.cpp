@@ -51,6 +51,16 @@ constexpr LayerName kLayerNames[] = {
     {"mlp.down_proj.weight", "ffn_down.weight"},
 };
 
+// configFromHfJson checks every JSON type before reading it; this is the module boundary for anything
+// nlohmann_json might still throw (bad_alloc included).
+Result<ModelConfig> configFromHfJsonNoThrow(const nlohmann::json& j, const fs::path& configPath) {
+    try {
+        return configFromHfJson(j, "'" + configPath.string() + "'");
+    } catch (const std::exception& e) {
+        return Status::fromException(e, "'" + configPath.string() + "'");
+    }
+}
+
 }  // namespace
 
 uint64_t TensorView::nRows() const {
@@ -110,7 +120,7 @@ Result<std::unique_ptr<ModelFiles>> ModelFiles::open(const fs::path& pathIn) {
             return Status::fromException(e, "'" + configPath.string() + "'");
         }
         if (cj.is_discarded()) return corrupt("'" + configPath.string() + "': not valid JSON");
-        MSA_ASSIGN_OR_RETURN(m->m_config, configFromHfJson(cj, "'" + configPath.string() + "'"));
+        MSA_ASSIGN_OR_RETURN(m->m_config, configFromHfJsonNoThrow(cj, configPath));
 
         fs::path weights;
         if (fs::exists(path / "model.safetensors.index.json", ec)) {
@@ -144,6 +154,8 @@ Result<std::unique_ptr<ModelFiles>> ModelFiles::open(const fs::path& pathIn) {
         m->m_tokenizerJson = path / "tokenizer.json";
         if (!fs::exists(m->m_tokenizerJson, ec))
             return notFound("'" + path.string() + "': no tokenizer.json in the model folder");
+    } else if (path.extension() == ".safetensors" || path.extension() == ".json") {
+        return invalidArgument("'" + path.string() + "' is part of a Hugging Face model: pass its folder");
     } else {
         m->m_format = ModelFormat::Gguf;
         MSA_ASSIGN_OR_RETURN(GgufFile g, GgufFile::open(path));

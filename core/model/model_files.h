@@ -32,7 +32,8 @@
 // Ownership: ModelFiles owns the mappings; TensorView spans stay valid while it lives. Immutable
 // after open(): share it read-only between threads.
 //
-// Failure codes of open(): NotFound (path, config.json, tokenizer, a required tensor), Corrupt and
+// Failure codes of open(): InvalidArgument (a .safetensors/.json file other than config.json was given
+// instead of its folder), NotFound (path, config.json, tokenizer, a required tensor), Corrupt and
 // Unsupported (from the file readers and the config), Mismatch (a tensor's shape or an inconsistent
 // routing setup), PermissionDenied / IoError.
 //

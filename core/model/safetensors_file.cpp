@@ -14,8 +14,8 @@ namespace {
 
 constexpr uint64_t kMaxHeaderSize = 100'000'000;   // the reference implementation's limit
 
-// Every dtype the safetensors format defines, so that a known-but-unhandled one reads Unsupported
-// while a misspelt one reads Corrupt.
+// Every dtype the safetensors format defines (for the message: a known-but-unhandled dtype and an
+// unknown string are both Unsupported, since the format gains dtypes over time).
 const std::set<std::string, std::less<>> kKnownDtypes = {
     "BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2", "I16", "U16",
     "F16", "BF16", "I32", "U32", "F32", "F64", "I64", "U64", "C64"};
@@ -65,8 +65,8 @@ Status parseHeader(const std::filesystem::path& path, std::span<const std::byte>
         else if (dts == "BF16") t.dtype = DType::BF16;
         else if (kKnownDtypes.count(dts))
             return unsupported(fileMsg(path, tn + ": dtype " + dts + " is not supported (supported: F32, F16, BF16)"));
-        else
-            return corrupt(fileMsg(path, tn + ": unknown dtype '" + dts.substr(0, 32) + "'"));
+        else   // possibly a dtype added to the format after this build: Unsupported, like GGUF
+            return unsupported(fileMsg(path, tn + ": unknown dtype '" + dts.substr(0, 32) + "'"));
 
         uint64_t nElements = 1;
         for (const nlohmann::json& d : *sh) {

@@ -7,7 +7,7 @@
 //
 // A SafetensorsFile validates, before any tensor is exposed: N against the file size (and a 100 MB
 // cap, as the reference implementation), the JSON being an object of well-formed entries, every dtype
-// (F32/F16/BF16 are supported; other known safetensors dtypes are Unsupported naming the tensor),
+// (F32/F16/BF16 are supported; any other dtype string is Unsupported naming the tensor),
 // shape entries (non-negative integers, product and byte size overflow-safe),
 // begin <= end <= data size, end - begin == product(shape) * element size, and no two tensors
 // overlapping. A SafetensorsSet is one file or the shards named by `model.safetensors.index.json`

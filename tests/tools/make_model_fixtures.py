@@ -8,7 +8,8 @@ Everything is produced by the real peers, never by our own C++ code:
 
 Run from the repository root (pip install gguf numpy safetensors):
     python3 tests/tools/make_model_fixtures.py
-It rewrites tests/core/model/fixtures/ deterministically (fixed seed). Files:
+It rewrites tests/core/model/fixtures/ deterministically (fixed seed; only the order of the keys in
+tiny.safetensors' __metadata__ may change between runs, as the package keeps them in a hash map). Files:
   quant_<type>.bin   raw GGML blocks (random: real quantizations of random data where the gguf package
                      can quantize, plus random bit patterns with finite scales)
   quant_<type>.f32   their dequantization (little-endian float32), compared bit-exactly

@@ -35,14 +35,19 @@ inline std::vector<float> readF32(const std::filesystem::path& p) {
     return v;
 }
 
+// resize + memcpy rather than insert(): GCC 12 raises a false -Wstringop-overflow on the latter.
+inline void putRaw(Bytes& b, const void* p, size_t n) {
+    const size_t at = b.size();
+    b.resize(at + n);
+    if (n) std::memcpy(b.data() + at, p, n);
+}
 template <typename T>
 void put(Bytes& b, T v) {
-    const auto* p = reinterpret_cast<const uint8_t*>(&v);
-    b.insert(b.end(), p, p + sizeof(T));
+    putRaw(b, &v, sizeof(T));
 }
 inline void putStr(Bytes& b, const std::string& s) {
     put<uint64_t>(b, s.size());
-    b.insert(b.end(), s.begin(), s.end());
+    putRaw(b, s.data(), s.size());
 }
 
 // Builds a GGUF v3 file in memory. Tensor offsets are assigned densely at `alignment` unless a test
@@ -90,7 +95,7 @@ struct GgufBuilder {
         }
         for (const auto& [k, v] : kv) {
             putStr(b, k);
-            b.insert(b.end(), v.begin(), v.end());
+            putRaw(b, v.data(), v.size());
         }
         uint64_t off = 0;
         uint64_t end = 0;
@@ -105,7 +110,7 @@ struct GgufBuilder {
             end = std::max(end, o + t.nBytes);
         }
         while (b.size() % alignment) b.push_back(0);
-        b.insert(b.end(), end, fill);
+        b.resize(b.size() + end, fill);
         return b;
     }
 };
@@ -116,8 +121,8 @@ inline Bytes buildSafetensors(const nlohmann::json& header, uint64_t dataSize, u
     while (h.size() % 8) h += ' ';
     Bytes b;
     put<uint64_t>(b, h.size());
-    b.insert(b.end(), h.begin(), h.end());
-    b.insert(b.end(), dataSize, fill);
+    putRaw(b, h.data(), h.size());
+    b.resize(b.size() + dataSize, fill);
     return b;
 }
 

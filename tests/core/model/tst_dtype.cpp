@@ -93,8 +93,10 @@ private slots:
         const size_t nBlocks = raw.size() / info.blockBytes;
         const size_t n = nBlocks * info.blockElems;
         QCOMPARE(want.size(), n * 4);
-        std::vector<float> got(n);
+        std::vector<float> got(n), scalar(n);
         dequantizeRow(dt, raw.data(), got.data(), n);
+        dequantizeRowScalar(dt, raw.data(), scalar.data(), n);
+        QVERIFY2(std::memcmp(got.data(), scalar.data(), n * 4) == 0, "the SIMD and scalar paths differ");
         for (size_t i = 0; i < n; ++i)
             if (std::memcmp(&got[i], want.data() + 4 * i, 4) != 0) {
                 float w;
@@ -140,6 +142,67 @@ private slots:
                 QFAIL(qPrintable(QString("%1 n=%2: dot %3 scalar %4 reference %5 (tolerance %6, simd %7)")
                                      .arg(type).arg(nElems).arg(fast, 0, 'g', 9).arg(scalar, 0, 'g', 9).arg(ref, 0, 'g', 12)
                                      .arg(tol).arg(simdKernelsActive())));
+        }
+    }
+
+    void quantizeActivationsRoundTrip() {
+        std::mt19937 rng(11);
+        std::normal_distribution<float> nd(0.0f, 3.0f);
+        std::vector<float> x(256);
+        for (float& v : x) v = nd(rng);
+        std::fill(x.begin() + 64, x.begin() + 96, 0.0f);   // an all-zero block
+        Q8Activations q;
+        quantizeActivations(x.data(), x.size(), q);
+        QCOMPARE(q.n, x.size());
+        QCOMPARE(q.d.size(), size_t{8});
+        QCOMPARE(q.d[2], 0.0f);
+        for (size_t b = 0; b < 8; ++b) {
+            int32_t s = 0;
+            for (size_t i = 0; i < 32; ++i) {
+                const float err = std::fabs(x[32 * b + i] - q.d[b] * static_cast<float>(q.q[32 * b + i]));
+                QVERIFY(err <= q.d[b] * 0.5f * 1.0001f + 1e-7f);
+                s += q.q[32 * b + i];
+            }
+            QCOMPARE(q.sum[b], q.d[b] * static_cast<float>(s));
+        }
+    }
+
+    void q8DotMatchesReference_data() { dequantizeMatchesGguf_data(); }
+    void q8DotMatchesReference() {
+        // The integer path computes w . dequant(q8(x)) exactly up to float summation; compared with
+        // that in double, and loosely with w . x (the activation's own rounding error).
+        QFETCH(QString, type);
+        const DType dt = *dtypeFromName(type.toStdString());
+        const Bytes raw = readFileBytes(fixture("quant_" + type.toStdString() + ".bin"));
+        const DTypeInfo& info = dtypeInfo(dt);
+        const size_t nAll = raw.size() / info.blockBytes * info.blockElems;
+        std::vector<float> w(nAll);
+        dequantizeRow(dt, raw.data(), w.data(), nAll);
+        std::mt19937 rng(9);
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        std::vector<float> x(nAll);
+        for (float& v : x) v = nd(rng);
+        const size_t unit = std::max<size_t>(info.blockElems, 32);
+        for (size_t n : {unit, unit * 3, nAll / unit * unit}) {
+            if (n > nAll || n == 0) continue;
+            Q8Activations q;
+            quantizeActivations(x.data(), n, q);
+            double ref = 0, mag = 0, exact = 0;
+            for (size_t i = 0; i < n; ++i) {
+                const double xi = static_cast<double>(q.d[i / 32]) * q.q[i];
+                ref += static_cast<double>(w[i]) * xi;
+                mag += std::fabs(static_cast<double>(w[i]) * xi);
+                exact += static_cast<double>(w[i]) * x[i];
+            }
+            const double tol = 1e-5 * mag + 1e-6;
+            const float fast = dotRowQ8(dt, raw.data(), q);
+            const float scalar = dotRowQ8Scalar(dt, raw.data(), q);
+            if (std::fabs(fast - ref) > tol || std::fabs(scalar - ref) > tol)
+                QFAIL(qPrintable(QString("%1 n=%2: q8 dot %3 scalar %4 reference %5 (tolerance %6)")
+                                     .arg(type).arg(n).arg(fast, 0, 'g', 9).arg(scalar, 0, 'g', 9).arg(ref, 0, 'g', 12).arg(tol)));
+            // (The bf16 fixture ends in random bit patterns up to 1e38, where f32 sums overflow.)
+            if (mag < 1e30)
+                QVERIFY2(std::fabs(fast - exact) <= 0.02 * mag + 1e-4, qPrintable(QString("%1 vs f32 activation").arg(type)));
         }
     }
 
