@@ -7,9 +7,13 @@
 // "msa <command>: <code>: <message>", and with --json also an {"ok": false, "error": {...}} object on
 // stdout so that scripts never parse text.
 #include "app/backend_setup.h"
+#include "app/commands.h"
 #include "core/catalog/catalog.h"
 #include "core/catalog/import_pipeline.h"
 #include "core/jobs/doctor.h"
+#include "core/model/model_files.h"
+#include "core/model/model_tokenizer.h"
+#include "core/model/tokenizer.h"
 #include "core/util/build_info.h"
 #include "core/util/log.h"
 #include "core/util/status.h"
@@ -21,8 +25,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <cinttypes>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <optional>
@@ -73,6 +79,113 @@ int runDoctor(bool json, bool requireModel, bool requireGpu) {
                          cuda ? cuda->reason.c_str() : "no CUDA backend registered");
             return msa::exitCodeFor(msa::ErrorCode::DeviceError);
         }
+    }
+    return 0;
+}
+
+// `msa info --model PATH`: what a model is, from its files alone (no weights are read beyond the
+// headers, so it is instant even for large models).
+int runInfo(const std::string& modelPath, bool json) {
+    using namespace msa::model;
+    if (modelPath.empty()) return reportFailure("info", msa::invalidArgument("--model PATH is required"), json);
+    msa::Result<std::unique_ptr<ModelFiles>> opened = ModelFiles::open(modelPath);
+    if (!opened) return reportFailure("info", opened.status(), json);
+    const ModelFiles& m = **opened;
+    const ModelConfig& c = m.config();
+    const auto totals = m.totalsByDtype();
+    if (json) {
+        nlohmann::json j = {{"ok", true},
+                            {"path", m.path().string()},
+                            {"format", m.format() == ModelFormat::Gguf ? "gguf" : "huggingface"},
+                            {"config", c.toJson()},
+                            {"tensor_count", m.tensors().all().size()},
+                            {"tensor_bytes", m.totalBytes()},
+                            {"fingerprint", m.fingerprint().hex()},
+                            {"routing_mode", std::string(routingModeName(m.routingMode()))},
+                            {"router_layers", m.routerLayers()},
+                            {"simd_kernels", simdKernelsActive() ? "avx2" : "scalar"}};
+        nlohmann::json d = nlohmann::json::object();
+        for (const auto& [name, t] : totals)
+            d[name] = {{"tensors", t.nTensors}, {"bytes", t.nBytes}, {"elements", t.nElements}};
+        j["dtypes"] = std::move(d);
+        std::cout << j.dump(2) << std::endl;
+        return 0;
+    }
+    std::printf("model            %s (%s)\n", m.path().string().c_str(),
+                m.format() == ModelFormat::Gguf ? "GGUF" : "Hugging Face safetensors");
+    std::printf("architecture     %s (model_type %s)\n", std::string(architectureName(c.arch)).c_str(),
+                c.modelType.c_str());
+    std::printf("layers           %d\n", c.nLayers);
+    std::printf("heads            %d query, %d key/value, head dim %d\n", c.nHeads, c.nKvHeads, c.headDim);
+    std::printf("hidden size      %d\n", c.hiddenSize);
+    std::printf("FFN size         %d\n", c.ffnSize);
+    std::printf("vocabulary       %d\n", c.vocabSize);
+    std::printf("context length   %" PRId64 "\n", c.contextLength);
+    std::printf("rope theta       %g (%s)\n", c.ropeTheta, std::string(ropeStyleName(c.ropeStyle)).c_str());
+    std::printf("rms norm eps     %g\n", static_cast<double>(c.rmsNormEps));
+    std::printf("embeddings       %s\n", c.tieWordEmbeddings ? "tied (output = token_embd)" : "separate output");
+    std::printf("tensors          %zu, %.1f MiB\n", m.tensors().all().size(),
+                static_cast<double>(m.totalBytes()) / (1024.0 * 1024.0));
+    for (const auto& [name, t] : totals)
+        std::printf("  %-6s         %" PRIu64 " tensors, %.1f MiB\n", name.c_str(), t.nTensors,
+                    static_cast<double>(t.nBytes) / (1024.0 * 1024.0));
+    std::printf("routing          %s", std::string(routingModeName(m.routingMode())).c_str());
+    if (!m.routerLayers().empty())
+        std::printf(" (router tensors in %zu layers, %d..%d)", m.routerLayers().size(), m.routerLayers().front(),
+                    m.routerLayers().back());
+    std::printf("\n");
+    if (c.msa)
+        std::printf("msa_config       router layers '%s', doc_top_k %d, aux_loss_method %s\n",
+                    c.msa->routerLayerSpec.c_str(), c.msa->docTopK, c.msa->auxLossMethod.c_str());
+    std::printf("fingerprint      %s\n", m.fingerprint().hex().c_str());
+    return 0;
+}
+
+struct TokenizeArgs {
+    std::string tokenizerPath;
+    std::string modelPath;
+    std::string text;
+    bool noSpecial = false;
+    bool addBos = false;
+    bool json = false;
+};
+
+// `msa tokenize`: ids of TEXT under a tokenizer.json (directly, or <folder>/tokenizer.json of a
+// Hugging Face model folder). GGUF models need the GGUF reader, which arrives with the model runtime.
+int runTokenize(const TokenizeArgs& a) {
+    std::string path = a.tokenizerPath;
+    msa::Result<msa::model::Tokenizer> tok = msa::unimplemented("no tokenizer");
+    if (path.empty()) {
+        if (a.modelPath.empty())
+            return reportFailure("tokenize", msa::invalidArgument("give --tokenizer FILE or --model PATH"), a.json);
+        // A model (GGUF file or Hugging Face folder): its own tokenizer, however it is stored.
+        auto files = msa::model::ModelFiles::open(a.modelPath);
+        if (!files) return reportFailure("tokenize", files.status(), a.json);
+        tok = msa::model::loadTokenizer(**files);
+        path = a.modelPath;
+    } else {
+        tok = msa::model::Tokenizer::fromJsonFile(path);
+    }
+    if (!tok) return reportFailure("tokenize", tok.status().withContext("loading tokenizer"), a.json);
+    msa::model::EncodeOptions opts;
+    opts.matchSpecial = !a.noSpecial;
+    opts.addBos = a.addBos;
+    const std::vector<msa::model::TokenId> ids = tok->encode(a.text, opts);
+    if (a.json) {
+        nlohmann::json tokens = nlohmann::json::array();
+        nlohmann::json pieces = nlohmann::json::array();
+        for (msa::model::TokenId id : ids) {
+            tokens.push_back(tok->tokenText(id));
+            // Raw bytes may be a partial UTF-8 character: shown with U+FFFD, as HF's decode would.
+            pieces.push_back(msa::model::sanitizeUtf8(tok->tokenBytes(id)));
+        }
+        nlohmann::json j = {{"ok", true}, {"tokenizer", path}, {"n_tokens", ids.size()},
+                            {"ids", ids}, {"tokens", tokens}, {"pieces", pieces}};
+        std::cout << j.dump(2) << std::endl;
+    } else {
+        std::string line;
+        for (size_t i = 0; i < ids.size(); ++i) line += (i ? " " : "") + std::to_string(ids[i]);
+        std::cout << line << std::endl;
     }
     return 0;
 }
@@ -447,14 +560,52 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"stats", "collections", "docs", "show"}));
     catalogCmd->add_option("ID", catalogOpts.documentId, "Document id for 'show'");
 
+    // ---- info ----------------------------------------------------------------------------------
+    CommonFlags infoFlags;
+    std::string infoModel;
+    CLI::App* info = app.add_subcommand("info", "Print a model's architecture, sizes, dtypes, fingerprint and routing mode");
+    info->add_flag("--json", infoFlags.json, "Print the description as one JSON object");
+    info->add_option("--model", infoModel, "Model file (GGUF) or Hugging Face folder")->required();
+
+    // ---- tokenize ------------------------------------------------------------------------------
+    TokenizeArgs tokArgs;
+    CLI::App* tokenize = app.add_subcommand("tokenize", "Print the token ids of TEXT under a model's tokenizer");
+    tokenize->add_option("--tokenizer", tokArgs.tokenizerPath, "A Hugging Face tokenizer.json");
+    tokenize->add_option("--model", tokArgs.modelPath,
+                         "Model file (GGUF) or Hugging Face folder: uses the model's own tokenizer");
+    tokenize->add_flag("--no-special", tokArgs.noSpecial, "Treat special tokens in TEXT as plain text");
+    tokenize->add_flag("--bos", tokArgs.addBos, "Prepend the BOS token when the model has one");
+    tokenize->add_flag("--json", tokArgs.json, "Print ids, vocabulary strings and decoded pieces as JSON");
+    tokenize->add_option("TEXT", tokArgs.text, "Text to tokenize")->required();
+
+    // ---- generate ------------------------------------------------------------------------------
+    msa::app::GenerateArgs gen;
+    CLI::App* generate = app.add_subcommand("generate", "Stream a model's continuation of PROMPT (or its chat answer with --chat)");
+    generate->add_option("--model", gen.modelPath, "Model file (GGUF) or Hugging Face folder")->required();
+    generate->add_flag("--chat", gen.chat, "Wrap PROMPT as a user turn in the model's chat template");
+    generate->add_option("--max-tokens,-n", gen.maxTokens, "Tokens to generate")->capture_default_str();
+    generate->add_option("--temperature,-t", gen.temperature, "0 = greedy (deterministic)")->capture_default_str();
+    generate->add_option("--top-k", gen.topK, "Sample among the k most likely tokens (0 = all)")->capture_default_str();
+    generate->add_option("--top-p", gen.topP, "Nucleus sampling mass")->capture_default_str();
+    generate->add_option("--repeat-penalty", gen.repeatPenalty, "Repetition penalty (1 = off)")->capture_default_str();
+    generate->add_option("--seed", gen.seed, "Random seed for sampling")->capture_default_str();
+    generate->add_option("--threads", gen.threads, "CPU threads (0 = all cores)")->capture_default_str();
+    generate->add_flag("--json", gen.json, "Print the result and timings as one JSON object");
+    generate->add_option("PROMPT", gen.prompt, "Prompt text")->required();
+
+    // ---- bench ---------------------------------------------------------------------------------
+    msa::app::BenchArgs bench;
+    CLI::App* benchCmd = app.add_subcommand("bench", "Measure throughput beside the physical limit of this machine");
+    benchCmd->add_option("WHAT", bench.what, "What to measure: cpu")->required();
+    benchCmd->add_option("--model", bench.modelPath, "Model file (GGUF) or Hugging Face folder")->required();
+    benchCmd->add_option("--threads", bench.threads, "CPU threads (0 = all cores)")->capture_default_str();
+    benchCmd->add_option("--prompt-tokens", bench.promptTokens, "Prefill length")->capture_default_str();
+    benchCmd->add_option("--decode-tokens", bench.decodeTokens, "Decoded tokens per run")->capture_default_str();
+    benchCmd->add_option("--repeats", bench.repeats, "Runs (the median is reported)")->capture_default_str();
+    benchCmd->add_flag("--json", bench.json, "Print the figures as one JSON object");
+
     // ---- subcommands that later issues fill ---------------------------------------------------
     const std::vector<PlannedCommand> planned = {
-        {"info", "Print a model's architecture, sizes, dtypes, fingerprint and routing mode", "the model runtime",
-         {{"--model", "Model file (GGUF) or Hugging Face folder"}}, nullptr},
-        {"tokenize", "Print the token ids of TEXT under a model's tokenizer", "the model runtime",
-         {{"--model", "Model file or folder"}}, "TEXT"},
-        {"generate", "Stream a model's continuation of PROMPT", "the model runtime",
-         {{"--model", "Model file or folder"}, {"--max-tokens", "Tokens to generate"}}, "PROMPT"},
         {"build", "Build or update a memory bank from a collection with a model", "the MSA memory engine",
          {{"--catalog", "Catalog database file"}, {"--collection", "Collection name"}, {"--model", "Model"},
           {"--bank", "Memory bank path"}, {"--device", "cpu|cuda|cuda:N|cuda:all"}}, nullptr},
@@ -466,8 +617,6 @@ int main(int argc, char** argv) {
          {{"--bank", "Memory bank path"}}, "ACTION"},
         {"eval", "Evaluate routing and answers on MuSiQue / LoCoMo / the demo questions", "the MSA memory engine",
          {{"--bank", "Memory bank path"}, {"--dataset", "Dataset file"}}, nullptr},
-        {"bench", "Measure throughput beside the physical limit and a peer", "the model runtime and CUDA backend",
-         {{"--model", "Model file or folder"}, {"--device", "cpu|cuda"}}, "WHAT"},
     };
     std::vector<CommonFlags> plannedFlags(planned.size());
     std::vector<std::vector<std::string>> plannedValues(planned.size());
@@ -516,6 +665,10 @@ int main(int argc, char** argv) {
         if (importCmd->parsed()) return runImport(importOpts);
         if (searchCmd->parsed()) return runSearch(searchOpts);
         if (catalogCmd->parsed()) return runCatalog(catalogOpts);
+        if (info->parsed()) return runInfo(infoModel, infoFlags.json);
+        if (tokenize->parsed()) return runTokenize(tokArgs);
+        if (generate->parsed()) return msa::app::runGenerate(gen);
+        if (benchCmd->parsed()) return msa::app::runBench(bench);
         for (size_t i = 0; i < planned.size(); ++i) {
             if (!plannedApps[i]->parsed()) continue;
             return reportFailure(planned[i].name,

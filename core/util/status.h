@@ -84,6 +84,17 @@ inline Status unsupported(std::string m) { return {ErrorCode::Unsupported, std::
 inline Status cancelled(std::string m = "cancelled by the user") { return {ErrorCode::Cancelled, std::move(m)}; }
 inline Status unimplemented(std::string m) { return {ErrorCode::Unimplemented, std::move(m)}; }
 
+// 'text' in single quotes, for messages that name a file, tensor or document. (Also sidesteps GCC 12's
+// false -Wrestrict on "'" + std::string.)
+inline std::string quotedName(std::string_view text) {
+    std::string r;
+    r.reserve(text.size() + 2);
+    r += '\'';
+    r += text;
+    r += '\'';
+    return r;
+}
+
 // Maps an errno value from a failed system call to a Status naming what was being done.
 Status statusFromErrno(int err, std::string_view what);
 

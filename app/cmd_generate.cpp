@@ -1,0 +1,119 @@
+// cmd_generate.cpp: `msa generate` — stream a model's continuation of a prompt (or, with --chat, its
+// answer to a user message in the model's chat template) to stdout. SIGINT cancels cleanly: what was
+// generated so far is kept and the timing line is still printed.
+#include "app/commands.h"
+
+#include "core/jobs/bench.h"
+#include "core/jobs/model_runtime.h"
+#include "core/util/status.h"
+
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+namespace msa::app {
+namespace {
+CancelToken* g_cancel = nullptr;
+extern "C" void onGenerateSigint(int) {
+    if (g_cancel) g_cancel->cancel();   // lock-free atomic store: async-signal-safe
+}
+}  // namespace
+
+int reportFailureLine(const std::string& command, int code, const std::string& codeName, const std::string& message,
+                      bool json) {
+    std::fprintf(stderr, "msa %s: %s: %s\n", command.c_str(), codeName.c_str(), message.c_str());
+    if (json) {
+        nlohmann::json j = {{"ok", false}, {"error", {{"code", codeName}, {"message", message}}}};
+        std::cout << j.dump(2) << std::endl;
+    }
+    return code;
+}
+
+static int fail(const std::string& command, const Status& s, bool json) {
+    return reportFailureLine(command, exitCodeFor(s.code()), std::string(errorCodeName(s.code())), s.message(), json);
+}
+
+int runGenerate(const GenerateArgs& a) {
+    if (a.maxTokens < 0) return fail("generate", invalidArgument("--max-tokens must be >= 0"), a.json);
+    if (a.temperature < 0) return fail("generate", invalidArgument("--temperature must be >= 0"), a.json);
+    if (a.topP <= 0 || a.topP > 1) return fail("generate", invalidArgument("--top-p must be in (0, 1]"), a.json);
+    auto backend = engine::createCpuBackend();
+    auto rt = jobs::openModelRuntime(a.modelPath, *backend);
+    if (!rt) return fail("generate", rt.status(), a.json);
+    const std::vector<int32_t> prompt = jobs::promptTokens(*rt, a.prompt, a.chat);
+    if (prompt.empty()) return fail("generate", invalidArgument("the prompt is empty"), a.json);
+
+    engine::SessionOptions so;
+    so.nThreads = static_cast<size_t>(std::max(0, a.threads));
+    so.maxTokens = prompt.size() + static_cast<size_t>(a.maxTokens) + 1;
+    auto session = rt->model->createSession(so);
+    if (!session) return fail("generate", session.status(), a.json);
+
+    CancelToken cancel;
+    g_cancel = &cancel;
+    std::signal(SIGINT, onGenerateSigint);
+    engine::GenerateOptions go;
+    go.maxTokens = static_cast<size_t>(a.maxTokens);
+    go.sampler = {.temperature = a.temperature, .topK = a.topK, .topP = a.topP, .repetitionPenalty = a.repeatPenalty,
+                  .seed = a.seed};
+    if (a.chat) go.stopStrings = jobs::chatStopStrings(*rt);
+    go.cancel = &cancel;
+    auto result = engine::generate(**session, *rt->tokenizer, prompt, go, [&](std::string_view piece, int32_t) {
+        if (!a.json) {
+            std::fwrite(piece.data(), 1, piece.size(), stdout);
+            std::fflush(stdout);
+        }
+        return true;
+    });
+    std::signal(SIGINT, SIG_DFL);
+    g_cancel = nullptr;
+    if (!result) return fail("generate", result.status(), a.json);
+    const auto& r = *result;
+    const double prefillRate = r.prefillSeconds > 0 ? static_cast<double>(r.nPromptTokens) / r.prefillSeconds : 0;
+    const double decodeRate = r.decodeSeconds > 0 ? static_cast<double>(r.tokens.size()) / r.decodeSeconds : 0;
+    if (a.json) {
+        nlohmann::json j = {{"ok", true},
+                            {"text", r.text},
+                            {"tokens", r.tokens},
+                            {"prompt_tokens", r.nPromptTokens},
+                            {"stop_reason", r.stopReason},
+                            {"prefill_seconds", r.prefillSeconds},
+                            {"decode_seconds", r.decodeSeconds},
+                            {"prefill_tokens_per_s", prefillRate},
+                            {"decode_tokens_per_s", decodeRate}};
+        std::cout << j.dump(2) << std::endl;
+    } else {
+        std::fprintf(stderr, "\n[%zu prompt tokens at %.1f tok/s, %zu generated at %.1f tok/s, stop: %s]\n",
+                     r.nPromptTokens, prefillRate, r.tokens.size(), decodeRate, r.stopReason.c_str());
+    }
+    return r.stopReason == "cancelled" ? exitCodeFor(ErrorCode::Cancelled) : 0;
+}
+
+}  // namespace msa::app
+
+namespace msa::app {
+
+int runBench(const BenchArgs& a) {
+    if (a.what != "cpu")
+        return fail("bench", unimplemented("'msa bench " + a.what + "' is not available yet (cpu is)"), a.json);
+    jobs::CpuBenchOptions o;
+    o.model = a.modelPath;
+    o.nThreads = static_cast<size_t>(std::max(0, a.threads));
+    o.promptTokens = static_cast<size_t>(std::max(1, a.promptTokens));
+    o.decodeTokens = static_cast<size_t>(std::max(1, a.decodeTokens));
+    o.repeats = static_cast<size_t>(std::max(1, a.repeats));
+    auto r = jobs::runCpuBench(o);
+    if (!r) return fail("bench", r.status(), a.json);
+    if (a.json) {
+        nlohmann::json j = jobs::toJson(*r);
+        j["ok"] = true;
+        std::cout << j.dump(2) << std::endl;
+    } else {
+        std::cout << jobs::toText(*r);
+    }
+    return 0;
+}
+
+}  // namespace msa::app

@@ -1,0 +1,41 @@
+// commands.h: the msa subcommands implemented outside msa_main.cpp (one file per area), each a thin
+// layer over core/jobs that parses nothing itself and prints text or JSON. Exit codes follow
+// msa::exitCodeFor(); errors print one line on stderr.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace msa::app {
+
+struct GenerateArgs {
+    std::string modelPath;
+    std::string prompt;
+    bool chat = false;
+    int maxTokens = 128;
+    float temperature = 0.0f;
+    int topK = 0;
+    float topP = 1.0f;
+    float repeatPenalty = 1.0f;
+    uint64_t seed = 0;
+    int threads = 0;
+    bool json = false;
+};
+int runGenerate(const GenerateArgs& args);
+
+struct BenchArgs {
+    std::string what;            // "cpu"
+    std::string modelPath;
+    int threads = 0;
+    int promptTokens = 128;
+    int decodeTokens = 64;
+    int repeats = 3;
+    bool json = false;
+};
+int runBench(const BenchArgs& args);
+
+// Shared failure printer: "msa <command>: <code>: <message>" (+ JSON error object with --json).
+int reportFailureLine(const std::string& command, int code, const std::string& codeName, const std::string& message,
+                      bool json);
+
+}  // namespace msa::app

@@ -1,0 +1,91 @@
+// backend.h: the compute-backend interface (DESIGN.md §5, CONVENTIONS.md #3, #5).
+//
+//   Backend      — a way to run models (CPU here; CUDA in gpu/). Creates LoadedModels.
+//   LoadedModel  — immutable weights + hyper-parameters on that backend; shared read-only by any
+//                  number of sessions (llama.cpp's llama_model).
+//   Session      — mutable per-conversation state: KV cache, scratch, threads (llama_context). Used by
+//                  one thread at a time (the engine thread).
+//
+// Positions are always given by the caller (document-wise RoPE restarts them per memory document),
+// and a layer hook exposes each layer's K (after QK-norm and RoPE), V and the normed hidden state, so
+// that the memory encoder can pool them without a second forward, and can stop after the last layer
+// it needs.
+//
+// Failure codes: load(): Unsupported (an architecture/dtype the backend cannot run), OutOfMemory,
+// DeviceError. createSession(): OutOfMemory. forward(): InvalidArgument (token id outside the
+// vocabulary, positions/tokens size mismatch), OutOfRange-like InvalidArgument when the session's
+// token capacity would be exceeded, Cancelled (checked between layers).
+//
+// Usage:
+//     auto backend = msa::engine::createCpuBackend();
+//     MSA_ASSIGN_OR_RETURN(auto model, backend->load(files));
+//     MSA_ASSIGN_OR_RETURN(auto session, model->createSession({.maxTokens = 4096}));
+//     MSA_ASSIGN_OR_RETURN(std::span<const float> logits, session->forward(ids, positions, {}));
+#pragma once
+
+#include "core/model/model_files.h"
+#include "core/util/progress.h"
+#include "core/util/status.h"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string_view>
+
+namespace msa::engine {
+
+// One layer's tensors for the tokens of the current forward call (row-major, one row per token).
+struct LayerTensors {
+    int layer = 0;
+    size_t nTokens = 0;
+    const float* hiddenNormed = nullptr;   // nTokens × hiddenSize: the attention input (after attn_norm)
+    const float* q = nullptr;              // nTokens × nHeads × headDim, after QK-norm and RoPE
+    const float* k = nullptr;              // nTokens × nKvHeads × headDim, after QK-norm and RoPE
+    const float* v = nullptr;              // nTokens × nKvHeads × headDim
+};
+using LayerHook = std::function<void(const LayerTensors&)>;
+
+struct ForwardOptions {
+    bool allLogits = false;          // logits for every token (else only the last one)
+    bool computeLogits = true;       // false: skip the final norm and lm_head (encoding)
+    int stopAfterLayer = -1;         // >= 0: stop once this layer's K/V are computed (skip the rest)
+    LayerHook layerHook = {};        // called on the session's thread after each layer's K/V exist
+    const CancelToken* cancel = nullptr;
+};
+
+struct SessionOptions {
+    size_t maxTokens = 4096;   // KV-cache capacity; the cache grows up to this on demand
+    size_t nThreads = 0;       // 0: hardware_concurrency
+};
+
+class Session {
+public:
+    virtual ~Session() = default;
+    // Runs `tokens` at `positions` after the tokens already in the cache and appends their K/V.
+    // Returns vocab floats (last token) or nTokens × vocab (allLogits); valid until the next call.
+    virtual Result<std::span<const float>> forward(std::span<const int32_t> tokens, std::span<const int32_t> positions,
+                                                   const ForwardOptions& options) = 0;
+    virtual size_t nPast() const = 0;
+    // Forgets cached tokens from index n on (n <= nPast()).
+    virtual void truncate(size_t n) = 0;
+    virtual size_t vocabSize() const = 0;
+};
+
+class LoadedModel {
+public:
+    virtual ~LoadedModel() = default;
+    virtual const model::ModelFiles& files() const = 0;
+    virtual Result<std::unique_ptr<Session>> createSession(const SessionOptions& options) const = 0;
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual std::string_view name() const = 0;
+    virtual Result<std::shared_ptr<const LoadedModel>> load(std::shared_ptr<const model::ModelFiles> files) = 0;
+};
+
+std::unique_ptr<Backend> createCpuBackend();
+
+}  // namespace msa::engine
