@@ -136,6 +136,59 @@ private slots:
         }
     }
 
+    void modelCommands() {
+        const QString tiny = QStringLiteral(MSA_SOURCE_DIR "/tests/fixtures/models/qwen3-f32");
+        const QString msaTiny = QStringLiteral(MSA_SOURCE_DIR "/tests/fixtures/models/msa-qwen3-bf16");
+        const Run missing = runMsa({"info", "--model", "/nonexistent/model.gguf"});
+        QCOMPARE(missing.exitCode, 3);
+        QVERIFY2(isOneLine(missing.err), qPrintable(missing.err));
+
+        const Run info = runMsa({"info", "--json", "--model", tiny});
+        QCOMPARE(info.exitCode, 0);
+        const QJsonObject i = QJsonDocument::fromJson(info.out.toUtf8()).object();
+        QCOMPARE(i["routing_mode"].toString(), QString("training-free"));
+        QCOMPARE(i["config"].toObject()["architecture"].toString(), QString("qwen3"));
+        QCOMPARE(i["fingerprint"].toString().size(), 32);
+        const Run msaInfo = runMsa({"info", "--json", "--model", msaTiny});
+        QCOMPARE(msaInfo.exitCode, 0);
+        QCOMPARE(QJsonDocument::fromJson(msaInfo.out.toUtf8()).object()["routing_mode"].toString(), QString("msa-trained"));
+
+        // The tiny models' tokenizer is byte-level: "hé" is the bytes 104, 195, 169.
+        const Run tok = runMsa({"tokenize", "--model", tiny, QString::fromUtf8("hé")});
+        QCOMPARE(tok.exitCode, 0);
+        QCOMPARE(tok.out.trimmed(), QString("104 195 169"));
+
+        const Run gen = runMsa({"generate", "--json", "--model", tiny, "--max-tokens", "5", "abc"});
+        QCOMPARE(gen.exitCode, 0);
+        const QJsonObject g = QJsonDocument::fromJson(gen.out.toUtf8()).object();
+        QCOMPARE(g["tokens"].toArray().size(), 5);
+        QCOMPARE(g["stop_reason"].toString(), QString("max-tokens"));
+        QCOMPARE(g["prompt_tokens"].toInt(), 3);
+        QVERIFY(g.contains("decode_tokens_per_s"));
+        const Run again = runMsa({"generate", "--json", "--model", tiny, "--max-tokens", "5", "abc"});
+        QCOMPARE(QJsonDocument::fromJson(again.out.toUtf8()).object()["tokens"], g["tokens"]);   // greedy is deterministic
+
+        QCOMPARE(runMsa({"generate", "--model", tiny, "--top-p", "0", "abc"}).exitCode, 2);
+        QCOMPARE(runMsa({"bench", "gpu-magic", "--model", tiny}).exitCode, 6);
+    }
+
+    void demoModelTokenizeAndChat() {
+        const Run doctor = runMsa({"doctor", "--json"});
+        const QJsonObject dm = QJsonDocument::fromJson(doctor.out.toUtf8()).object()["demo_model"].toObject();
+        if (!dm["valid"].toBool()) QSKIP("demo model absent: run packaging/setup.sh build");
+        const QString model = dm["path"].toString();
+        // Ids from transformers' GGUF tokenizer (AutoTokenizer.from_pretrained(..., gguf_file=...)).
+        const Run tok = runMsa({"tokenize", "--model", model, QString::fromUtf8("Hello world, ünïcödé!")});
+        QCOMPARE(tok.exitCode, 0);
+        QCOMPARE(tok.out.trimmed(), QString("19556 905 28 5549 137 94 25972 83 7466 84 2756 17"));
+        const Run chat = runMsa({"generate", "--chat", "--json", "--model", model, "--max-tokens", "24",
+                                 "What is the capital of France? Answer in one sentence."});
+        QCOMPARE(chat.exitCode, 0);
+        const QJsonObject c = QJsonDocument::fromJson(chat.out.toUtf8()).object();
+        QCOMPARE(c["text"].toString(), QString("The capital of France is Paris."));
+        QCOMPARE(c["stop_reason"].toString(), QString("eos"));
+    }
+
     void unimplementedCommandsSaySo() {
         const Run r = runMsa({"ask", "--bank", "x.msab", "who?"});
         QCOMPARE(r.exitCode, 6);
