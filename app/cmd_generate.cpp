@@ -4,6 +4,7 @@
 #include "app/commands.h"
 
 #include "core/jobs/bench.h"
+#include "core/jobs/bench_import.h"
 #include "core/jobs/model_runtime.h"
 #include "core/util/status.h"
 
@@ -96,8 +97,23 @@ int runGenerate(const GenerateArgs& a) {
 namespace msa::app {
 
 int runBench(const BenchArgs& a) {
+    if (a.what == "import") {
+        jobs::ImportBenchOptions io;
+        if (!a.sizes.empty()) io.sizes = a.sizes;
+        io.nThreads = a.threads > 0 ? a.threads : 2;
+        auto runs = jobs::runImportBench(io);
+        if (!runs) return fail("bench", runs.status(), a.json);
+        if (a.json) {
+            nlohmann::json j = {{"ok", true}, {"import", jobs::toJson(*runs)}};
+            std::cout << j.dump(2) << std::endl;
+        } else {
+            std::cout << jobs::toText(*runs);
+        }
+        return 0;
+    }
     if (a.what != "cpu")
-        return fail("bench", unimplemented("'msa bench " + a.what + "' is not available yet (cpu is)"), a.json);
+        return fail("bench", unimplemented("'msa bench " + a.what + "' is not available yet (cpu and import are)"), a.json);
+    if (a.modelPath.empty()) return fail("bench", invalidArgument("msa bench cpu needs --model PATH"), a.json);
     jobs::CpuBenchOptions o;
     o.model = a.modelPath;
     o.nThreads = static_cast<size_t>(std::max(0, a.threads));

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace msa::app {
 
@@ -24,12 +25,13 @@ struct GenerateArgs {
 int runGenerate(const GenerateArgs& args);
 
 struct BenchArgs {
-    std::string what;            // "cpu"
+    std::string what;            // "cpu" | "import"
     std::string modelPath;
     int threads = 0;
     int promptTokens = 128;
     int decodeTokens = 64;
     int repeats = 3;
+    std::vector<size_t> sizes;   // import: files per generated archive
     bool json = false;
 };
 int runBench(const BenchArgs& args);

@@ -560,6 +560,20 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"stats", "collections", "docs", "show"}));
     catalogCmd->add_option("ID", catalogOpts.documentId, "Document id for 'show'");
 
+    // `msa collections` and `msa docs [ID]`: the short forms of `msa catalog collections|docs|show`.
+    CatalogOptions collectionsOpts;
+    collectionsOpts.action = "collections";
+    CLI::App* collectionsCmd = app.add_subcommand("collections", "List the collections of a catalog");
+    collectionsCmd->add_option("--catalog", collectionsOpts.catalog, "Catalog database file")->required();
+    collectionsCmd->add_flag("--json", collectionsOpts.json, "Print JSON");
+    CatalogOptions docsOpts;
+    CLI::App* docsCmd = app.add_subcommand("docs", "List documents, or show document ID with its memory segments");
+    docsCmd->add_option("--catalog", docsOpts.catalog, "Catalog database file")->required();
+    docsCmd->add_option("--collection", docsOpts.collection, "Restrict the list to a collection");
+    docsCmd->add_option("--limit", docsOpts.limit, "Documents listed")->capture_default_str();
+    docsCmd->add_flag("--json", docsOpts.json, "Print JSON");
+    docsCmd->add_option("ID", docsOpts.documentId, "Show this document (text, metadata, memory segments)");
+
     // ---- info ----------------------------------------------------------------------------------
     CommonFlags infoFlags;
     std::string infoModel;
@@ -596,8 +610,9 @@ int main(int argc, char** argv) {
     // ---- bench ---------------------------------------------------------------------------------
     msa::app::BenchArgs bench;
     CLI::App* benchCmd = app.add_subcommand("bench", "Measure throughput beside the physical limit of this machine");
-    benchCmd->add_option("WHAT", bench.what, "What to measure: cpu")->required();
-    benchCmd->add_option("--model", bench.modelPath, "Model file (GGUF) or Hugging Face folder")->required();
+    benchCmd->add_option("WHAT", bench.what, "What to measure: cpu (model throughput) | import (catalog import)")->required();
+    benchCmd->add_option("--model", bench.modelPath, "Model file (GGUF) or Hugging Face folder (cpu)");
+    benchCmd->add_option("--files", bench.sizes, "import: files per generated archive, e.g. --files 2000 10000");
     benchCmd->add_option("--threads", bench.threads, "CPU threads (0 = all cores)")->capture_default_str();
     benchCmd->add_option("--prompt-tokens", bench.promptTokens, "Prefill length")->capture_default_str();
     benchCmd->add_option("--decode-tokens", bench.decodeTokens, "Decoded tokens per run")->capture_default_str();
@@ -665,6 +680,11 @@ int main(int argc, char** argv) {
         if (importCmd->parsed()) return runImport(importOpts);
         if (searchCmd->parsed()) return runSearch(searchOpts);
         if (catalogCmd->parsed()) return runCatalog(catalogOpts);
+        if (collectionsCmd->parsed()) return runCatalog(collectionsOpts);
+        if (docsCmd->parsed()) {
+            docsOpts.action = docsOpts.documentId > 0 ? "show" : "docs";
+            return runCatalog(docsOpts);
+        }
         if (info->parsed()) return runInfo(infoModel, infoFlags.json);
         if (tokenize->parsed()) return runTokenize(tokArgs);
         if (generate->parsed()) return msa::app::runGenerate(gen);
