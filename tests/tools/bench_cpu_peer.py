@@ -30,7 +30,7 @@ def run_transformers(args):
     from transformers import AutoModelForCausalLM
     torch.set_num_threads(args.threads)
     folder, name = os.path.split(os.path.abspath(args.model))
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     model.eval()
     g = torch.Generator().manual_seed(1234)
     ids = torch.randint(100, model.config.vocab_size, (1, args.prompt_tokens), generator=g)
