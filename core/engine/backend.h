@@ -32,6 +32,7 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <vector>
 
 namespace msa::engine {
 
@@ -59,9 +60,27 @@ struct SessionOptions {
     size_t nThreads = 0;       // 0: hardware_concurrency
 };
 
+// Key/value rows placed in front of a layer's local tokens: the template head and, in routing layers,
+// the selected memory chunks (msa-spec §2.8). Rows are [nRows][nKvHeads][headDim], already rotated
+// (chunks keep their document-local RoPE; nothing is re-rotated). Every local token attends to all of
+// them (no mask); they take no positions of their own.
+struct LayerPrefix {
+    std::vector<float> k;
+    std::vector<float> v;
+    size_t nRows = 0;
+};
+
 class Session {
 public:
     virtual ~Session() = default;
+    // Replaces the per-layer prefixes (one entry per layer; an empty entry means none) and forgets the
+    // local tokens. InvalidArgument when the count or a row size does not match the model;
+    // OutOfMemory when the cache cannot hold them.
+    virtual Status setPrefix(std::vector<LayerPrefix> perLayer) = 0;
+    // Copies rows [begin, end) of layer `layer`'s context (prefix rows first, then local tokens) as
+    // [rows][nKvHeads][headDim]; used to capture the template head's K/V for a memory bank.
+    virtual Result<LayerPrefix> exportRows(size_t layer, size_t begin, size_t end) const = 0;
+    virtual size_t prefixRows(size_t layer) const = 0;
     // Runs `tokens` at `positions` after the tokens already in the cache and appends their K/V.
     // Returns vocab floats (last token) or nTokens × vocab (allLogits); valid until the next call.
     virtual Result<std::span<const float>> forward(std::span<const int32_t> tokens, std::span<const int32_t> positions,

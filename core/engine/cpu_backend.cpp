@@ -118,9 +118,13 @@ public:
         m_rope = c.ropeStyle == model::RopeStyle::NeoX ? cpu::RopeStyle::NeoX : cpu::RopeStyle::Adjacent;
         m_k.resize(m_nLayers);
         m_v.resize(m_nLayers);
+        m_prefix.assign(m_nLayers, 0);
     }
 
     size_t nPast() const override { return m_nPast; }
+    Status setPrefix(std::vector<LayerPrefix> perLayer) override;
+    Result<LayerPrefix> exportRows(size_t layer, size_t begin, size_t end) const override;
+    size_t prefixRows(size_t layer) const override { return layer < m_prefix.size() ? m_prefix[layer] : 0; }
     size_t vocabSize() const override { return m_vocab; }
     void truncate(size_t n) override { m_nPast = std::min(n, m_nPast); }
 
@@ -139,8 +143,10 @@ private:
     float m_eps = 1e-6f, m_theta = 10000.0f;
     cpu::RopeStyle m_rope = cpu::RopeStyle::NeoX;
 
-    size_t m_nPast = 0;
-    size_t m_capacity = 0;                 // tokens per layer cache
+    size_t m_nPast = 0;                    // local tokens in the cache
+    std::vector<size_t> m_prefix;          // per layer: rows in front of the local tokens
+    size_t m_maxPrefix = 0;
+    size_t m_capacity = 0;                 // rows per layer cache (prefix + local)
     std::vector<std::vector<float>> m_k;   // per layer: nKv × capacity × hd
     std::vector<std::vector<float>> m_v;
     // Activations for the current call.
@@ -156,20 +162,21 @@ Result<std::unique_ptr<Session>> CpuModel::createSession(const SessionOptions& o
     }
 }
 
+// `needed` counts local tokens; each layer's cache also holds its prefix rows in front of them.
 Status CpuSession::reserve(size_t needed) {
-    if (needed <= m_capacity) return Status::ok();
     if (needed > m_maxTokens)
         return invalidArgument("the session holds at most " + std::to_string(m_maxTokens) + " tokens; " +
                                std::to_string(needed) + " were needed");
-    size_t cap = std::max<size_t>(m_capacity ? m_capacity * 2 : 256, needed);
-    cap = std::min(cap, m_maxTokens);
+    if (needed + m_maxPrefix <= m_capacity) return Status::ok();
+    size_t cap = std::max<size_t>(m_capacity ? m_capacity * 2 : 256, needed + m_maxPrefix);
+    cap = std::min(cap, m_maxTokens + m_maxPrefix);
     try {
         for (size_t l = 0; l < m_nLayers; ++l) {
             for (auto* cache : {&m_k[l], &m_v[l]}) {
                 std::vector<float> grown(m_nKv * cap * m_hd);
                 for (size_t g = 0; g < m_nKv && m_capacity; ++g)
                     std::memcpy(grown.data() + g * cap * m_hd, cache->data() + g * m_capacity * m_hd,
-                                m_nPast * m_hd * sizeof(float));
+                                (m_prefix[l] + m_nPast) * m_hd * sizeof(float));
                 cache->swap(grown);
             }
         }
@@ -178,6 +185,57 @@ Status CpuSession::reserve(size_t needed) {
     }
     m_capacity = cap;
     return Status::ok();
+}
+
+Status CpuSession::setPrefix(std::vector<LayerPrefix> perLayer) {
+    if (perLayer.size() != m_nLayers)
+        return invalidArgument("setPrefix(): " + std::to_string(perLayer.size()) + " layers given, the model has " +
+                               std::to_string(m_nLayers));
+    const size_t rowFloats = m_nKv * m_hd;
+    size_t maxRows = 0;
+    for (size_t l = 0; l < m_nLayers; ++l) {
+        const LayerPrefix& p = perLayer[l];
+        if (p.k.size() != p.nRows * rowFloats || p.v.size() != p.nRows * rowFloats)
+            return invalidArgument("setPrefix(): layer " + std::to_string(l) + " has " + std::to_string(p.k.size()) +
+                                   "/" + std::to_string(p.v.size()) + " K/V floats for " + std::to_string(p.nRows) +
+                                   " rows of " + std::to_string(rowFloats));
+        maxRows = std::max(maxRows, p.nRows);
+    }
+    m_nPast = 0;
+    m_prefix.assign(m_nLayers, 0);   // nothing to preserve while the cache is re-laid out
+    m_maxPrefix = maxRows;
+    if (m_capacity < m_maxPrefix + 1) {
+        m_capacity = 0;   // reserve() reallocates
+        MSA_RETURN_IF_ERROR(reserve(1));
+    }
+    for (size_t l = 0; l < m_nLayers; ++l) {
+        const LayerPrefix& p = perLayer[l];
+        for (size_t r = 0; r < p.nRows; ++r)
+            for (size_t g = 0; g < m_nKv; ++g) {
+                std::memcpy(m_k[l].data() + (g * m_capacity + r) * m_hd, p.k.data() + (r * m_nKv + g) * m_hd, m_hd * sizeof(float));
+                std::memcpy(m_v[l].data() + (g * m_capacity + r) * m_hd, p.v.data() + (r * m_nKv + g) * m_hd, m_hd * sizeof(float));
+            }
+        m_prefix[l] = p.nRows;
+    }
+    return Status::ok();
+}
+
+Result<LayerPrefix> CpuSession::exportRows(size_t layer, size_t begin, size_t end) const {
+    if (layer >= m_nLayers) return invalidArgument("exportRows(): no layer " + std::to_string(layer));
+    const size_t rows = m_prefix[layer] + m_nPast;
+    if (begin > end || end > rows)
+        return invalidArgument("exportRows(): rows [" + std::to_string(begin) + ", " + std::to_string(end) +
+                               ") outside the " + std::to_string(rows) + " rows of layer " + std::to_string(layer));
+    LayerPrefix out;
+    out.nRows = end - begin;
+    out.k.resize(out.nRows * m_nKv * m_hd);
+    out.v.resize(out.nRows * m_nKv * m_hd);
+    for (size_t r = 0; r < out.nRows; ++r)
+        for (size_t g = 0; g < m_nKv; ++g) {
+            std::memcpy(out.k.data() + (r * m_nKv + g) * m_hd, m_k[layer].data() + (g * m_capacity + begin + r) * m_hd, m_hd * sizeof(float));
+            std::memcpy(out.v.data() + (r * m_nKv + g) * m_hd, m_v[layer].data() + (g * m_capacity + begin + r) * m_hd, m_hd * sizeof(float));
+        }
+    return out;
 }
 
 Result<std::span<const float>> CpuSession::forward(std::span<const int32_t> tokens, std::span<const int32_t> positions,
@@ -204,7 +262,7 @@ Result<std::span<const float>> CpuSession::forward(std::span<const int32_t> toke
         m_gate.resize(n * m_ffn);
         m_up.resize(n * m_ffn);
         m_scratch.resize(m_team.size());
-        for (auto& s : m_scratch) s.resize(m_nPast + n);
+        for (auto& s : m_scratch) s.resize(m_maxPrefix + m_nPast + n);
     } catch (const std::bad_alloc&) {
         return Status(ErrorCode::OutOfMemory, "activations for " + std::to_string(n) + " tokens");
     }
@@ -213,7 +271,6 @@ Result<std::span<const float>> CpuSession::forward(std::span<const int32_t> toke
     for (size_t t = 0; t < n; ++t)
         model::dequantizeRow(embed.dtype, embed.row(static_cast<uint64_t>(tokens[t])), m_x.data() + t * m_hidden, m_hidden);
 
-    const size_t nCtx = m_nPast + n;
     const size_t lastLayer = opt.stopAfterLayer >= 0 ? std::min(static_cast<size_t>(opt.stopAfterLayer), m_nLayers - 1)
                                                       : m_nLayers - 1;
     for (size_t l = 0; l <= lastLayer; ++l) {
@@ -235,11 +292,13 @@ Result<std::span<const float>> CpuSession::forward(std::span<const int32_t> toke
         cpu::rope(m_q.data(), n, m_nHeads, m_hd, m_hd, positions.data(), m_theta, m_rope);
         cpu::rope(m_kNew.data(), n, m_nKv, m_hd, m_hd, positions.data(), m_theta, m_rope);
 
-        // Append to the cache: head-major so each head's keys are one contiguous run.
+        // Append to the cache after this layer's prefix: head-major so each head's keys are one run.
+        const size_t base = m_prefix[l] + m_nPast;
+        const size_t nCtx = base + n;
         for (size_t t = 0; t < n; ++t)
             for (size_t g = 0; g < m_nKv; ++g) {
-                std::memcpy(m_k[l].data() + (g * m_capacity + m_nPast + t) * m_hd, m_kNew.data() + (t * m_nKv + g) * m_hd, m_hd * sizeof(float));
-                std::memcpy(m_v[l].data() + (g * m_capacity + m_nPast + t) * m_hd, m_vNew.data() + (t * m_nKv + g) * m_hd, m_hd * sizeof(float));
+                std::memcpy(m_k[l].data() + (g * m_capacity + base + t) * m_hd, m_kNew.data() + (t * m_nKv + g) * m_hd, m_hd * sizeof(float));
+                std::memcpy(m_v[l].data() + (g * m_capacity + base + t) * m_hd, m_vNew.data() + (t * m_nKv + g) * m_hd, m_hd * sizeof(float));
             }
         if (opt.layerHook) opt.layerHook({static_cast<int>(l), n, m_h.data(), m_q.data(), m_kNew.data(), m_vNew.data()});
         if (l == lastLayer && opt.stopAfterLayer >= 0) break;
