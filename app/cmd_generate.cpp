@@ -22,35 +22,35 @@ extern "C" void onGenerateSigint(int) {
 }
 }  // namespace
 
-int reportFailureLine(const std::string& command, int code, const std::string& codeName, const std::string& message,
-                      bool json) {
-    std::fprintf(stderr, "msa %s: %s: %s\n", command.c_str(), codeName.c_str(), message.c_str());
+int reportFailure(const std::string& command, const Status& status, bool json) {
+    std::fprintf(stderr, "msa %s: %s\n", command.c_str(), status.toString().c_str());
     if (json) {
-        nlohmann::json j = {{"ok", false}, {"error", {{"code", codeName}, {"message", message}}}};
+        nlohmann::json j = {{"ok", false},
+                            {"error",
+                             {{"code", std::string(errorCodeName(status.code()))},
+                              {"code_number", static_cast<int>(status.code())},
+                              {"message", status.message()}}}};
         std::cout << j.dump(2) << std::endl;
     }
-    return code;
+    return exitCodeFor(status.code());
 }
 
-static int fail(const std::string& command, const Status& s, bool json) {
-    return reportFailureLine(command, exitCodeFor(s.code()), std::string(errorCodeName(s.code())), s.message(), json);
-}
 
 int runGenerate(const GenerateArgs& a) {
-    if (a.maxTokens < 0) return fail("generate", invalidArgument("--max-tokens must be >= 0"), a.json);
-    if (a.temperature < 0) return fail("generate", invalidArgument("--temperature must be >= 0"), a.json);
-    if (a.topP <= 0 || a.topP > 1) return fail("generate", invalidArgument("--top-p must be in (0, 1]"), a.json);
+    if (a.maxTokens < 0) return reportFailure("generate", invalidArgument("--max-tokens must be >= 0"), a.json);
+    if (a.temperature < 0) return reportFailure("generate", invalidArgument("--temperature must be >= 0"), a.json);
+    if (a.topP <= 0 || a.topP > 1) return reportFailure("generate", invalidArgument("--top-p must be in (0, 1]"), a.json);
     auto backend = engine::createCpuBackend();
     auto rt = jobs::openModelRuntime(a.modelPath, *backend);
-    if (!rt) return fail("generate", rt.status(), a.json);
+    if (!rt) return reportFailure("generate", rt.status(), a.json);
     const std::vector<int32_t> prompt = jobs::promptTokens(*rt, a.prompt, a.chat);
-    if (prompt.empty()) return fail("generate", invalidArgument("the prompt is empty"), a.json);
+    if (prompt.empty()) return reportFailure("generate", invalidArgument("the prompt is empty"), a.json);
 
     engine::SessionOptions so;
     so.nThreads = static_cast<size_t>(std::max(0, a.threads));
     so.maxTokens = prompt.size() + static_cast<size_t>(a.maxTokens) + 1;
     auto session = rt->model->createSession(so);
-    if (!session) return fail("generate", session.status(), a.json);
+    if (!session) return reportFailure("generate", session.status(), a.json);
 
     CancelToken cancel;
     g_cancel = &cancel;
@@ -70,7 +70,7 @@ int runGenerate(const GenerateArgs& a) {
     });
     std::signal(SIGINT, SIG_DFL);
     g_cancel = nullptr;
-    if (!result) return fail("generate", result.status(), a.json);
+    if (!result) return reportFailure("generate", result.status(), a.json);
     const auto& r = *result;
     const double prefillRate = r.prefillSeconds > 0 ? static_cast<double>(r.nPromptTokens) / r.prefillSeconds : 0;
     const double decodeRate = r.decodeSeconds > 0 ? static_cast<double>(r.tokens.size()) / r.decodeSeconds : 0;
@@ -102,7 +102,7 @@ int runBench(const BenchArgs& a) {
         if (!a.sizes.empty()) io.sizes = a.sizes;
         io.nThreads = a.threads > 0 ? a.threads : 2;
         auto runs = jobs::runImportBench(io);
-        if (!runs) return fail("bench", runs.status(), a.json);
+        if (!runs) return reportFailure("bench", runs.status(), a.json);
         if (a.json) {
             nlohmann::json j = {{"ok", true}, {"import", jobs::toJson(*runs)}};
             std::cout << j.dump(2) << std::endl;
@@ -112,8 +112,8 @@ int runBench(const BenchArgs& a) {
         return 0;
     }
     if (a.what != "cpu")
-        return fail("bench", unimplemented("'msa bench " + a.what + "' is not available yet (cpu and import are)"), a.json);
-    if (a.modelPath.empty()) return fail("bench", invalidArgument("msa bench cpu needs --model PATH"), a.json);
+        return reportFailure("bench", unimplemented("'msa bench " + a.what + "' is not available yet (cpu and import are)"), a.json);
+    if (a.modelPath.empty()) return reportFailure("bench", invalidArgument("msa bench cpu needs --model PATH"), a.json);
     jobs::CpuBenchOptions o;
     o.model = a.modelPath;
     o.nThreads = static_cast<size_t>(std::max(0, a.threads));
@@ -121,7 +121,7 @@ int runBench(const BenchArgs& a) {
     o.decodeTokens = static_cast<size_t>(std::max(1, a.decodeTokens));
     o.repeats = static_cast<size_t>(std::max(1, a.repeats));
     auto r = jobs::runCpuBench(o);
-    if (!r) return fail("bench", r.status(), a.json);
+    if (!r) return reportFailure("bench", r.status(), a.json);
     if (a.json) {
         nlohmann::json j = jobs::toJson(*r);
         j["ok"] = true;

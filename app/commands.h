@@ -3,6 +3,8 @@
 // msa::exitCodeFor(); errors print one line on stderr.
 #pragma once
 
+#include "core/util/status.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -36,8 +38,8 @@ struct BenchArgs {
 };
 int runBench(const BenchArgs& args);
 
-// Shared failure printer: "msa <command>: <code>: <message>" (+ JSON error object with --json).
-int reportFailureLine(const std::string& command, int code, const std::string& codeName, const std::string& message,
-                      bool json);
+// The one failure printer of every subcommand: "msa <command>: <code name>: <message>" on stderr,
+// plus {"ok": false, "error": {...}} on stdout with --json. Returns msa::exitCodeFor(status.code()).
+int reportFailure(const std::string& command, const Status& status, bool json);
 
 }  // namespace msa::app

@@ -15,6 +15,7 @@
 #include "core/model/model_tokenizer.h"
 #include "core/model/tokenizer.h"
 #include "core/util/build_info.h"
+#include "core/util/format.h"
 #include "core/util/log.h"
 #include "core/util/status.h"
 
@@ -43,18 +44,7 @@ struct CommonFlags {
 };
 
 // Prints a failure the way every subcommand does and returns the exit code.
-int reportFailure(const std::string& command, const msa::Status& status, bool json) {
-    std::fprintf(stderr, "msa %s: %s\n", command.c_str(), status.toString().c_str());
-    if (json) {
-        nlohmann::json j = {{"ok", false},
-                            {"error",
-                             {{"code", std::string(msa::errorCodeName(status.code()))},
-                              {"code_number", static_cast<int>(status.code())},
-                              {"message", status.message()}}}};
-        std::cout << j.dump(2) << std::endl;
-    }
-    return msa::exitCodeFor(status.code());
-}
+using msa::app::reportFailure;
 
 int runDoctor(bool json, bool requireModel, bool requireGpu) {
     const msa::engine::BackendRegistry registry = msa::app::makeBackendRegistry();
@@ -206,26 +196,8 @@ std::string jsonText(const nlohmann::json& j) {
     return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);   // paths may not be UTF-8
 }
 
-std::string humanBytes(double b) {
-    const char* units[] = {"B", "KB", "MB", "GB", "TB"};
-    int u = 0;
-    while (b >= 1000 && u < 4) {
-        b /= 1000;
-        ++u;
-    }
-    char buf[32];
-    std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", b, units[u]);
-    return buf;
-}
-
-std::string humanDuration(double s) {
-    if (s < 0) return "?";
-    const long t = static_cast<long>(s + 0.5);
-    char buf[32];
-    if (t >= 3600) std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
-    return buf;
-}
+std::string humanBytes(double b) { return msa::formatBytes(b); }
+std::string humanDuration(double s) { return msa::formatDuration(s); }
 
 std::string dayOf(std::optional<int64_t> t) {
     if (!t) return "";

@@ -1,6 +1,7 @@
 #include "core/jobs/doctor.h"
 
 #include "core/util/build_info.h"
+#include "core/util/format.h"
 #include "core/util/paths.h"
 
 #include <nlohmann/json.hpp>
@@ -17,18 +18,7 @@ namespace fs = std::filesystem;
 namespace msa::jobs {
 namespace {
 
-std::string humanBytes(uint64_t n) {
-    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = static_cast<double>(n);
-    int u = 0;
-    while (v >= 1024.0 && u < 4) {
-        v /= 1024.0;
-        ++u;
-    }
-    char buf[32];
-    std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-    return buf;
-}
+std::string humanBytes(uint64_t n) { return formatBytes(static_cast<double>(n), ByteUnits::Binary); }
 
 DemoModelFacts inspectDemoModel() {
     DemoModelFacts f;
