@@ -227,6 +227,18 @@ Result<std::vector<float>> Router::scoreDocuments(const RoutingConfig& cfg, cons
     const size_t keyRowBytes = D * elemBytes;
     const size_t chunkBytes = keys.nHeads * keyRowBytes;
     const float invH = 1.0f / static_cast<float>(H);
+    // Head mean is linear: fold each KV group's query heads once (exact in real arithmetic; f32 here).
+    const size_t G = keys.nHeads;
+    std::vector<float> folded;
+    if (cfg.headReduce == HeadReduce::Mean) {
+        folded.assign(nQ * G * D, 0.0f);
+        for (size_t t = 0; t < nQ; ++t)
+            for (size_t h = 0; h < H; ++h) {
+                const float* src = queries.q.data() + (t * H + h) * D;
+                float* dst = folded.data() + (t * G + h / group) * D;
+                for (size_t i = 0; i < D; ++i) dst[i] += src[i];
+            }
+    }
     std::vector<std::vector<float>> rowScratch(m_team->size(), std::vector<float>(nQ));
     std::atomic<bool> cancelled{false};
 
@@ -246,6 +258,11 @@ Result<std::vector<float>> Router::scoreDocuments(const RoutingConfig& cfg, cons
                 for (size_t c = c0; c < c1; ++c) {
                     const std::byte* chunk = keys.data.data() + c * chunkBytes;
                     // a[t] = head-reduce over h of q_t[h] · K̄ᴿ_c[h / group]  (GQA: msa_service.py:1100)
+                    if (cfg.headReduce == HeadReduce::Mean) {
+                        // mean_h q[h]·K[h/group] = (1/H) Σ_g (Σ_{h∈g} q[h])·K[g]: one dot of G·D per token.
+                        for (size_t t = 0; t < nQ; ++t)
+                            a[t] = model::dotRow(keys.dtype, chunk, folded.data() + t * G * D, G * D) * invH;
+                    } else
                     for (size_t t = 0; t < nQ; ++t) {
                         const float* qt = queries.q.data() + t * H * D;
                         float r = headReduceInit(cfg.headReduce);
