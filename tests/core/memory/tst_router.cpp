@@ -451,6 +451,72 @@ private slots:
         QCOMPARE(q.routeMask[30], uint8_t(0));
     }
 
+    void routingQueriesFromTheModel() {
+        // The queries are router_q·x̃ (MSA) or the attention Q after q_norm+RoPE at the prompt's global
+        // positions (training-free), for the mask tokens only, in prompt order, then prepared.
+        auto backend = engine::createCpuBackend();
+        auto rt = jobs::openModelRuntime(kMsaModel, *backend);
+        QVERIFY2(rt.ok(), rt.status().toString().c_str());
+        const model::ModelFiles& files = *rt->files;
+        auto msaCfg = memory::routingConfigFor(files);
+        auto tfCfg = memory::routingConfigFromSettings(files.config(), false, {2, 3});
+        QVERIFY(msaCfg.ok() && tfCfg.ok());
+        auto session = rt->model->createSession({.maxTokens = 128, .nThreads = 1});
+        QVERIFY(session.ok());
+        const std::vector<int32_t> head{60, 117, 10};
+        const std::vector<int32_t> prompt{72, 101, 108, 108, 111, 33, 10, 200};
+        const std::vector<uint8_t> mask{0, 1, 1, 0, 1, 1, 1, 0};
+        const int32_t start = 19;
+        // Per-token tensors of the same forward, captured by hand.
+        std::map<int, std::pair<std::vector<float>, std::vector<float>>> seen;   // layer -> (x̃, q)
+        const size_t hid = size_t(files.config().hiddenSize), qw = msaCfg->nQueryHeads * msaCfg->headDim;
+        engine::ForwardOptions opt;
+        opt.computeLogits = false;
+        QVERIFY((*session)->forward(head, std::vector<int32_t>{0, 1, 2}, opt).ok());
+        opt.layerHook = [&](const engine::LayerTensors& lt) {
+            seen[lt.layer] = {std::vector<float>(lt.hiddenNormed, lt.hiddenNormed + lt.nTokens * hid),
+                              std::vector<float>(lt.q, lt.q + lt.nTokens * qw)};
+        };
+        std::vector<int32_t> pos(prompt.size());
+        std::iota(pos.begin(), pos.end(), start);
+        QVERIFY((*session)->forward(prompt, pos, opt).ok());
+        std::vector<size_t> rows;
+        for (size_t t = 0; t < mask.size(); ++t)
+            if (mask[t]) rows.push_back(t);
+
+        auto msaQ = memory::collectRoutingQueries(**session, files, *msaCfg, head, prompt, mask, start);
+        QVERIFY2(msaQ.ok(), msaQ.status().toString().c_str());
+        QCOMPARE((*session)->nPast(), size_t(0));
+        for (const auto& q : *msaQ) {
+            QCOMPARE(q.nTokens, rows.size());
+            const model::TensorView* w = files.tensors().find("blk." + std::to_string(q.layer) + ".router_q.weight");
+            QVERIFY(w);
+            std::vector<float> wr(hid);
+            for (size_t i = 0; i < rows.size(); ++i)
+                for (size_t o = 0; o < qw; ++o) {
+                    model::dequantizeRow(w->dtype, w->row(o), wr.data(), hid);
+                    double sum = 0;
+                    for (size_t j = 0; j < hid; ++j) sum += double(wr[j]) * seen[q.layer].first[rows[i] * hid + j];
+                    QVERIFY(close(q.q[i * qw + o], sum / std::sqrt(double(msaCfg->headDim)), 1e-4));
+                }
+        }
+        auto tfQ = memory::collectRoutingQueries(**session, files, *tfCfg, head, prompt, mask, start);
+        QVERIFY(tfQ.ok());
+        for (const auto& q : *tfQ)
+            for (size_t i = 0; i < rows.size(); ++i)
+                for (size_t o = 0; o < qw; ++o)
+                    QCOMPARE(q.q[i * qw + o], seen[q.layer].second[rows[i] * qw + o] * tfCfg->queryScale);
+        // RoPE at the global position: another start gives other training-free queries.
+        auto shifted = memory::collectRoutingQueries(**session, files, *tfCfg, head, prompt, mask, start + 5);
+        QVERIFY(shifted.ok());
+        QVERIFY(shifted->front().q != tfQ->front().q);
+        // No routing token, or a mask of the wrong size, is refused.
+        QCOMPARE(memory::collectRoutingQueries(**session, files, *msaCfg, head, prompt, std::vector<uint8_t>(8, 0), start)
+                     .status().code(), ErrorCode::InvalidArgument);
+        QCOMPARE(memory::collectRoutingQueries(**session, files, *msaCfg, head, prompt, std::vector<uint8_t>(3, 1), start)
+                     .status().code(), ErrorCode::InvalidArgument);
+    }
+
     void endToEndTinyMsa_data() {
         QTest::addColumn<QString>("variant");
         QTest::newRow("msa_scaled_dot") << "msa";
