@@ -428,6 +428,22 @@ private slots:
         QVERIFY(nChecked >= 150);
     }
 
+    void wrappingStrings() {
+        const auto msaW = memory::documentWrapping(true, model::ChatTemplateKind::ChatMl, {});
+        QCOMPARE(memory::wrapDocumentText(msaW, 0, "x"), std::string("<|im_start|>[0]. x[0]<|im_end|>"));
+        QCOMPARE(msaW.templateHead, std::string("<|im_start|>user\n"));
+        QCOMPARE(msaW.templateTail + msaW.responseHead, std::string("<|im_end|>\n<|im_start|>"));
+        QCOMPARE(memory::questionBlock("Q?"),
+                 std::string("\nPlease answer the question based on the above historical document information\n\nQ?\n"
+                             "Please return all documents related to the question\n"));
+        const auto chatml = memory::documentWrapping(false, model::ChatTemplateKind::Qwen3, {});
+        QCOMPARE(memory::wrapDocumentText(chatml, 3, "y"), std::string("<|im_start|>[3]. y[3]<|im_end|>"));
+        QCOMPARE(chatml.responseHead, std::string("<|im_start|>assistant\n"));
+        const auto llama = memory::documentWrapping(false, model::ChatTemplateKind::Llama3, "<|begin_of_text|>");
+        QCOMPARE(memory::wrapDocumentText(llama, 3, "y"),
+                 std::string("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n[3]. y[3]<|eot_id|>"));
+    }
+
     void wrappingAndRound1Query() {
         const std::string dir = MSA_TEST_DATA_DIR "/tokenizers/qwen3";
         if (!std::filesystem::exists(dir + "/tokenizer.json")) QSKIP("MSA_TEST_DATA_DIR has no tokenizers/qwen3");
