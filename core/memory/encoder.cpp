@@ -1,0 +1,94 @@
+#include "core/memory/encoder.h"
+
+#include "core/memory/pooling.h"
+
+#include <numeric>
+
+namespace msa::memory {
+
+Result<EncodedDocument> encodeDocument(engine::Session& session, const model::ModelFiles& files, const RoutingConfig& cfg,
+                                       std::span<const int32_t> tokens, const CancelToken* cancel) {
+    if (tokens.empty()) return Status(ErrorCode::InvalidArgument, "empty memory document");
+    if (cfg.layers.empty()) return Status(ErrorCode::InvalidArgument, "no routing layer");
+    EncodedDocument out;
+    out.nTokens = tokens.size();
+    const size_t kvWidth = cfg.nRouteHeads * cfg.headDim;
+    Status hookStatus;
+    engine::ForwardOptions opt;
+    opt.computeLogits = false;
+    opt.stopAfterLayer = cfg.layers.back();
+    opt.cancel = cancel;
+    opt.layerHook = [&](const engine::LayerTensors& lt) {
+        if (!hookStatus.isOk() || !cfg.isRoutingLayer(lt.layer)) return;
+        PooledLayer p;
+        p.layer = lt.layer;
+        p.nChunks = chunkCount(lt.nTokens, cfg.chunkSize);
+        // K after k_norm and RoPE at doc-local positions, raw V (msa-spec §3).
+        p.k = meanPoolChunks({lt.k, lt.nTokens * kvWidth}, lt.nTokens, kvWidth, cfg.chunkSize);
+        p.v = meanPoolChunks({lt.v, lt.nTokens * kvWidth}, lt.nTokens, kvWidth, cfg.chunkSize);
+        if (cfg.decoupled) {
+            auto rows = routingKeyRows(cfg, files, lt);
+            if (!rows.ok()) {
+                hookStatus = rows.status();
+                return;
+            }
+            p.routeKey = meanPoolChunks(*rows, lt.nTokens, kvWidth, cfg.chunkSize);
+        } else {
+            p.routeKey = p.k;   // training-free: the pooled attention key itself (msa-spec §2.2, §2.9)
+        }
+        if (cfg.normalize) l2NormalizeRows(p.routeKey.data(), p.nChunks * cfg.nRouteHeads, cfg.headDim);
+        out.layers.push_back(std::move(p));
+    };
+    std::vector<int32_t> positions(tokens.size());
+    std::iota(positions.begin(), positions.end(), 0);
+    session.truncate(0);
+    auto r = session.forward(tokens, positions, opt);
+    session.truncate(0);
+    if (!r.ok()) return r.status();
+    MSA_RETURN_IF_ERROR(hookStatus);
+    if (out.layers.size() != cfg.layers.size())
+        return Status(ErrorCode::Internal, "the forward reported " + std::to_string(out.layers.size()) + " of " +
+                                               std::to_string(cfg.layers.size()) + " routing layers");
+    return out;
+}
+
+Result<std::vector<RoutingQueries>> collectRoutingQueries(engine::Session& session, const model::ModelFiles& files,
+                                                          const RoutingConfig& cfg, std::span<const int32_t> head,
+                                                          std::span<const int32_t> prompt, std::span<const uint8_t> routeMask,
+                                                          int32_t queryStart, const CancelToken* cancel) {
+    if (prompt.empty() || routeMask.size() != prompt.size())
+        return Status(ErrorCode::InvalidArgument, "routing mask has " + std::to_string(routeMask.size()) + " entries for " +
+                                                      std::to_string(prompt.size()) + " prompt tokens");
+    if (cfg.layers.empty()) return Status(ErrorCode::InvalidArgument, "no routing layer");
+    session.truncate(0);
+    engine::ForwardOptions opt;
+    opt.computeLogits = false;
+    opt.stopAfterLayer = cfg.layers.back();
+    opt.cancel = cancel;
+    if (!head.empty()) {
+        std::vector<int32_t> headPos(head.size());
+        std::iota(headPos.begin(), headPos.end(), 0);
+        auto r = session.forward(head, headPos, opt);
+        if (!r.ok()) {
+            session.truncate(0);
+            return r.status();
+        }
+    }
+    std::vector<RoutingQueries> out;
+    Status hookStatus;
+    opt.layerHook = [&](const engine::LayerTensors& lt) {
+        if (!hookStatus.isOk() || !cfg.isRoutingLayer(lt.layer)) return;
+        auto q = routingQueriesFromLayer(cfg, files, lt, routeMask);
+        if (!q.ok()) hookStatus = q.status();
+        else out.push_back(std::move(q).value());
+    };
+    std::vector<int32_t> positions(prompt.size());
+    std::iota(positions.begin(), positions.end(), queryStart);
+    auto r = session.forward(prompt, positions, opt);
+    session.truncate(0);
+    if (!r.ok()) return r.status();
+    MSA_RETURN_IF_ERROR(hookStatus);
+    return out;
+}
+
+}  // namespace msa::memory
