@@ -31,7 +31,7 @@ constexpr char kTemplateMagic[8] = {'M', 'S', 'A', 'B', 'T', 'M', 'P', 'L'};
 constexpr uint64_t kHeaderBytes = 64;
 constexpr uint64_t kTableEntryBytes = 32;
 constexpr uint64_t kDocRecordBytes = 48;
-constexpr uint64_t kAlign = 4096;
+constexpr uint64_t kAlign = 64;   // sections start on a cache line (and any element boundary)
 constexpr const char* kManifestName = "manifest.json";
 constexpr const char* kTemplateName = "template.msab";
 
@@ -330,7 +330,7 @@ Status validateParams(const BankParams& p) {
     if (p.storage != model::DType::BF16 && p.storage != model::DType::F32)
         return unsupported("bank storage dtype " + std::string(model::dtypeName(p.storage)) + " (bf16 or f32)");
     if (p.keysShared && p.nRouteHeads != p.nKvHeads) return bad("shared keys need routing heads == KV heads");
-    if (p.maxShardBytes < kAlign) return bad("max shard bytes below 4096");
+    if (p.maxShardBytes < 4096) return bad("max shard bytes below 4096");
     return {};
 }
 

@@ -5,6 +5,8 @@
 #include "core/model/dtype.h"
 #include "tests/core/memory/bank_test_util.h"
 
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QProcess>
 #include <QRandomGenerator>
 #include <QTemporaryDir>
@@ -441,6 +443,109 @@ private slots:
         QCOMPARE(b->nDocuments(), uint64_t(3));
         for (int64_t id = 1; id <= 3; ++id) checkDocument(*b, id, 4096);
         QCOMPARE(b->verify()->nOrphanFiles, uint64_t(0));   // the failed shard was removed
+    }
+
+    // On-disk bytes per memory token for the demo model (training-free: all 30 layers route, K̄ᴿ = K̄)
+    // and MSA-4B (18 routing layers), against the arithmetic of msa-spec §6.6.
+    void bytesPerToken_data() {
+        QTest::addColumn<int>("layers");
+        QTest::addColumn<int>("firstRouting");
+        QTest::addColumn<int>("kv");
+        QTest::addColumn<int>("dim");
+        QTest::addColumn<bool>("shared");
+        QTest::addColumn<int>("docs");
+        QTest::addColumn<double>("expected");
+        QTest::newRow("demo-training-free") << 30 << 0 << 3 << 64 << true << 100 << 2.0 * 30 * 3 * 64 * 2 / 64;
+        QTest::newRow("msa-4b") << 36 << 18 << 8 << 128 << false << 20 << 3.0 * 18 * 8 * 128 * 2 / 64;
+    }
+    void bytesPerToken() {
+        QFETCH(int, layers);
+        QFETCH(int, firstRouting);
+        QFETCH(int, kv);
+        QFETCH(int, dim);
+        QFETCH(bool, shared);
+        QFETCH(int, docs);
+        QFETCH(double, expected);
+        BankParams p = testing::smallParams(DType::BF16, shared);
+        p.nLayers = static_cast<uint32_t>(layers);
+        p.routingLayers.clear();
+        for (int l = firstRouting; l < layers; ++l) p.routingLayers.push_back(static_cast<uint32_t>(l));
+        p.nKvHeads = p.nRouteHeads = static_cast<uint32_t>(kv);
+        p.headDim = static_cast<uint32_t>(dim);
+        p.maxShardBytes = 1ull << 30;
+        QTemporaryDir tmp;
+        const fs::path dir = tmp.filePath("bank").toStdString();
+        {
+            auto w = BankWriter::create(dir, p, testing::makeTemplate(p));
+            QVERIFY(w.ok());
+            for (int id = 1; id <= docs; ++id) {
+                testing::TestDoc d = testing::makeDoc(p, id, 1024);   // 16 whole chunks
+                QVERIFY(w->append(d.input).isOk());
+            }
+            QVERIFY(w->commit().isOk());
+        }
+        auto b = Bank::open(dir, {.verifyData = true, .expectFingerprint = std::nullopt});
+        QVERIFY(b.ok());
+        const double tokens = static_cast<double>(b->nTokens());
+        uint64_t tensorBytes = 0;
+        for (size_t l = 0; l < p.routingLayers.size(); ++l)
+            for (const ShardSpan& s : b->routingKeys(l)) tensorBytes += s.bytes.size();
+        for (size_t row = 0; row < b->documents().size(); ++row)
+            for (size_t l = 0; l < p.routingLayers.size(); ++l)
+                tensorBytes += b->values(row, l).size() + (shared ? 0 : b->keys(row, l).size());
+        const uint64_t shardBytes = fs::file_size(firstShard(dir));
+        const double perToken = static_cast<double>(b->diskBytes()) / tokens;
+        qInfo("%s: tensors %.1f B/token (spec arithmetic %.1f), shard file %.2f B/token, whole bank %.2f B/token "
+              "over %.0f tokens (template %llu B fixed)",
+              QTest::currentDataTag(), static_cast<double>(tensorBytes) / tokens, expected,
+              static_cast<double>(shardBytes) / tokens, perToken, tokens,
+              static_cast<unsigned long long>(fs::file_size(dir / "template.msab")));
+        QCOMPARE(static_cast<double>(tensorBytes) / tokens, expected);
+        QVERIFY(static_cast<double>(shardBytes) / tokens < expected * 1.001);
+    }
+
+    // The CLI: info/verify/compact, --json, exit codes (5 = corrupt).
+    void cli() {
+        QTemporaryDir tmp;
+        const fs::path dir = tmp.filePath("bank").toStdString();
+        const BankParams p = testing::smallParams(DType::BF16);
+        makeBank(dir, p, 5);
+        {
+            auto w = BankWriter::open(dir);
+            QVERIFY(w.ok());
+            QVERIFY(w->remove(2).isOk());
+            QVERIFY(w->commit().isOk());
+        }
+        auto run = [](const QStringList& args, QByteArray* out) {
+            QProcess pr;
+            pr.start(MSA_BINARY, args);
+            pr.waitForFinished(30000);
+            *out = pr.readAllStandardOutput();
+            return pr.exitCode();
+        };
+        const QString bank = QString::fromStdString(dir.string());
+        QByteArray out;
+        QCOMPARE(run({"bank", "info", "--bank", bank, "--json"}, &out), 0);
+        QJsonObject o = QJsonDocument::fromJson(out).object();
+        QCOMPARE(o["documents"].toInt(), 4);
+        QCOMPARE(o["tombstones"].toInt(), 1);
+        QCOMPARE(o["storage_dtype"].toString(), QString("bf16"));
+        QCOMPARE(o["model_fingerprint"].toString(), QString::fromStdString(p.modelFingerprint));
+        QCOMPARE(run({"bank", "verify", "--bank", bank, "--json"}, &out), 0);
+        QVERIFY(QJsonDocument::fromJson(out).object()["ok"].toBool());
+        QCOMPARE(run({"bank", "compact", "--bank", bank, "--json"}, &out), 0);
+        QCOMPARE(QJsonDocument::fromJson(out).object()["removed"].toInt(), 1);
+        QCOMPARE(run({"bank", "info", "--bank", bank, "--json"}, &out), 0);
+        QCOMPARE(QJsonDocument::fromJson(out).object()["tombstones"].toInt(), 0);
+        // Damage the values of the last layer: verify fails with the corrupt exit code and names it.
+        const fs::path shard = firstShard(dir);
+        const auto secs = sectionsOf(shard);
+        flipByte(shard, secs.back().offset + 3);
+        QCOMPARE(run({"bank", "verify", "--bank", bank, "--json"}, &out), msa::exitCodeFor(ErrorCode::Corrupt));
+        o = QJsonDocument::fromJson(out).object();
+        QCOMPARE(o["error"].toObject()["code"].toString(), QString("corrupt"));
+        QVERIFY(o["error"].toObject()["message"].toString().contains("values [layer 2]"));
+        QCOMPARE(run({"bank", "info", "--bank", tmp.filePath("none"), "--json"}, &out), msa::exitCodeFor(ErrorCode::NotFound));
     }
 };
 
