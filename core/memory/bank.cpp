@@ -323,6 +323,10 @@ Status validateParams(const BankParams& p) {
     if (p.chunkSize == 0 || p.topK == 0 || p.nLayers == 0 || p.nKvHeads == 0 || p.nRouteHeads == 0 || p.headDim == 0)
         return bad("chunk size, top-k, layers, heads and head dim must be positive");
     if (p.routingLayers.empty()) return bad("no routing layers");
+    // Generous bounds that keep every size product far from 64-bit overflow.
+    if (p.nLayers > 4096 || p.nKvHeads > 4096 || p.nRouteHeads > 4096 || p.headDim > 65536 ||
+        p.nTemplateTokens > 65536 || p.chunkSize > (1u << 20))
+        return bad("a dimension is implausibly large");
     for (size_t i = 0; i < p.routingLayers.size(); ++i) {
         if (p.routingLayers[i] >= p.nLayers) return bad("routing layer " + std::to_string(p.routingLayers[i]) + " >= layers");
         if (i && p.routingLayers[i] <= p.routingLayers[i - 1]) return bad("routing layers must increase");
@@ -503,6 +507,17 @@ Bank::Bank(Bank&&) noexcept = default;
 Bank& Bank::operator=(Bank&&) noexcept = default;
 
 Result<Bank> Bank::open(const fs::path& dir, const OpenOptions& options) {
+    // A compaction may commit and delete the shards named by the manifest we just read: the shard is
+    // then NotFound while a newer manifest exists. Read again (a few times) before reporting it.
+    for (int attempt = 0;; ++attempt) {
+        Result<Bank> b = openOnce(dir, options);
+        if (b.ok() || b.status().code() != ErrorCode::NotFound || attempt == 3) return b;
+        std::error_code ec;
+        if (!fs::exists(dir / kManifestName, ec)) return b;
+    }
+}
+
+Result<Bank> Bank::openOnce(const fs::path& dir, const OpenOptions& options) {
     auto impl = std::make_unique<Impl>();
     impl->dir = dir;
     MSA_ASSIGN_OR_RETURN(impl->m, readManifest(dir));
@@ -535,6 +550,10 @@ Result<Bank> Bank::open(const fs::path& dir, const OpenOptions& options) {
         if (sd.map.size() != rec.bytes)
             return corrupt(name + ": size " + std::to_string(sd.map.size()) + " bytes, committed " + std::to_string(rec.bytes));
         if (sd.map.size() < kHeaderBytes) return corrupt(name + ": header: truncated");
+        const uint64_t minChunkBytes = uint64_t(p.nKvHeads) * p.headDim * elemBytes(p.storage);
+        if (rec.nDocs == 0 || rec.nDocs > sd.map.size() / kDocRecordBytes || rec.nChunks < rec.nDocs ||
+            rec.nChunks > sd.map.size() / minChunkBytes)
+            return corrupt(name + ": the manifest's document/chunk counts do not fit the file");
         // The string pool length is the only size not in the manifest: read it from the table entry,
         // then the full layout must match exactly.
         MSA_ASSIGN_OR_RETURN(auto head, sd.map.slice(0, kHeaderBytes + 2 * kTableEntryBytes, "header"));
@@ -732,6 +751,7 @@ struct BankWriter::Impl {
     ManifestState m;
     std::unordered_map<int64_t, LiveDoc> live;
     std::vector<PendingDoc> pending;
+    std::unordered_map<int64_t, uint64_t> pendingIds;           // id -> buffered bytes
     std::set<std::pair<uint32_t, uint32_t>> pendingRemovals;   // (shard, row)
     uint64_t pendingBytes = 0;
 
@@ -894,8 +914,7 @@ Status BankWriter::append(const DocumentInput& doc) {
         if (!I.pendingRemovals.count({it->second.shard, it->second.row}))
             return invalidArgument(name + " is already in the bank (use replace)");
     }
-    for (const PendingDoc& d : I.pending)
-        if (d.id == doc.id) return invalidArgument(name + " was already appended");
+    if (I.pendingIds.count(doc.id)) return invalidArgument(name + " was already appended");
     if (doc.nChunks == 0 || doc.nChunks != (doc.nTokens + p.chunkSize - 1) / p.chunkSize)
         return Status{ErrorCode::Mismatch, name + ": " + std::to_string(doc.nChunks) + " chunks for " +
                                                std::to_string(doc.nTokens) + " tokens at P=" + std::to_string(p.chunkSize)};
@@ -905,6 +924,7 @@ Status BankWriter::append(const DocumentInput& doc) {
     const uint64_t kvElems = uint64_t(doc.nChunks) * p.nKvHeads * p.headDim;
     const uint64_t rElems = uint64_t(doc.nChunks) * p.nRouteHeads * p.headDim;
     PendingDoc pd{doc.id, doc.contentHash, doc.nTokens, doc.nChunks, {}, {}, {}};
+    uint64_t bytes = 0;
     for (size_t l = 0; l < nL; ++l) {
         if (doc.routingKeys[l].size() != rElems || doc.values[l].size() != kvElems ||
             (!p.keysShared && doc.keys[l].size() != kvElems))
@@ -913,20 +933,23 @@ Status BankWriter::append(const DocumentInput& doc) {
         pd.route.push_back(convert(doc.routingKeys[l], p.storage));
         if (!p.keysShared) pd.keys.push_back(convert(doc.keys[l], p.storage));
         pd.values.push_back(convert(doc.values[l], p.storage));
-        I.pendingBytes += (rElems + kvElems * (p.keysShared ? 1 : 2)) * elemBytes(p.storage);
+        bytes += (rElems + kvElems * (p.keysShared ? 1 : 2)) * elemBytes(p.storage);
     }
     I.pending.push_back(std::move(pd));
+    I.pendingIds[doc.id] = bytes;
+    I.pendingBytes += bytes;
     if (I.pendingBytes >= p.maxShardBytes) return commit();
     return {};
 }
 
 Status BankWriter::remove(int64_t id) {
     Impl& I = *m_impl;
-    for (size_t i = 0; i < I.pending.size(); ++i)
-        if (I.pending[i].id == id) {
-            I.pending.erase(I.pending.begin() + static_cast<ptrdiff_t>(i));
-            return {};
-        }
+    if (auto pit = I.pendingIds.find(id); pit != I.pendingIds.end()) {
+        I.pendingBytes -= pit->second;
+        I.pendingIds.erase(pit);
+        I.pending.erase(std::find_if(I.pending.begin(), I.pending.end(), [&](const PendingDoc& d) { return d.id == id; }));
+        return {};
+    }
     auto it = I.live.find(id);
     if (it == I.live.end() || I.pendingRemovals.count({it->second.shard, it->second.row}))
         return notFound("memory document " + std::to_string(id) + " is not in bank " + quotedName(I.dir.string()));
@@ -947,6 +970,7 @@ Status BankWriter::replace(const DocumentInput& doc) {
 
 void BankWriter::rollback() {
     m_impl->pending.clear();
+    m_impl->pendingIds.clear();
     m_impl->pendingRemovals.clear();
     m_impl->pendingBytes = 0;
 }

@@ -174,6 +174,7 @@ public:
     struct Impl;
 
 private:
+    static Result<Bank> openOnce(const std::filesystem::path& dir, const OpenOptions& options);
     std::unique_ptr<Impl> m_impl;
 };
 
