@@ -2,6 +2,7 @@
 // committing after each, until it is killed (crash test) or a write fails (disk-full test).
 //   bank_crash_helper create DIR
 //   bank_crash_helper append DIR COUNT [FSIZE_LIMIT_BYTES] [TOKENS_PER_DOC]
+//   bank_crash_helper compact DIR
 // Exit status: 0 after COUNT documents; otherwise the ErrorCode number of the failure.
 #include "tests/core/memory/bank_test_util.h"
 
@@ -23,6 +24,12 @@ int main(int argc, char** argv) {
         auto w = BankWriter::create(dir, params, testing::makeTemplate(params));
         if (!w) { std::fprintf(stderr, "%s\n", w.status().toString().c_str()); return static_cast<int>(w.status().code()); }
         return 0;
+    }
+    if (cmd == "compact") {
+        auto w = BankWriter::open(dir);
+        if (!w) return static_cast<int>(w.status().code());
+        auto r = w->compact();
+        return r.ok() ? 0 : static_cast<int>(r.status().code());
     }
     if (cmd != "append" || argc < 4) return 64;
     const long count = std::atol(argv[3]);

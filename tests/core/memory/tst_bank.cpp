@@ -391,7 +391,10 @@ private slots:
             QProcess child;
             child.start(MSA_BANK_CRASH_HELPER, {"append", dir, "100000"});
             QVERIFY(child.waitForStarted());
-            QThread::usleep(2000 + rng.bounded(60000));
+            // Wait until the child is in its append loop (it printed a committed id), then kill it
+            // somewhere in the following commits.
+            QVERIFY(child.waitForReadyRead(10000));
+            QThread::usleep(rng.bounded(20000));
             if (child.state() == QProcess::Running) ++killedRunning;
             child.kill();   // SIGKILL
             QVERIFY(child.waitForFinished(10000));
@@ -420,6 +423,51 @@ private slots:
         QCOMPARE(int64_t(b->nDocuments()), committedBefore + 3);
         QCOMPARE(b->verify()->nOrphanFiles, uint64_t(0));
         for (int64_t id = 1; id <= int64_t(b->nDocuments()); id += 7) checkDocument(*b, id, testing::tokensFor(id));
+    }
+
+    // SIGKILL at random moments during a compaction: the bank keeps exactly the live documents.
+    void killDuringCompact() {
+        QTemporaryDir tmp;
+        const QString dir = tmp.filePath("bank");
+        QCOMPARE(QProcess::execute(MSA_BANK_CRASH_HELPER, {"create", dir}), 0);
+        QProcess fill;
+        fill.start(MSA_BANK_CRASH_HELPER, {"append", dir, "150"});   // 150 shards of one document
+        QVERIFY(fill.waitForFinished(60000));
+        QCOMPARE(fill.exitCode(), 0);
+        const BankParams p = testing::smallParams(DType::BF16);
+        {
+            auto w = BankWriter::open(dir.toStdString());
+            QVERIFY(w.ok());
+            for (int64_t id = 3; id <= 150; id += 4) QVERIFY(w->remove(id).isOk());
+            QVERIFY(w->commit().isOk());
+        }
+        const fs::path pristine = dir.toStdString() + ".pristine";
+        fs::copy(dir.toStdString(), pristine);
+        QRandomGenerator rng(777);
+        int compacted = 0, interrupted = 0;
+        for (int round = 0; round < 16; ++round) {
+            // Start from the uncompacted bank each time; sweep the kill over the ~30 ms a compaction takes.
+            fs::remove_all(dir.toStdString());
+            fs::copy(pristine, dir.toStdString());
+            QProcess child;
+            child.start(MSA_BANK_CRASH_HELPER, {"compact", dir});
+            QVERIFY(child.waitForStarted());
+            QThread::usleep(static_cast<unsigned long>(round) * 2500 + rng.bounded(2500));
+            child.kill();
+            QVERIFY(child.waitForFinished(10000));
+            auto b = Bank::open(dir.toStdString(), {.verifyData = true, .expectFingerprint = std::nullopt});
+            QVERIFY2(b.ok(), qPrintable(QString::fromStdString(b.status().toString())));
+            QCOMPARE(b->nDocuments(), uint64_t(150 - 37));
+            for (int64_t id = 1; id <= 150; ++id) QCOMPARE(b->findDocument(id).has_value(), (id - 3) % 4 != 0 || id < 3);
+            checkDocument(*b, 150, testing::tokensFor(150));
+            compacted += b->nTombstones() == 0 ? 1 : 0;
+            interrupted += b->verify()->nOrphanFiles > 0 ? 1 : 0;
+        }
+        // The next writer finishes the job.
+        auto w = BankWriter::open(dir.toStdString());
+        QVERIFY(w.ok());
+        QVERIFY(w->compact().ok());
+        qInfo("compaction had committed in %d of 16 rounds; %d kills left uncommitted or stale files", compacted, interrupted);
     }
 
     // A full disk (RLIMIT_FSIZE with SIGXFSZ ignored) fails the append with DiskFull and leaves every
