@@ -12,6 +12,9 @@
 #include <QTemporaryDir>
 #include <QtTest/QtTest>
 
+#include <sys/resource.h>
+
+#include <csignal>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -423,6 +426,50 @@ private slots:
         QCOMPARE(int64_t(b->nDocuments()), committedBefore + 3);
         QCOMPARE(b->verify()->nOrphanFiles, uint64_t(0));
         for (int64_t id = 1; id <= int64_t(b->nDocuments()); id += 7) checkDocument(*b, id, testing::tokensFor(id));
+    }
+
+    // Pending work: remove of a pending document, rollback, and a commit that fails on a full disk
+    // keeps the pending documents so a later commit (after space was freed) succeeds.
+    void pendingRollbackAndRetry() {
+        QTemporaryDir tmp;
+        const fs::path dir = tmp.filePath("bank").toStdString();
+        const BankParams p = testing::smallParams(DType::BF16);
+        makeBank(dir, p, 3);
+        auto w = BankWriter::open(dir);
+        QVERIFY(w.ok());
+        testing::TestDoc d4 = testing::makeDoc(p, 4, 100), d5 = testing::makeDoc(p, 5, 4096);
+        QVERIFY(w->append(d4.input).isOk());
+        QVERIFY(w->remove(4).isOk());             // pending: simply dropped
+        QCOMPARE(w->nPendingDocuments(), uint64_t(0));
+        QVERIFY(w->append(d4.input).isOk());
+        QVERIFY(w->remove(1).isOk());
+        w->rollback();
+        QVERIFY(w->commit().isOk());              // nothing to do
+        QCOMPARE(Bank::open(dir)->nDocuments(), uint64_t(3));
+
+        QVERIFY(w->append(d5.input).isOk());      // 48 KiB shard
+        rlimit old{};
+        QCOMPARE(getrlimit(RLIMIT_FSIZE, &old), 0);
+        auto previous = std::signal(SIGXFSZ, SIG_IGN);
+        rlimit small = old;
+        small.rlim_cur = 20000;
+        QCOMPARE(setrlimit(RLIMIT_FSIZE, &small), 0);
+        const msa::Status st = w->commit();
+        QCOMPARE(setrlimit(RLIMIT_FSIZE, &old), 0);
+        std::signal(SIGXFSZ, previous);
+        QCOMPARE(st.code(), ErrorCode::DiskFull);
+        QCOMPARE(w->nPendingDocuments(), uint64_t(1));
+        {
+            auto b = Bank::open(dir, {.verifyData = true, .expectFingerprint = std::nullopt});
+            QVERIFY(b.ok());
+            QCOMPARE(b->nDocuments(), uint64_t(3));
+            QCOMPARE(b->verify()->nOrphanFiles, uint64_t(0));
+        }
+        QVERIFY(w->commit().isOk());
+        auto b = Bank::open(dir, {.verifyData = true, .expectFingerprint = std::nullopt});
+        QVERIFY(b.ok());
+        QCOMPARE(b->nDocuments(), uint64_t(4));
+        checkDocument(*b, 5, 4096);
     }
 
     // SIGKILL at random moments during a compaction: the bank keeps exactly the live documents.
