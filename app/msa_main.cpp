@@ -11,6 +11,7 @@
 #include "core/catalog/catalog.h"
 #include "core/catalog/import_pipeline.h"
 #include "core/jobs/doctor.h"
+#include "core/memory/bank.h"
 #include "core/model/model_files.h"
 #include "core/model/model_tokenizer.h"
 #include "core/model/tokenizer.h"
@@ -473,6 +474,91 @@ int runCatalog(const CatalogOptions& o) {
                                                          "' (stats, collections, docs, show)"), o.json);
 }
 
+struct BankOptions {
+    std::string action, bank;
+    bool json = false;
+};
+
+nlohmann::json bankSummaryJson(const msa::memory::Bank& b) {
+    const msa::memory::BankParams& p = b.params();
+    const double perToken = b.nTokens() ? static_cast<double>(b.diskBytes()) / static_cast<double>(b.nTokens()) : 0.0;
+    return {{"path", b.path().string()}, {"format_version", msa::memory::kBankFormatVersion},
+            {"generation", b.generation()}, {"model_fingerprint", p.modelFingerprint},
+            {"tokenizer_hash", p.tokenizerHash}, {"chunk_size", p.chunkSize}, {"top_k", p.topK},
+            {"routing_layers", p.routingLayers}, {"layers", p.nLayers}, {"kv_heads", p.nKvHeads},
+            {"routing_heads", p.nRouteHeads}, {"head_dim", p.headDim},
+            {"storage_dtype", std::string(msa::model::dtypeName(p.storage))},
+            {"scoring", std::string(msa::memory::scoringBranchName(p.scoring))}, {"keys_shared", p.keysShared},
+            {"template_tokens", p.nTemplateTokens}, {"documents", b.nDocuments()}, {"chunks", b.nChunks()},
+            {"tokens", b.nTokens()}, {"tombstones", b.nTombstones()}, {"chunks_total", b.nChunksTotal()},
+            {"disk_bytes", b.diskBytes()}, {"bytes_per_token", perToken}};
+}
+
+// msa bank info|verify|compact --bank PATH: inspect, check every checksum, rewrite without tombstones.
+int runBank(const BankOptions& o) {
+    const std::string cmd = "bank " + o.action;
+    if (o.action == "compact") {
+        auto w = msa::memory::BankWriter::open(o.bank);
+        if (!w) return reportFailure(cmd, w.status(), o.json);
+        auto rep = w->compact();
+        if (!rep) return reportFailure(cmd, rep.status(), o.json);
+        if (o.json) {
+            std::cout << jsonText({{"ok", true}, {"documents", rep->nDocuments}, {"removed", rep->nRemoved},
+                                   {"bytes_before", rep->bytesBefore}, {"bytes_after", rep->bytesAfter}})
+                      << std::endl;
+        } else {
+            std::printf("compacted %s: %llu documents kept, %llu tombstones removed, %s -> %s\n", o.bank.c_str(),
+                        static_cast<unsigned long long>(rep->nDocuments), static_cast<unsigned long long>(rep->nRemoved),
+                        humanBytes(static_cast<double>(rep->bytesBefore)).c_str(),
+                        humanBytes(static_cast<double>(rep->bytesAfter)).c_str());
+        }
+        return 0;
+    }
+    auto b = msa::memory::Bank::open(o.bank);
+    if (!b) return reportFailure(cmd, b.status(), o.json);
+    if (o.action == "verify") {
+        const auto t0 = std::chrono::steady_clock::now();
+        auto rep = b->verify();
+        if (!rep) return reportFailure(cmd, rep.status(), o.json);
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (o.json) {
+            std::cout << jsonText({{"ok", true}, {"shards", rep->nShards}, {"sections", rep->nSections},
+                                   {"bytes", rep->nBytes}, {"orphan_files", rep->nOrphanFiles}, {"seconds", secs}})
+                      << std::endl;
+        } else {
+            std::printf("bank %s: OK, %llu sections in %llu shards + template, %s checked in %.2f s", o.bank.c_str(),
+                        static_cast<unsigned long long>(rep->nSections), static_cast<unsigned long long>(rep->nShards),
+                        humanBytes(static_cast<double>(rep->nBytes)).c_str(), secs);
+            if (rep->nOrphanFiles)
+                std::printf(" (%llu uncommitted file(s) from an interrupted write are ignored)",
+                            static_cast<unsigned long long>(rep->nOrphanFiles));
+            std::printf("\n");
+        }
+        return 0;
+    }
+    nlohmann::json j = bankSummaryJson(*b);
+    if (o.json) {
+        j["ok"] = true;
+        std::cout << jsonText(j) << std::endl;
+        return 0;
+    }
+    const msa::memory::BankParams& p = b->params();
+    std::printf("memory bank %s (format %u, generation %llu)\n", o.bank.c_str(), msa::memory::kBankFormatVersion,
+                static_cast<unsigned long long>(b->generation()));
+    std::printf("  model %s, tokenizer %s\n", p.modelFingerprint.c_str(), p.tokenizerHash.c_str());
+    std::printf("  P=%u, top-k=%u, %zu routing layers of %u, %u KV heads, %u routing heads, head dim %u, %s, scoring %s%s\n",
+                p.chunkSize, p.topK, p.routingLayers.size(), p.nLayers, p.nKvHeads, p.nRouteHeads, p.headDim,
+                std::string(msa::model::dtypeName(p.storage)).c_str(),
+                std::string(msa::memory::scoringBranchName(p.scoring)).c_str(),
+                p.keysShared ? ", routing keys = attention keys (training-free)" : "");
+    std::printf("  %llu documents, %llu chunks, %llu tokens; %llu tombstones\n",
+                static_cast<unsigned long long>(b->nDocuments()), static_cast<unsigned long long>(b->nChunks()),
+                static_cast<unsigned long long>(b->nTokens()), static_cast<unsigned long long>(b->nTombstones()));
+    std::printf("  %s on disk, %.1f bytes per memory token\n", humanBytes(static_cast<double>(b->diskBytes())).c_str(),
+                j["bytes_per_token"].get<double>());
+    return 0;
+}
+
 }  // namespace
 
 
@@ -591,6 +677,14 @@ int main(int argc, char** argv) {
     benchCmd->add_option("--repeats", bench.repeats, "Runs (the median is reported)")->capture_default_str();
     benchCmd->add_flag("--json", bench.json, "Print the figures as one JSON object");
 
+    // ---- bank ----------------------------------------------------------------------------------
+    BankOptions bankOpts;
+    CLI::App* bankCmd = app.add_subcommand("bank", "Inspect, verify or compact a memory bank: info | verify | compact");
+    bankCmd->add_option("ACTION", bankOpts.action, "info | verify | compact")->required()
+        ->check(CLI::IsMember({"info", "verify", "compact"}));
+    bankCmd->add_option("--bank", bankOpts.bank, "Memory bank folder")->required();
+    bankCmd->add_flag("--json", bankOpts.json, "Print JSON");
+
     // ---- subcommands that later issues fill ---------------------------------------------------
     const std::vector<PlannedCommand> planned = {
         {"build", "Build or update a memory bank from a collection with a model", "the MSA memory engine",
@@ -600,8 +694,6 @@ int main(int argc, char** argv) {
          {{"--bank", "Memory bank path"}, {"--top-k", "Documents per layer"}}, "QUESTION"},
         {"ask", "Answer QUESTION from a memory bank with Memory Interleave", "the MSA memory engine",
          {{"--bank", "Memory bank path"}, {"--hops", "Maximum interleave rounds"}}, "QUESTION"},
-        {"bank", "Inspect, verify, compact, export or import memory banks", "the MSA memory engine",
-         {{"--bank", "Memory bank path"}}, "ACTION"},
         {"eval", "Evaluate routing and answers on MuSiQue / LoCoMo / the demo questions", "the MSA memory engine",
          {{"--bank", "Memory bank path"}, {"--dataset", "Dataset file"}}, nullptr},
     };
@@ -661,6 +753,7 @@ int main(int argc, char** argv) {
         if (tokenize->parsed()) return runTokenize(tokArgs);
         if (generate->parsed()) return msa::app::runGenerate(gen);
         if (benchCmd->parsed()) return msa::app::runBench(bench);
+        if (bankCmd->parsed()) return runBank(bankOpts);
         for (size_t i = 0; i < planned.size(); ++i) {
             if (!plannedApps[i]->parsed()) continue;
             return reportFailure(planned[i].name,
