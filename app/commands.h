@@ -38,6 +38,23 @@ struct BenchArgs {
 };
 int runBench(const BenchArgs& args);
 
+struct BuildArgs {
+    std::string catalog, collection, modelPath, bank;
+    std::string storage = "bf16";
+    int threads = 0;
+    bool quiet = false;
+    bool json = false;
+};
+int runBuild(const BuildArgs& args);
+
+struct RouteArgs {
+    std::string bank, modelPath, catalog, question;
+    int topN = 10;
+    int threads = 0;
+    bool json = false;
+};
+int runRoute(const RouteArgs& args);
+
 // The one failure printer of every subcommand: "msa <command>: <code name>: <message>" on stderr,
 // plus {"ok": false, "error": {...}} on stdout with --json. Returns msa::exitCodeFor(status.code()).
 int reportFailure(const std::string& command, const Status& status, bool json);

@@ -685,13 +685,31 @@ int main(int argc, char** argv) {
     bankCmd->add_option("--bank", bankOpts.bank, "Memory bank folder")->required();
     bankCmd->add_flag("--json", bankOpts.json, "Print JSON");
 
+    // ---- build / route -------------------------------------------------------------------------
+    msa::app::BuildArgs buildArgs;
+    CLI::App* buildCmd = app.add_subcommand("build", "Build or update a memory bank from a catalog collection with a model "
+                                                     "(incremental; Ctrl-C cancels, rerun resumes)");
+    buildCmd->add_option("--catalog", buildArgs.catalog, "Catalog database file")->required();
+    buildCmd->add_option("--collection", buildArgs.collection, "Collection name")->required();
+    buildCmd->add_option("--model", buildArgs.modelPath, "Model file (GGUF) or Hugging Face folder")->required();
+    buildCmd->add_option("--bank", buildArgs.bank, "Memory bank folder (created when missing)")->required();
+    buildCmd->add_option("--storage", buildArgs.storage, "bf16 or f32")->capture_default_str();
+    buildCmd->add_option("--threads", buildArgs.threads, "CPU threads (0 = all cores)")->capture_default_str();
+    buildCmd->add_flag("--quiet,-q", buildArgs.quiet, "No progress line");
+    buildCmd->add_flag("--json", buildArgs.json, "Print the build report as JSON");
+
+    msa::app::RouteArgs routeArgs;
+    CLI::App* routeCmd = app.add_subcommand("route", "Print the documents each routing layer selects for QUESTION");
+    routeCmd->add_option("--bank", routeArgs.bank, "Memory bank folder")->required();
+    routeCmd->add_option("--model", routeArgs.modelPath, "The model the bank was built with")->required();
+    routeCmd->add_option("--catalog", routeArgs.catalog, "Catalog, for document titles");
+    routeCmd->add_option("--top-n", routeArgs.topN, "Documents listed overall and kept per layer for inspection")->capture_default_str();
+    routeCmd->add_option("--threads", routeArgs.threads, "CPU threads (0 = all cores)")->capture_default_str();
+    routeCmd->add_flag("--json", routeArgs.json, "Print the routing as JSON");
+    routeCmd->add_option("QUESTION", routeArgs.question, "The question")->required();
+
     // ---- subcommands that later issues fill ---------------------------------------------------
     const std::vector<PlannedCommand> planned = {
-        {"build", "Build or update a memory bank from a collection with a model", "the MSA memory engine",
-         {{"--catalog", "Catalog database file"}, {"--collection", "Collection name"}, {"--model", "Model"},
-          {"--bank", "Memory bank path"}, {"--device", "cpu|cuda|cuda:N|cuda:all"}}, nullptr},
-        {"route", "Print the documents each routing layer selects for QUESTION", "the MSA memory engine",
-         {{"--bank", "Memory bank path"}, {"--top-k", "Documents per layer"}}, "QUESTION"},
         {"ask", "Answer QUESTION from a memory bank with Memory Interleave", "the MSA memory engine",
          {{"--bank", "Memory bank path"}, {"--hops", "Maximum interleave rounds"}}, "QUESTION"},
         {"eval", "Evaluate routing and answers on MuSiQue / LoCoMo / the demo questions", "the MSA memory engine",
@@ -753,6 +771,8 @@ int main(int argc, char** argv) {
         if (tokenize->parsed()) return runTokenize(tokArgs);
         if (generate->parsed()) return msa::app::runGenerate(gen);
         if (benchCmd->parsed()) return msa::app::runBench(bench);
+        if (buildCmd->parsed()) return msa::app::runBuild(buildArgs);
+        if (routeCmd->parsed()) return msa::app::runRoute(routeArgs);
         if (bankCmd->parsed()) return runBank(bankOpts);
         for (size_t i = 0; i < planned.size(); ++i) {
             if (!plannedApps[i]->parsed()) continue;

@@ -220,6 +220,26 @@ Result<std::vector<SearchHit>> Catalog::search(const SearchQuery& q) const {
     return hits;
 }
 
+Result<MemoryDocumentText> Catalog::memoryDocument(int64_t memoryDocumentId) const {
+    // The span is in bytes: substr over the BLOB cast counts bytes (over TEXT it would count characters).
+    MSA_ASSIGN_OR_RETURN(Stmt s, m_db.prepare(
+        "SELECT m.id, d.id, d.kind, d.title, coalesce(m.label,''), "
+        "CAST(substr(CAST(d.text AS BLOB), m.span_start + 1, m.span_end - m.span_start) AS TEXT) "
+        "FROM memory_documents m JOIN documents d ON d.id = m.document_id WHERE m.id = ?"));
+    s.bind(1, memoryDocumentId);
+    MSA_ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row)
+        return notFound("no memory document " + std::to_string(memoryDocumentId) + " in catalog '" + path().string() + "'");
+    MemoryDocumentText m;
+    m.id = s.int64(0);
+    m.documentId = s.int64(1);
+    m.kind = s.text(2);
+    m.title = s.text(3);
+    m.label = s.text(4);
+    m.text = s.text(5);
+    return m;
+}
+
 Result<DocumentInfo> Catalog::document(int64_t documentId) const {
     MSA_ASSIGN_OR_RETURN(Stmt s, m_db.prepare(
         "SELECT id, content_hash, kind, title, coalesce(author,''), participants_json, date_unix, metadata_json, text "

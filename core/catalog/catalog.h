@@ -112,6 +112,16 @@ struct DocumentInfo {
     std::vector<MemoryDocumentInfo> segments;
 };
 
+// One memory document (the routing unit) with its text: the byte span of its catalog document.
+struct MemoryDocumentText {
+    int64_t id = 0;
+    int64_t documentId = 0;
+    std::string kind;
+    std::string title;
+    std::string label;
+    std::string text;
+};
+
 struct SourceFileInfo {
     int64_t id = 0;
     std::string collection;
@@ -152,6 +162,8 @@ public:
     Result<CatalogStats> stats() const;
     Result<std::vector<SearchHit>> search(const SearchQuery& query) const;
     Result<DocumentInfo> document(int64_t documentId) const;
+    // A memory document by its stable id (the [i] of the MSA protocol); NotFound when absent.
+    Result<MemoryDocumentText> memoryDocument(int64_t memoryDocumentId) const;
     // Lists documents (newest first by id) of an optional collection, without their text.
     Result<std::vector<DocumentInfo>> listDocuments(const std::optional<std::string>& collection, int limit,
                                                     int offset) const;

@@ -1,0 +1,106 @@
+// cmd_memory.cpp: `msa build` (encode a catalog collection into a memory bank) and `msa route` (which
+// documents each routing layer selects for a question). SIGINT during a build cancels after the
+// current document; everything committed stays, and the next run resumes.
+#include "app/commands.h"
+
+#include "core/jobs/memory_jobs.h"
+#include "core/util/format.h"
+
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+namespace msa::app {
+namespace {
+CancelToken* g_buildCancel = nullptr;
+extern "C" void onBuildSignal(int) {
+    if (g_buildCancel) g_buildCancel->cancel();
+}
+}  // namespace
+
+int runBuild(const BuildArgs& a) {
+    jobs::BuildOptions o;
+    o.catalog = a.catalog;
+    o.collection = a.collection;
+    o.model = a.modelPath;
+    o.bank = a.bank;
+    o.nThreads = static_cast<size_t>(std::max(0, a.threads));
+    if (a.storage == "f32") o.storage = model::DType::F32;
+    else if (a.storage != "bf16") return reportFailure("build", invalidArgument("--storage must be bf16 or f32"), a.json);
+    CancelToken cancel;
+    o.cancel = &cancel;
+    const bool tty = ::isatty(STDERR_FILENO) != 0;
+    if (!a.quiet)
+        o.progress = [tty](const Progress& p) {
+            std::fprintf(stderr, "%sbuild: %llu/%llu documents, %llu tokens, %.0f tokens/s, ETA %s%s", tty ? "\r" : "",
+                         static_cast<unsigned long long>(p.done), static_cast<unsigned long long>(p.total),
+                         static_cast<unsigned long long>(p.bytesDone), p.bytesPerSecond, formatDuration(p.etaSeconds).c_str(),
+                         tty ? "   " : "\n");
+        };
+    g_buildCancel = &cancel;
+    std::signal(SIGINT, onBuildSignal);
+    std::signal(SIGTERM, onBuildSignal);
+    auto r = jobs::buildMemory(o);
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+    g_buildCancel = nullptr;
+    if (!a.quiet && tty) std::fprintf(stderr, "\n");
+    if (!r) return reportFailure("build", r.status(), a.json);
+    if (a.json) {
+        nlohmann::json j = jobs::toJson(*r);
+        j["ok"] = true;
+        std::cout << j.dump(2) << std::endl;
+    } else {
+        std::printf("Memory bank %s (%s)\n", r->bank.c_str(), r->routing.c_str());
+        std::printf("  documents: %llu in the collection; %llu encoded, %llu unchanged, %llu removed, %llu skipped\n",
+                    static_cast<unsigned long long>(r->nDocuments), static_cast<unsigned long long>(r->nEncoded),
+                    static_cast<unsigned long long>(r->nUnchanged), static_cast<unsigned long long>(r->nRemoved),
+                    static_cast<unsigned long long>(r->nSkipped));
+        std::printf("  encoded %llu tokens in %.1f s (%.0f tokens/s)%s\n", static_cast<unsigned long long>(r->nTokens),
+                    r->seconds, r->tokensPerSecond, r->cancelled ? "; CANCELLED (run again to resume)" : "");
+        std::printf("  bank: %llu documents, %llu chunks, %llu tokens, %s on disk\n",
+                    static_cast<unsigned long long>(r->bankDocuments), static_cast<unsigned long long>(r->bankChunks),
+                    static_cast<unsigned long long>(r->bankTokens), formatBytes(static_cast<double>(r->bankBytes)).c_str());
+        for (const auto& [id, why] : r->skipped) std::printf("  skipped memory document %lld: %s\n", static_cast<long long>(id), why.c_str());
+    }
+    return r->cancelled ? exitCodeFor(ErrorCode::Cancelled) : 0;
+}
+
+int runRoute(const RouteArgs& a) {
+    jobs::RouteRequest req;
+    req.bank = a.bank;
+    req.model = a.modelPath;
+    if (!a.catalog.empty()) req.catalog = a.catalog;
+    req.question = a.question;
+    req.topN = static_cast<size_t>(std::max(1, a.topN));
+    req.nThreads = static_cast<size_t>(std::max(0, a.threads));
+    auto r = jobs::routeQuestion(req);
+    if (!r) return reportFailure("route", r.status(), a.json);
+    if (a.json) {
+        nlohmann::json j = jobs::toJson(*r);
+        j["ok"] = true;
+        std::cout << j.dump(2) << std::endl;
+        return 0;
+    }
+    std::printf("Question: %s\nRouting: %s, top-%zu of %zu documents, %.2f s\n\n", r->question.c_str(), r->routing.c_str(),
+                r->topK, r->nCandidates, r->seconds);
+    for (const auto& l : r->layers) {
+        std::printf("layer %2d:", l.layer);
+        for (const auto& d : l.selected) std::printf(" [%lld] %.3f", static_cast<long long>(d.id), static_cast<double>(d.score));
+        std::printf("\n");
+    }
+    std::printf("\nOverall (layers that selected it, best score):\n");
+    size_t shown = 0;
+    for (const auto& o : r->overall) {
+        if (shown++ >= req.topN) break;
+        std::printf("  [%lld] %2zu layers  %.3f  %s\n", static_cast<long long>(o.id), o.votes, static_cast<double>(o.bestScore),
+                    o.title.c_str());
+    }
+    return 0;
+}
+
+}  // namespace msa::app

@@ -1,0 +1,329 @@
+#include "core/jobs/memory_jobs.h"
+
+#include "core/catalog/catalog.h"
+#include "core/jobs/model_runtime.h"
+#include "core/memory/bank.h"
+#include "core/memory/encoder.h"
+#include "core/memory/wrap.h"
+#include "core/util/checksum.h"
+#include "core/util/log.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <numeric>
+#include <set>
+
+namespace fs = std::filesystem;
+
+namespace msa::jobs {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool isMsaModel(const model::ModelFiles& files) { return files.config().msa.has_value(); }
+
+memory::DocumentWrapping wrappingFor(const ModelRuntime& rt) {
+    std::string bos;
+    if (rt.chatTemplate.kind() == model::ChatTemplateKind::Llama3 && rt.tokenizer->specialIds().bos)
+        bos = rt.tokenizer->tokenBytes(*rt.tokenizer->specialIds().bos);
+    return memory::documentWrapping(isMsaModel(*rt.files), rt.chatTemplate.kind(), bos);
+}
+
+// A memory document as the build sees it: its id, its text (the segment's byte span of the catalog
+// document) and the hash the bank records to skip it next time.
+struct MemoryText {
+    int64_t id = 0;
+    std::string text;
+    std::string hash;
+};
+
+Result<std::vector<MemoryText>> memoryTexts(const catalog::Catalog& cat, const std::string& collection) {
+    std::vector<MemoryText> out;
+    const int page = 500;
+    for (int offset = 0;; offset += page) {
+        MSA_ASSIGN_OR_RETURN(std::vector<catalog::DocumentInfo> docs, cat.listDocuments(collection, page, offset));
+        for (const auto& d : docs) {
+            MSA_ASSIGN_OR_RETURN(catalog::DocumentInfo full, cat.document(d.id));
+            for (const auto& seg : full.segments) {
+                const size_t begin = static_cast<size_t>(std::clamp<int64_t>(seg.spanStart, 0, static_cast<int64_t>(full.text.size())));
+                const size_t end = static_cast<size_t>(std::clamp<int64_t>(seg.spanEnd, static_cast<int64_t>(begin), static_cast<int64_t>(full.text.size())));
+                MemoryText m;
+                m.id = seg.id;
+                m.text = full.text.substr(begin, end - begin);
+                m.hash = xxh3_128(m.text).hex();
+                out.push_back(std::move(m));
+            }
+        }
+        if (docs.size() < static_cast<size_t>(page)) break;
+    }
+    std::sort(out.begin(), out.end(), [](const MemoryText& a, const MemoryText& b) { return a.id < b.id; });
+    return out;
+}
+
+Result<memory::TemplateHead> computeTemplateHead(engine::Session& session, std::span<const int32_t> head, size_t nLayers) {
+    session.truncate(0);
+    std::vector<int32_t> pos(head.size());
+    std::iota(pos.begin(), pos.end(), 0);
+    MSA_RETURN_IF_ERROR(session.forward(head, pos, {.computeLogits = false}).status());
+    memory::TemplateHead t;
+    for (size_t l = 0; l < nLayers; ++l) {
+        MSA_ASSIGN_OR_RETURN(engine::LayerPrefix rows, session.exportRows(l, 0, head.size()));
+        t.keys.push_back(std::move(rows.k));
+        t.values.push_back(std::move(rows.v));
+    }
+    session.truncate(0);
+    return t;
+}
+
+}  // namespace
+
+Result<BuildReport> buildMemory(const BuildOptions& o) {
+    const auto t0 = Clock::now();
+    BuildReport report;
+    report.bank = o.bank.string();
+    MSA_ASSIGN_OR_RETURN(catalog::Catalog cat, catalog::Catalog::open(o.catalog, {.readOnly = true, .create = false}));
+    MSA_ASSIGN_OR_RETURN(std::optional<int64_t> coll, cat.findCollection(o.collection));
+    if (!coll) return notFound("no collection " + quotedName(o.collection) + " in " + quotedName(o.catalog.string()));
+    MSA_ASSIGN_OR_RETURN(std::vector<MemoryText> texts, memoryTexts(cat, o.collection));
+    report.nDocuments = texts.size();
+
+    auto backend = engine::createCpuBackend();
+    MSA_ASSIGN_OR_RETURN(ModelRuntime rt, openModelRuntime(o.model, *backend));
+    MSA_ASSIGN_OR_RETURN(memory::RoutingConfig cfg, memory::routingConfigFor(*rt.files));
+    report.routing = cfg.describe();
+    const auto& mc = rt.files->config();
+    MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session,
+                         rt.model->createSession({.maxTokens = o.maxDocumentTokens, .nThreads = o.nThreads}));
+    const memory::DocumentWrapping wrap = wrappingFor(rt);
+    const std::vector<int32_t> head = memory::templateHeadTokens(*rt.tokenizer, wrap);
+
+    memory::BankWriter writer;
+    std::error_code ec;
+    if (fs::exists(o.bank / "manifest.json", ec)) {
+        MSA_ASSIGN_OR_RETURN(writer, memory::BankWriter::open(o.bank));
+        if (writer.params().modelFingerprint != rt.files->fingerprint().hex())
+            return Status(ErrorCode::Mismatch, quotedName(o.bank.string()) + " was built with model fingerprint " +
+                                                   writer.params().modelFingerprint + ", not " + rt.files->fingerprint().hex() +
+                                                   "; choose another --bank or the same model");
+    } else {
+        memory::BankParams p;
+        p.modelFingerprint = rt.files->fingerprint().hex();
+        p.tokenizerHash = hex64(rt.tokenizer->contentHash());
+        p.chunkSize = static_cast<uint32_t>(cfg.chunkSize);
+        p.topK = static_cast<uint32_t>(cfg.topK);
+        for (int l : cfg.layers) p.routingLayers.push_back(static_cast<uint32_t>(l));
+        p.nLayers = static_cast<uint32_t>(mc.nLayers);
+        p.nKvHeads = static_cast<uint32_t>(mc.nKvHeads);
+        p.nRouteHeads = static_cast<uint32_t>(cfg.nRouteHeads);
+        p.headDim = static_cast<uint32_t>(mc.headDim);
+        p.storage = o.storage;
+        p.scoring = cfg.cosine() ? memory::ScoringBranch::Cosine : memory::ScoringBranch::Dot;
+        p.keysShared = !cfg.decoupled && !cfg.normalize;   // training-free: K̄ᴿ is K̄, stored once
+        p.nTemplateTokens = static_cast<uint32_t>(head.size());
+        MSA_ASSIGN_OR_RETURN(memory::TemplateHead th, computeTemplateHead(*session, head, static_cast<size_t>(mc.nLayers)));
+        MSA_ASSIGN_OR_RETURN(writer, memory::BankWriter::create(o.bank, p, th));
+    }
+    const bool shared = writer.params().keysShared;
+
+    // Documents gone from the collection are tombstoned.
+    {
+        std::set<int64_t> wanted;
+        for (const auto& t : texts) wanted.insert(t.id);
+        auto bank = memory::Bank::open(o.bank);
+        if (bank)
+            for (const auto& d : bank->documents())
+                if (d.live() && !wanted.count(d.id)) {
+                    MSA_RETURN_IF_ERROR(writer.remove(d.id));
+                    ++report.nRemoved;
+                }
+    }
+
+    ProgressMeter meter("build", texts.size(), o.progress);
+    size_t sinceCommit = 0;
+    for (const auto& t : texts) {
+        if (o.cancel && o.cancel->isCancelled()) {
+            report.cancelled = true;
+            break;
+        }
+        if (writer.contentHash(t.id) == t.hash) {
+            ++report.nUnchanged;
+            meter.advance(1, 0, "document " + std::to_string(t.id));
+            continue;
+        }
+        const std::vector<int32_t> ids = memory::wrapDocumentTokens(*rt.tokenizer, wrap, static_cast<size_t>(t.id), t.text);
+        if (ids.size() > o.maxDocumentTokens) {
+            report.skipped.emplace_back(t.id, std::to_string(ids.size()) + " tokens exceed the limit of " +
+                                                  std::to_string(o.maxDocumentTokens));
+            ++report.nSkipped;
+            meter.advance(1, 0);
+            continue;
+        }
+        auto enc = memory::encodeDocument(*session, *rt.files, cfg, ids, o.cancel);
+        if (!enc) {
+            if (enc.status().code() == ErrorCode::Cancelled) {
+                report.cancelled = true;
+                break;
+            }
+            return enc.status().withContext("encoding memory document " + std::to_string(t.id));
+        }
+        memory::DocumentInput in;
+        in.id = t.id;
+        in.contentHash = t.hash;
+        in.nTokens = enc->nTokens;
+        in.nChunks = enc->layers.empty() ? 0 : static_cast<uint32_t>(enc->layers.front().nChunks);
+        for (const auto& layer : enc->layers) {
+            if (!shared) in.keys.emplace_back(layer.k);
+            in.values.emplace_back(layer.v);
+            in.routingKeys.emplace_back(shared ? std::span<const float>(layer.k) : std::span<const float>(layer.routeKey));
+        }
+        MSA_RETURN_IF_ERROR(writer.replace(in).withContext("memory document " + std::to_string(t.id)));
+        ++report.nEncoded;
+        report.nTokens += enc->nTokens;
+        meter.advance(1, enc->nTokens, "document " + std::to_string(t.id));
+        if (++sinceCommit >= o.commitEvery) {
+            MSA_RETURN_IF_ERROR(writer.commit());
+            sinceCommit = 0;
+        }
+    }
+    MSA_RETURN_IF_ERROR(writer.commit());
+    meter.finish();
+    report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    report.tokensPerSecond = report.seconds > 0 ? static_cast<double>(report.nTokens) / report.seconds : 0;
+    MSA_ASSIGN_OR_RETURN(memory::Bank bank, memory::Bank::open(o.bank));
+    report.bankDocuments = bank.nDocuments();
+    report.bankChunks = bank.nChunks();
+    report.bankTokens = bank.nTokens();
+    report.bankBytes = bank.diskBytes();
+    return report;
+}
+
+Result<RouteReport> routeQuestion(const RouteRequest& r) {
+    const auto t0 = Clock::now();
+    auto backend = engine::createCpuBackend();
+    MSA_ASSIGN_OR_RETURN(ModelRuntime rt, openModelRuntime(r.model, *backend));
+    MSA_ASSIGN_OR_RETURN(memory::Bank bank, memory::Bank::open(r.bank, {.expectFingerprint = rt.files->fingerprint().hex()}));
+    MSA_ASSIGN_OR_RETURN(memory::RoutingConfig cfg, memory::routingConfigFor(*rt.files));
+    const auto& bp = bank.params();
+    cfg.topK = bp.topK;
+    std::vector<int> bankLayers(bp.routingLayers.begin(), bp.routingLayers.end());
+    if (bankLayers != cfg.layers)
+        return Status(ErrorCode::Mismatch, "the bank's routing layers differ from the model's routing configuration");
+
+    RouteReport out;
+    out.question = r.question;
+    out.routing = cfg.describe();
+    out.topK = cfg.topK;
+    const memory::DocumentWrapping wrap = wrappingFor(rt);
+    const memory::QueryPrompt q = memory::round1Query(*rt.tokenizer, wrap, r.question, cfg.topK);
+    MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session,
+                         rt.model->createSession({.maxTokens = q.head.size() + q.tokens.size() + 8, .nThreads = r.nThreads}));
+    MSA_ASSIGN_OR_RETURN(std::vector<memory::RoutingQueries> queries,
+                         memory::collectRoutingQueries(*session, *rt.files, cfg, q.head, q.tokens, q.routeMask, q.firstPosition));
+
+    // Per shard: the document table slice the router needs (offsets relative to the shard's first chunk).
+    const auto& docs = bank.documents();
+    memory::Router router(r.nThreads);
+    std::map<int64_t, OverallDocument> overall;
+    for (size_t li = 0; li < cfg.layers.size(); ++li) {
+        std::vector<float> scores;
+        std::vector<uint64_t> ids;
+        for (const memory::ShardSpan& span : bank.routingKeys(li)) {
+            std::vector<uint64_t> offsets{0}, shardIds;
+            std::vector<uint8_t> allowed;
+            for (const auto& d : docs) {
+                if (d.firstChunk < span.firstChunk || d.firstChunk >= span.firstChunk + span.nChunks) continue;
+                offsets.push_back(d.firstChunk - span.firstChunk + d.nChunks);
+                shardIds.push_back(static_cast<uint64_t>(d.id));
+                allowed.push_back(d.live() ? 1 : 0);
+            }
+            if (shardIds.empty()) continue;
+            memory::RouteKeys keys;
+            keys.data = span.bytes;
+            keys.dtype = bp.storage;
+            keys.nChunks = span.nChunks;
+            keys.nHeads = bp.nRouteHeads;
+            keys.headDim = bp.headDim;
+            keys.chunkOffsets = offsets;
+            keys.docIds = shardIds;
+            MSA_ASSIGN_OR_RETURN(std::vector<float> s, router.scoreDocuments(cfg, queries[li], keys, {.topK = cfg.topK, .allowed = allowed}));
+            scores.insert(scores.end(), s.begin(), s.end());
+            ids.insert(ids.end(), shardIds.begin(), shardIds.end());
+        }
+        LayerRoute lr;
+        lr.layer = cfg.layers[li];
+        const auto top = memory::selectTop(scores, ids, std::max(r.topN, cfg.topK));
+        for (size_t i = 0; i < top.size(); ++i) {
+            RoutedDocument d{static_cast<int64_t>(top[i].id), top[i].score, {}};
+            lr.top.push_back(d);
+            if (i < cfg.topK) {
+                lr.selected.push_back(d);
+                auto& o = overall[d.id];
+                o.id = d.id;
+                o.bestScore = o.votes ? std::max(o.bestScore, d.score) : d.score;
+                ++o.votes;
+            }
+        }
+        out.nCandidates = 0;
+        for (float s : scores) out.nCandidates += std::isfinite(s) ? 1 : 0;
+        out.layers.push_back(std::move(lr));
+    }
+    for (auto& [id, o] : overall) out.overall.push_back(o);
+    std::sort(out.overall.begin(), out.overall.end(), [](const OverallDocument& a, const OverallDocument& b) {
+        if (a.votes != b.votes) return a.votes > b.votes;
+        if (a.bestScore != b.bestScore) return a.bestScore > b.bestScore;
+        return a.id < b.id;
+    });
+
+    if (r.catalog) {
+        auto cat = catalog::Catalog::open(*r.catalog, {.readOnly = true, .create = false});
+        if (cat) {
+            std::map<int64_t, std::string> titles;
+            auto titleOf = [&](int64_t memoryId) -> std::string {
+                auto it = titles.find(memoryId);
+                if (it != titles.end()) return it->second;
+                auto m = cat->memoryDocument(memoryId);
+                std::string t = m ? (m->label.empty() || m->label == m->title ? m->title : m->title + " — " + m->label) : "";
+                return titles[memoryId] = t;
+            };
+            for (auto& l : out.layers) {
+                for (auto& d : l.selected) d.title = titleOf(d.id);
+                for (auto& d : l.top) d.title = titleOf(d.id);
+            }
+            for (auto& o : out.overall) o.title = titleOf(o.id);
+        } else {
+            MSA_LOG(Warning) << "titles unavailable: " << cat.status().toString();
+        }
+    }
+    out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    return out;
+}
+
+nlohmann::json toJson(const BuildReport& r) {
+    nlohmann::json skipped = nlohmann::json::array();
+    for (const auto& [id, why] : r.skipped) skipped.push_back({{"memory_document", id}, {"reason", why}});
+    return {{"bank", r.bank}, {"routing", r.routing}, {"documents", r.nDocuments}, {"encoded", r.nEncoded},
+            {"unchanged", r.nUnchanged}, {"removed", r.nRemoved}, {"skipped", r.nSkipped}, {"skipped_documents", skipped},
+            {"tokens", r.nTokens}, {"seconds", r.seconds}, {"tokens_per_s", r.tokensPerSecond}, {"cancelled", r.cancelled},
+            {"bank_documents", r.bankDocuments}, {"bank_chunks", r.bankChunks}, {"bank_tokens", r.bankTokens},
+            {"bank_bytes", r.bankBytes}};
+}
+
+nlohmann::json toJson(const RouteReport& r) {
+    auto docsJson = [](const std::vector<RoutedDocument>& v) {
+        nlohmann::json a = nlohmann::json::array();
+        for (const auto& d : v) a.push_back({{"id", d.id}, {"score", d.score}, {"title", d.title}});
+        return a;
+    };
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& l : r.layers) layers.push_back({{"layer", l.layer}, {"selected", docsJson(l.selected)}, {"top", docsJson(l.top)}});
+    nlohmann::json overall = nlohmann::json::array();
+    for (const auto& o : r.overall)
+        overall.push_back({{"id", o.id}, {"votes", o.votes}, {"best_score", o.bestScore}, {"title", o.title}});
+    return {{"question", r.question}, {"routing", r.routing}, {"top_k", r.topK}, {"candidates", r.nCandidates},
+            {"layers", layers}, {"overall", overall}, {"seconds", r.seconds}};
+}
+
+}  // namespace msa::jobs

@@ -1,0 +1,101 @@
+// memory_jobs.h: the user-level memory operations shared by `msa build` / `msa route` and the GUI:
+//
+//   buildMemory   — encode every memory document of a catalog collection with a model into a bank
+//                   (msa-spec §3, §7): each document alone at positions 0..n-1 (document-wise RoPE),
+//                   pooled per 64-token chunk in every routing layer, work after the last routing
+//                   layer skipped. Incremental (a document whose text hash is unchanged is skipped;
+//                   a changed one is replaced; one no longer in the collection is tombstoned) and
+//                   resumable: commits every `commitEvery` documents, so after a kill -9 or a cancel the
+//                   next run continues from the last commit (the bank format discards torn appends).
+//   routeQuestion — the round-1 routing of a question over a bank: per routing layer the top-k
+//                   documents (score descending, id ascending on ties) and the top-N for inspection,
+//                   plus an overall ranking (layers that selected the document, then best score).
+//
+// Thread affinity: run on one (engine) thread; progress is reported on it. Failure codes: those of
+// the catalog, the model runtime, the bank (Mismatch when the bank was built with another model) and
+// the encoder; Cancelled is reported in the result, not as a failure.
+#pragma once
+
+#include "core/memory/router.h"
+#include "core/model/dtype.h"
+#include "core/util/progress.h"
+#include "core/util/status.h"
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace msa::jobs {
+
+struct BuildOptions {
+    std::filesystem::path catalog;
+    std::string collection;
+    std::filesystem::path model;
+    std::filesystem::path bank;
+    size_t nThreads = 0;
+    size_t commitEvery = 16;                      // documents per durable commit
+    size_t maxDocumentTokens = 8192;              // longer wrapped documents are skipped with a reason
+    model::DType storage = model::DType::BF16;
+    const CancelToken* cancel = nullptr;
+    ProgressFn progress;                          // units: documents; bytes: tokens
+};
+
+struct BuildReport {
+    std::string bank;
+    std::string routing;                          // RoutingConfig::describe()
+    uint64_t nDocuments = 0;                      // memory documents in the collection
+    uint64_t nEncoded = 0, nUnchanged = 0, nRemoved = 0, nSkipped = 0;
+    uint64_t nTokens = 0;                         // tokens encoded in this run
+    double seconds = 0;
+    double tokensPerSecond = 0;
+    bool cancelled = false;
+    std::vector<std::pair<int64_t, std::string>> skipped;   // memory document id, reason
+    uint64_t bankDocuments = 0, bankChunks = 0, bankTokens = 0, bankBytes = 0;
+};
+
+Result<BuildReport> buildMemory(const BuildOptions& options);
+
+struct RouteRequest {
+    std::filesystem::path bank;
+    std::filesystem::path model;
+    std::optional<std::filesystem::path> catalog;   // for titles
+    std::string question;
+    size_t topN = 10;
+    size_t nThreads = 0;
+};
+
+struct RoutedDocument {
+    int64_t id = 0;
+    float score = 0;
+    std::string title;
+};
+struct LayerRoute {
+    int layer = 0;
+    std::vector<RoutedDocument> selected;
+    std::vector<RoutedDocument> top;
+};
+struct OverallDocument {
+    int64_t id = 0;
+    size_t votes = 0;            // routing layers that selected it
+    float bestScore = 0;
+    std::string title;
+};
+struct RouteReport {
+    std::string question;
+    std::string routing;
+    size_t topK = 0;
+    std::vector<LayerRoute> layers;
+    std::vector<OverallDocument> overall;
+    size_t nCandidates = 0;
+    double seconds = 0;
+};
+
+Result<RouteReport> routeQuestion(const RouteRequest& request);
+
+nlohmann::json toJson(const BuildReport& r);
+nlohmann::json toJson(const RouteReport& r);
+
+}  // namespace msa::jobs
