@@ -641,6 +641,7 @@ uint64_t Bank::nTombstones() const { return m_impl->m.nTombstones; }
 uint64_t Bank::nChunksTotal() const { return m_impl->m.nChunksTotal; }
 uint64_t Bank::diskBytes() const { return m_impl->diskBytes; }
 uint64_t Bank::generation() const { return m_impl->m.generation; }
+size_t Bank::nShards() const { return m_impl->shards.size(); }
 const std::vector<DocumentEntry>& Bank::documents() const { return m_impl->docs; }
 
 std::optional<size_t> Bank::findDocument(int64_t id) const {
