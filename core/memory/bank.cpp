@@ -887,6 +887,8 @@ Result<BankWriter> BankWriter::create(const fs::path& dir, const BankParams& par
     impl->m.templateBytes = tw.fileBytes;
     impl->m.templateHeaderChecksum = tw.headerChecksum;
     MSA_RETURN_IF_ERROR(writeManifest(dir, impl->m));
+    // The new folder's own entry must survive a crash too (best effort: the parent may be read-only).
+    (void)syncDir(dir.has_parent_path() ? dir.parent_path() : fs::path("."));
     BankWriter w;
     w.m_impl = std::move(impl);
     return w;
