@@ -491,7 +491,7 @@ nlohmann::json bankSummaryJson(const msa::memory::Bank& b) {
             {"scoring", std::string(msa::memory::scoringBranchName(p.scoring))}, {"keys_shared", p.keysShared},
             {"template_tokens", p.nTemplateTokens}, {"documents", b.nDocuments()}, {"chunks", b.nChunks()},
             {"tokens", b.nTokens()}, {"tombstones", b.nTombstones()}, {"chunks_total", b.nChunksTotal()},
-            {"disk_bytes", b.diskBytes()}, {"bytes_per_token", perToken}};
+            {"shards", b.nShards()}, {"disk_bytes", b.diskBytes()}, {"bytes_per_token", perToken}};
 }
 
 // msa bank info|verify|compact --bank PATH: inspect, check every checksum, rewrite without tombstones.
@@ -554,8 +554,8 @@ int runBank(const BankOptions& o) {
     std::printf("  %llu documents, %llu chunks, %llu tokens; %llu tombstones\n",
                 static_cast<unsigned long long>(b->nDocuments()), static_cast<unsigned long long>(b->nChunks()),
                 static_cast<unsigned long long>(b->nTokens()), static_cast<unsigned long long>(b->nTombstones()));
-    std::printf("  %s on disk, %.1f bytes per memory token\n", humanBytes(static_cast<double>(b->diskBytes())).c_str(),
-                j["bytes_per_token"].get<double>());
+    std::printf("  %s on disk in %zu shard(s), %.1f bytes per memory token\n",
+                humanBytes(static_cast<double>(b->diskBytes())).c_str(), b->nShards(), j["bytes_per_token"].get<double>());
     return 0;
 }
 

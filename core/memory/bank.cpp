@@ -641,6 +641,7 @@ uint64_t Bank::nTombstones() const { return m_impl->m.nTombstones; }
 uint64_t Bank::nChunksTotal() const { return m_impl->m.nChunksTotal; }
 uint64_t Bank::diskBytes() const { return m_impl->diskBytes; }
 uint64_t Bank::generation() const { return m_impl->m.generation; }
+size_t Bank::nShards() const { return m_impl->shards.size(); }
 const std::vector<DocumentEntry>& Bank::documents() const { return m_impl->docs; }
 
 std::optional<size_t> Bank::findDocument(int64_t id) const {
@@ -886,6 +887,8 @@ Result<BankWriter> BankWriter::create(const fs::path& dir, const BankParams& par
     impl->m.templateBytes = tw.fileBytes;
     impl->m.templateHeaderChecksum = tw.headerChecksum;
     MSA_RETURN_IF_ERROR(writeManifest(dir, impl->m));
+    // The new folder's own entry must survive a crash too (best effort: the parent may be read-only).
+    (void)syncDir(dir.has_parent_path() ? dir.parent_path() : fs::path("."));
     BankWriter w;
     w.m_impl = std::move(impl);
     return w;

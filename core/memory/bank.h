@@ -149,6 +149,7 @@ public:
     uint64_t nChunksTotal() const; // rows in the routing sections, tombstones included
     uint64_t diskBytes() const;    // manifest + template + shards
     uint64_t generation() const;   // increments with every commit
+    size_t nShards() const;
 
     const std::vector<DocumentEntry>& documents() const;   // bank order, tombstones included
     std::optional<size_t> findDocument(int64_t id) const; // the live row with this id

@@ -16,6 +16,7 @@
 
 #include <csignal>
 #include <cstring>
+#include <algorithm>
 #include <fstream>
 #include <map>
 
@@ -378,6 +379,52 @@ private slots:
                  ErrorCode::Mismatch);
         QCOMPARE(Bank::open(tmp.filePath("nothing").toStdString()).status().code(), ErrorCode::NotFound);
         QVERIFY(Bank::open(base, {.verifyData = true, .expectFingerprint = std::nullopt}).ok());
+    }
+
+    // 300 random byte flips anywhere in any file: the bank either refuses to open (with full data
+    // verification) or everything it serves is exactly what was written (the flip hit padding or
+    // manifest whitespace).
+    void randomFlipsNeverServeCorruptData() {
+        QTemporaryDir tmp;
+        const fs::path base = tmp.filePath("base").toStdString();
+        const BankParams p = testing::smallParams(DType::BF16);
+        BankParams small = p;
+        small.maxShardBytes = 8 * 1024;
+        makeBank(base, small, 12);
+        {
+            auto w = BankWriter::open(base);
+            QVERIFY(w.ok());
+            QVERIFY(w->remove(4).isOk());
+            QVERIFY(w->commit().isOk());
+        }
+        std::vector<fs::path> files;
+        for (const auto& e : fs::directory_iterator(base))
+            if (e.path().filename() != "lock") files.push_back(e.path().filename());
+        std::sort(files.begin(), files.end());
+        QRandomGenerator rng(4242);
+        int refused = 0;
+        for (int i = 0; i < 300; ++i) {
+            const fs::path dir = tmp.filePath("flip").toStdString();
+            fs::remove_all(dir);
+            fs::copy(base, dir);
+            const fs::path f = files[rng.bounded(static_cast<quint32>(files.size()))];
+            const uint64_t size = fs::file_size(dir / f);
+            flipByte(dir / f, rng.bounded(static_cast<quint64>(size)));
+            auto b = Bank::open(dir, {.verifyData = true, .expectFingerprint = std::nullopt});
+            if (!b.ok()) {
+                const ErrorCode c = b.status().code();
+                QVERIFY2(c == ErrorCode::Corrupt || c == ErrorCode::Unsupported, qPrintable(QString::fromStdString(b.status().toString())));
+                ++refused;
+                continue;
+            }
+            QCOMPARE(b->nDocuments(), uint64_t(11));
+            for (int id = 1; id <= 12; ++id)
+                if (id != 4) checkDocument(*b, id, testing::tokensFor(id));
+            const TemplateHead t = testing::makeTemplate(p);
+            for (uint32_t l = 0; l < p.nLayers; ++l) QVERIFY(sameBytes(b->templateKeys(l), expectedBytes(p.storage, t.keys[l])));
+        }
+        qInfo("%d of 300 flips refused; the rest hit bytes that carry no data", refused);
+        QVERIFY(refused > 200);
     }
 
     // SIGKILL at random moments during appends: the bank always opens, holds only whole documents,
