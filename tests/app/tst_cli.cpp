@@ -193,7 +193,7 @@ private slots:
         const Run r = runMsa({"ask", "--bank", "x.msab", "who?"});
         QCOMPARE(r.exitCode, 6);
         QVERIFY2(isOneLine(r.err) && r.err.contains("unimplemented"), qPrintable(r.err));
-        const Run j = runMsa({"route", "--json", "who?"});
+        const Run j = runMsa({"eval", "--json"});
         QCOMPARE(j.exitCode, 6);
         const QJsonObject o = QJsonDocument::fromJson(j.out.toUtf8()).object();
         QCOMPARE(o["ok"].toBool(true), false);
