@@ -97,7 +97,11 @@ int main(int argc, char** argv) {
         // Wait for the Library to settle (first-run import done, documents listed), at most 120 s,
         // then give layouts a moment.
         msa::ui::LibraryView* library = window.libraryView();
-        auto shoot = [&window, grab] { QTimer::singleShot(600, &window, grab); };
+        // Open the newest document too, so the picture shows the viewer with text and segments.
+        auto shoot = [&window, library, grab] {
+            library->selectFirstDocument();
+            QTimer::singleShot(600, &window, grab);
+        };
         if (library->isSettled()) {
             shoot();
         } else {

@@ -229,7 +229,7 @@ bool CatalogClient::startImport(const QString& collection, const QStringList& pa
     }
     m_cancel = std::make_shared<CancelToken>();
     post([h = m_host, collection, paths, token = m_cancel] { h->runImport(collection, paths, token); });
-    emit importStarted(collection);
+    emit importStarted(collection, paths);
     return true;
 }
 

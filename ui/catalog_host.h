@@ -137,7 +137,7 @@ signals:
     void collectionsReady(const std::vector<msa::catalog::CollectionInfo>& collections);
     void documentsReady(const msa::ui::DocumentList& list);
     void documentReady(const msa::catalog::DocumentInfo& document);
-    void importStarted(const QString& collection);
+    void importStarted(const QString& collection, const QStringList& paths);
     void importProgress(const msa::ui::ImportProgressUpdate& update);
     void importFinished(const msa::ui::ImportOutcome& outcome);
     void failed(const QString& operation, const QString& summary, const QString& detail);

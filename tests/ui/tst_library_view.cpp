@@ -2,7 +2,7 @@
 // First run imports the (hermetic) demo archive in the background and the view then shows the
 // collection with its document count, the documents and the import report naming the broken file;
 // the FTS5 search box shows a highlighted snippet; selecting a document fills the viewer with its text,
-// metadata and memory segments; dropping a folder imports it; the document model passes
+// metadata and memory segments; cancel and Resume work from the panel; dropping a folder imports it; the document model passes
 // QAbstractItemModelTester; and closing the window during a 2,000-file import shuts down cleanly.
 // Extend: one slot per Library feature, driving the real widgets by objectName.
 #include "ui/document_table_model.h"
@@ -16,6 +16,7 @@
 #include <QLineEdit>
 #include <QListWidget>
 #include <QMimeData>
+#include <QPushButton>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QSortFilterProxyModel>
@@ -207,9 +208,24 @@ private slots:
             MainWindow w(makeContext(&settings, path));
             w.show();
             QSignalSpy progress(w.catalog(), &CatalogClient::importProgress);
+            QSignalSpy finished(w.catalog(), &CatalogClient::importFinished);
             QTRY_VERIFY_WITH_TIMEOUT(!progress.isEmpty(), 30000);
             QVERIFY(w.findChild<QWidget*>("importPanel")->isVisible());
             QVERIFY(w.catalog()->importRunning());
+            // Cancel with the panel's button: the report says so and offers Resume.
+            QTest::mouseClick(w.findChild<QPushButton*>("importCancel"), Qt::LeftButton);
+            QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 1, 30000);
+            QVERIFY(finished.first().at(0).value<ImportOutcome>().report.cancelled);
+            QVERIFY(!w.findChild<QWidget*>("importPanel")->isVisible());
+            QVERIFY(w.findChild<QLabel*>("importSummary")->text().startsWith("Import cancelled"));
+            auto* resume = w.findChild<QPushButton*>("importResume");
+            QVERIFY(resume->isVisible());
+            // Resume, then close the window while that import runs.
+            progress.clear();
+            QTest::mouseClick(resume, Qt::LeftButton);
+            QVERIFY(w.catalog()->importRunning());
+            QVERIFY(w.findChild<QWidget*>("importPanel")->isVisible());
+            QTRY_VERIFY_WITH_TIMEOUT(!progress.isEmpty(), 30000);
             QVERIFY(w.close());   // cancels and stops the catalog thread; a hang trips the test timeout
             QVERIFY(w.catalog()->isShutDown());
         }

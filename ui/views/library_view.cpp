@@ -22,6 +22,7 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSortFilterProxyModel>
+#include <QShortcut>
 #include <QSplitter>
 #include <QStyledItemDelegate>
 #include <QTableView>
@@ -173,9 +174,14 @@ LibraryView::LibraryView(const UiContext& context, CatalogClient* catalog, QWidg
     m_reportSummary = new QLabel(m_reportPanel);
     m_reportSummary->setObjectName("importSummary");
     m_reportSummary->setWordWrap(true);
+    m_resume = new QPushButton(tr("&Resume import"), m_reportPanel);
+    m_resume->setObjectName("importResume");
+    m_resume->setToolTip(tr("Import the same paths again: files committed before are skipped (Ctrl+Shift+R)"));
+    m_resume->hide();
     auto* rpClose = new QPushButton(tr("Hide report"), m_reportPanel);
     rpClose->setObjectName("importReportClose");
     rpTop->addWidget(m_reportSummary, 1);
+    rpTop->addWidget(m_resume);
     rpTop->addWidget(rpClose);
     m_report = new QTreeWidget(m_reportPanel);
     m_report->setObjectName("importReport");
@@ -243,6 +249,18 @@ LibraryView::LibraryView(const UiContext& context, CatalogClient* catalog, QWidg
         m_importStatus->setText(tr("Cancelling… (files finished so far are kept)"));
     });
     connect(rpClose, &QPushButton::clicked, m_reportPanel, &QWidget::hide);
+    connect(m_resume, &QPushButton::clicked, this, &LibraryView::resumeImport);
+    auto* focusSearch = new QShortcut(QKeySequence::Find, this);
+    connect(focusSearch, &QShortcut::activated, m_search, [this] {
+        m_search->setFocus();
+        m_search->selectAll();
+    });
+    m_addFolder->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O));
+    auto* resume = new QShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_R), this);
+    connect(resume, &QShortcut::activated, this, &LibraryView::resumeImport);
+    auto* cancel = new QShortcut(QKeySequence(Qt::Key_Escape), m_importPanel);
+    cancel->setContext(Qt::WidgetWithChildrenShortcut);
+    connect(cancel, &QShortcut::activated, m_importCancel, &QPushButton::click);
     connect(m_search, &QLineEdit::textChanged, m_searchDebounce, [this] { m_searchDebounce->start(); });
     connect(m_searchDebounce, &QTimer::timeout, this, &LibraryView::refreshDocuments);
     connect(m_filter, &QLineEdit::textChanged, m_proxy, &QSortFilterProxyModel::setFilterFixedString);
@@ -395,7 +413,7 @@ void LibraryView::onDocument(const catalog::DocumentInfo& d) {
     for (const auto& [path, locator] : d.sources)
         sources << q(path) + (locator.empty() ? QString() : " <i>(" + q(locator) + ")</i>");
     row(tr("Sources"), sources.join("<br>"));
-    row(tr("Characters"), QString::number(d.text.size()));
+    row(tr("Text"), tr("%1 bytes (UTF-8)").arg(d.text.size()));
     row(tr("Content hash"), "<code>" + q(d.contentHash) + "</code>");
     if (!d.metadataJson.empty() && d.metadataJson != "{}") row(tr("Metadata"), "<code>" + q(d.metadataJson) + "</code>");
     html += "</table>";
@@ -426,7 +444,9 @@ void LibraryView::onDocument(const catalog::DocumentInfo& d) {
     emit documentShown(d.id);
 }
 
-void LibraryView::onImportStarted(const QString& collection) {
+void LibraryView::onImportStarted(const QString& collection, const QStringList& paths) {
+    m_lastImportCollection = collection;
+    m_lastImportPaths = paths;
     m_reportPanel->hide();
     m_importPanel->show();
     m_importCancel->setEnabled(true);
@@ -463,6 +483,11 @@ void LibraryView::onImportFinished(const ImportOutcome& o) {
     m_addFolder->setEnabled(true);
     if (!o.ok) {
         showError(tr("Import into “%1” failed").arg(o.collection), o.error);
+        m_reportSummary->setText(tr("Import into “%1” failed: %2").arg(o.collection, o.error));
+        m_report->clear();
+        m_report->hide();
+        m_resume->setVisible(true);
+        m_reportPanel->show();
     } else {
         const auto& r = o.report;
         const QString summary =
@@ -491,6 +516,7 @@ void LibraryView::onImportFinished(const ImportOutcome& o) {
             item->setToolTip(3, item->text(3));
         }
         m_report->setVisible(!r.files.empty());
+        m_resume->setVisible(r.cancelled);
         m_reportPanel->show();
         m_error->hide();
         emit statusMessage(summary);
@@ -517,6 +543,18 @@ bool LibraryView::importPaths(const QStringList& paths) {
     const bool ok = m_catalog->startImport(collection, paths);
     if (!ok) m_pendingSelect.clear();
     return ok;
+}
+
+bool LibraryView::resumeImport() {
+    if (m_lastImportPaths.isEmpty() || m_catalog->importRunning()) return false;
+    m_pendingSelect = m_lastImportCollection;
+    return m_catalog->startImport(m_lastImportCollection, m_lastImportPaths);
+}
+
+bool LibraryView::selectFirstDocument() {
+    if (m_proxy->rowCount() == 0) return false;
+    m_table->setCurrentIndex(m_proxy->index(0, DocumentTableModel::TitleColumn));
+    return true;
 }
 
 void LibraryView::dragEnterEvent(QDragEnterEvent* event) {

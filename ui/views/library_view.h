@@ -1,8 +1,11 @@
 // library_view.h: the Library tab (DESIGN.md §6, issue 7 item 2): the collections sidebar with document
 // counts, "Add folder…" and drag-and-drop import into the selected collection, the import progress
 // panel (files, bytes, rate, ETA, current file, Cancel), the import report (every skipped/failed file
-// with its reason), the sortable/filterable document table, the debounced FTS5 search box whose results
+// with its reason, and Resume after a cancel: pausing is cancel + resume, since an import skips the
+// files committed before), the sortable/filterable document table, the debounced FTS5 search box whose results
 // show highlighted snippets, and the document viewer (text, metadata, memory segments).
+//
+// Shortcuts: Ctrl+F search, Ctrl+Shift+O add folder, Ctrl+Shift+R resume, Escape cancels an import.
 //
 // First run: when the catalog has no "Demo archive" collection and msa::findDemoArchive() finds the
 // archive, it is imported in the background with the progress panel showing.
@@ -54,6 +57,11 @@ public:
     // Starts an import of these files/folders into the selected collection (or, with none selected,
     // into a new collection named after the first path). Returns false when one is already running.
     bool importPaths(const QStringList& paths);
+    // Re-runs the last import (after a cancel or a failure): unchanged files are skipped, so this
+    // resumes where the cancelled run stopped. Returns false when there is none or one is running.
+    bool resumeImport();
+    // Selects the first row of the document table (the viewer then fills); false when it is empty.
+    bool selectFirstDocument();
     // True once the first-run decision is taken (and its import, if any, finished) and the document
     // table has been filled after it.
     bool isSettled() const { return m_settled; }
@@ -77,7 +85,7 @@ private:
     void onCollections(const std::vector<catalog::CollectionInfo>& collections);
     void onDocuments(const DocumentList& list);
     void onDocument(const catalog::DocumentInfo& document);
-    void onImportStarted(const QString& collection);
+    void onImportStarted(const QString& collection, const QStringList& paths);
     void onImportProgress(const ImportProgressUpdate& update);
     void onImportFinished(const ImportOutcome& outcome);
     void onFailed(const QString& operation, const QString& summary, const QString& detail);
@@ -98,6 +106,7 @@ private:
     QLabel* m_importStatus = nullptr;
     QLabel* m_importCurrent = nullptr;
     QPushButton* m_importCancel = nullptr;
+    QPushButton* m_resume = nullptr;
     QFrame* m_reportPanel = nullptr;
     QLabel* m_reportSummary = nullptr;
     QTreeWidget* m_report = nullptr;
@@ -116,6 +125,8 @@ private:
     bool m_settled = false;
     QString m_lastError;
     QString m_pendingSelect;   // collection to select once the sidebar is refreshed
+    QString m_lastImportCollection;   // for resumeImport()
+    QStringList m_lastImportPaths;
 };
 
 }  // namespace msa::ui
