@@ -2,7 +2,7 @@
 // First run imports the (hermetic) demo archive in the background and the view then shows the
 // collection with its document count, the documents and the import report naming the broken file;
 // the FTS5 search box shows a highlighted snippet; selecting a document fills the viewer with its text,
-// metadata and memory segments; cancel and Resume work from the panel; dropping a folder imports it; the document model passes
+// metadata and memory segments; a broken catalog file is a readable message; cancel and Resume work from the panel; dropping a folder imports it; the document model passes
 // QAbstractItemModelTester; and closing the window during a 2,000-file import shuts down cleanly.
 // Extend: one slot per Library feature, driving the real widgets by objectName.
 #include "ui/document_table_model.h"
@@ -20,6 +20,7 @@
 #include <QSettings>
 #include <QSignalSpy>
 #include <QSortFilterProxyModel>
+#include <QStatusBar>
 #include <QTableView>
 #include <QTemporaryDir>
 #include <QTextBrowser>
@@ -136,7 +137,9 @@ private slots:
         // The sidebar shows the demo collection with its document count.
         auto* collections = w.findChild<QListWidget*>("collections");
         QCOMPARE(view->collectionCount(), 1);
-        QCOMPARE(collections->item(0)->text(), QString("Demo archive (3 documents)"));
+        QCOMPARE(collections->count(), 2);
+        QCOMPARE(collections->item(0)->text(), QString("All collections"));
+        QCOMPARE(collections->item(1)->text(), QString("Demo archive (3 documents)"));
         QCOMPARE(view->currentCollection(), QString(LibraryView::kDemoCollection));
         QCOMPARE(view->documentModel()->rowCount(), 3);
         // The import report lists the broken PDF with its reason.
@@ -188,9 +191,41 @@ private slots:
         QDropEvent drop(QPointF(10, 10), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
         QApplication::sendEvent(view, &drop);
         QTRY_COMPARE(finished.count(), 1);
-        QTRY_COMPARE(collections->item(0)->text(), QString("Demo archive (4 documents)"));
+        QTRY_COMPARE(collections->item(1)->text(), QString("Demo archive (4 documents)"));
         QTRY_COMPARE(view->documentModel()->rowCount(), 4);
+        QCOMPARE(view->currentCollection(), QString(LibraryView::kDemoCollection));
+        QCOMPARE(settings.value("library/collection").toString(), QString(LibraryView::kDemoCollection));
+
+        // "All collections" lists every document; with it selected a drop makes a collection named
+        // after the folder.
+        collections->setCurrentRow(0);
+        QCOMPARE(view->currentCollection(), QString());
+        QTRY_COMPARE(view->documentModel()->rowCount(), 4);
+        const QString trip = dir.filePath("trip");
+        QVERIFY(QDir().mkpath(trip));
+        writeFile(trip + "/day1.txt", "We sailed to the skerries and back.\n");
+        QVERIFY(view->importPaths({trip}));
+        QTRY_COMPARE(finished.count(), 2);
+        QTRY_COMPARE(view->collectionCount(), 2);
+        QTRY_COMPARE(view->currentCollection(), QString("trip"));
+        QTRY_COMPARE(view->documentModel()->rowCount(), 1);
         QCOMPARE(settled.count(), 1);
+    }
+
+    void catalogErrorIsAMessage() {
+        // A catalog file that is not SQLite: the view shows a readable error and still settles.
+        QTemporaryDir dir;
+        writeFile(dir.filePath("bad.sqlite"), QByteArray(8192, 'x'));
+        QSettings settings(dir.filePath("s.ini"), QSettings::IniFormat);
+        MainWindow w(makeContext(&settings, dir.filePath("bad.sqlite")));
+        w.show();
+        QTRY_VERIFY(w.libraryView()->isSettled());
+        QVERIFY(!w.libraryView()->lastError().isEmpty());
+        QVERIFY(w.findChild<QLabel*>("libraryError")->isVisible());
+        QVERIFY2(w.findChild<QLabel*>("libraryError")->text().contains("bad.sqlite"),
+                 qPrintable(w.findChild<QLabel*>("libraryError")->text()));
+        QCOMPARE(w.libraryView()->collectionCount(), 0);
+        QVERIFY(!w.statusBar()->currentMessage().isEmpty());
     }
 
     void closeDuringImport() {

@@ -21,6 +21,7 @@
 #include <QPainter>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QSettings>
 #include <QSortFilterProxyModel>
 #include <QShortcut>
 #include <QSplitter>
@@ -32,6 +33,7 @@
 #include <QTreeWidget>
 #include <QVBoxLayout>
 
+#include <algorithm>
 #include <filesystem>
 
 namespace msa::ui {
@@ -39,6 +41,8 @@ namespace msa::ui {
 namespace {
 
 constexpr int kCollectionNameRole = Qt::UserRole + 1;
+constexpr const char* kSelectedCollectionKey = "library/collection";
+constexpr int kDocumentListLimit = 5000;   // the table lists the newest this many; search reaches all
 constexpr int kMaxViewerChars = 400000;   // a viewer, not an editor: huge texts are cut with a note
 
 // Paints the Match column's HTML (escaped snippet with <b> highlights) in one line.
@@ -93,7 +97,7 @@ QString formatDate(const std::optional<int64_t>& unix) {
 
 LibraryView::LibraryView(const UiContext& context, CatalogClient* catalog, QWidget* parent)
     : QWidget(parent), m_catalog(catalog) {
-    Q_UNUSED(context);
+    m_settings = context.settings;
     Q_ASSERT(m_catalog != nullptr);
     setObjectName("libraryView");
     setAcceptDrops(true);
@@ -264,7 +268,10 @@ LibraryView::LibraryView(const UiContext& context, CatalogClient* catalog, QWidg
     connect(m_search, &QLineEdit::textChanged, m_searchDebounce, [this] { m_searchDebounce->start(); });
     connect(m_searchDebounce, &QTimer::timeout, this, &LibraryView::refreshDocuments);
     connect(m_filter, &QLineEdit::textChanged, m_proxy, &QSortFilterProxyModel::setFilterFixedString);
-    connect(m_collections, &QListWidget::currentItemChanged, this, &LibraryView::refreshDocuments);
+    connect(m_collections, &QListWidget::currentItemChanged, this, [this] {
+        if (m_settings) m_settings->setValue(kSelectedCollectionKey, currentCollection());
+        refreshDocuments();
+    });
     connect(m_table->selectionModel(), &QItemSelectionModel::currentRowChanged, this,
             [this](const QModelIndex& current) {
                 if (!current.isValid()) return;
@@ -282,7 +289,7 @@ LibraryView::LibraryView(const UiContext& context, CatalogClient* catalog, QWidg
     connect(m_catalog, &CatalogClient::failed, this, &LibraryView::onFailed);
 }
 
-int LibraryView::collectionCount() const { return m_collections->count(); }
+int LibraryView::collectionCount() const { return std::max(0, m_collections->count() - 1); }   // less "All"
 
 QString LibraryView::currentCollection() const {
     const QListWidgetItem* item = m_collections->currentItem();
@@ -328,10 +335,19 @@ void LibraryView::onOpened(bool ok, const QString& message) {
 }
 
 void LibraryView::onCollections(const std::vector<catalog::CollectionInfo>& collections) {
-    const QString keep = m_pendingSelect.isEmpty() ? currentCollection() : m_pendingSelect;
+    QString keep = m_pendingSelect.isEmpty() ? currentCollection() : m_pendingSelect;
+    if (!m_haveCollections)   // start-up: the collection selected last time, else the demo
+        keep = m_settings ? m_settings->value(kSelectedCollectionKey, QString(kDemoCollection)).toString()
+                          : QString(kDemoCollection);
     {
         const QSignalBlocker block(m_collections);
         m_collections->clear();
+        // Row 0 stands for every collection (its name is empty): listing and search then span them all.
+        auto* all = new QListWidgetItem(tr("All collections"), m_collections);
+        all->setData(kCollectionNameRole, QString());
+        QFont f = all->font();
+        f.setItalic(true);
+        all->setFont(f);
         for (const auto& c : collections) {
             const QString name = QString::fromStdString(c.name);
             auto* item = new QListWidgetItem(tr("%1 (%2 documents)").arg(name).arg(c.nDocuments), m_collections);
@@ -340,9 +356,9 @@ void LibraryView::onCollections(const std::vector<catalog::CollectionInfo>& coll
             for (const auto& r : c.roots) roots << QString::fromStdString(r);
             item->setToolTip(tr("%1 files from:\n%2").arg(c.nFiles).arg(roots.join('\n')));
         }
-        if (!selectCollection(keep) && m_collections->count() > 0 && !selectCollection(kDemoCollection))
-            m_collections->setCurrentRow(0);
+        if (!selectCollection(keep) && !selectCollection(kDemoCollection)) m_collections->setCurrentRow(0);
     }
+    if (m_settings) m_settings->setValue(kSelectedCollectionKey, currentCollection());
     m_pendingSelect.clear();
     const bool firstTime = !m_haveCollections;
     m_haveCollections = true;
@@ -373,7 +389,7 @@ void LibraryView::finishFirstRun() {
 void LibraryView::refreshDocuments() {
     const QString query = m_search->text().trimmed();
     const QString collection = currentCollection();
-    m_latestListRequest = query.isEmpty() ? m_catalog->listDocuments(collection) : m_catalog->search(query, collection);
+    m_latestListRequest = query.isEmpty() ? m_catalog->listDocuments(collection, kDocumentListLimit) : m_catalog->search(query, collection);
     if (m_firstRunDone && !m_settled && m_settleRequest == 0) m_settleRequest = m_latestListRequest;
 }
 
@@ -383,9 +399,12 @@ void LibraryView::onDocuments(const DocumentList& list) {
     m_table->setColumnHidden(DocumentTableModel::MatchColumn, list.query.isEmpty());
     if (!list.query.isEmpty()) m_table->sortByColumn(DocumentTableModel::MatchColumn, Qt::DescendingOrder);
     const int n = m_model->rowCount();
-    emit statusMessage(list.query.isEmpty()
-                           ? tr("%n document(s) in %1", nullptr, n).arg(list.collection.isEmpty() ? tr("the catalog") : list.collection)
-                           : tr("%n match(es) for \"%1\"", nullptr, n).arg(list.query));
+    const QString where = list.collection.isEmpty() ? tr("all collections") : list.collection;
+    QString message = list.query.isEmpty() ? tr("%n document(s) in %1", nullptr, n).arg(where)
+                                           : tr("%n match(es) for \"%1\" in %2", nullptr, n).arg(list.query, where);
+    if (list.query.isEmpty() && n >= kDocumentListLimit)
+        message += tr(" (the newest %1 are listed; search reaches all)").arg(kDocumentListLimit);
+    emit statusMessage(message);
     if (m_error->isVisible() && m_lastError.startsWith(tr("Searching"))) m_error->hide();
     emit documentsShown();
     if (!m_settled && m_settleRequest != 0 && list.requestId >= m_settleRequest) {

@@ -31,6 +31,7 @@ class QLabel;
 class QLineEdit;
 class QListWidget;
 class QProgressBar;
+class QSettings;
 class QPushButton;
 class QSortFilterProxyModel;
 class QTableView;
@@ -49,9 +50,10 @@ public:
 
     LibraryView(const UiContext& context, CatalogClient* catalog, QWidget* parent = nullptr);
 
-    // Number of collections in the sidebar.
+    // Number of collections in the sidebar (not counting the "All collections" row).
     int collectionCount() const;
-    // The collection selected in the sidebar (empty: none, i.e. all documents).
+    // The collection selected in the sidebar (empty: "All collections" or none). The selection is
+    // remembered in QSettings (library/collection).
     QString currentCollection() const;
     bool selectCollection(const QString& name);
     // Starts an import of these files/folders into the selected collection (or, with none selected,
@@ -95,6 +97,7 @@ private:
     void finishFirstRun();
 
     CatalogClient* m_catalog = nullptr;
+    QSettings* m_settings = nullptr;   // borrowed from the UiContext
     QListWidget* m_collections = nullptr;
     QPushButton* m_addFolder = nullptr;
     QLineEdit* m_search = nullptr;
