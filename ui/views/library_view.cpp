@@ -193,6 +193,10 @@ LibraryView::LibraryView(const UiContext& context, CatalogClient* catalog, QWidg
     m_report->setUniformRowHeights(true);
     m_report->setHeaderLabels({tr("File"), tr("Outcome"), tr("Code"), tr("Reason")});
     m_report->setMaximumHeight(160);
+    m_report->setTextElideMode(Qt::ElideLeft);   // the file name matters more than the folder
+    m_report->header()->resizeSection(0, 420);
+    m_report->header()->resizeSection(1, 80);
+    m_report->header()->resizeSection(2, 110);
     rpLayout->addLayout(rpTop);
     rpLayout->addWidget(m_report);
     m_reportPanel->hide();
