@@ -4,6 +4,8 @@
 #include <QTimeZone>
 #include <QTextDocumentFragment>
 
+#include <limits>
+
 namespace msa::ui {
 
 namespace {
@@ -94,7 +96,7 @@ QVariant DocumentTableModel::data(const QModelIndex& index, int role) const {
         }
     case SortRole:
         switch (index.column()) {
-        case DateColumn: return r.dateUnix ? QVariant(*r.dateUnix) : QVariant(qint64(-1) << 62);
+        case DateColumn: return r.dateUnix ? QVariant(*r.dateUnix) : QVariant(std::numeric_limits<qint64>::min());
         case SegmentsColumn: return r.nSegments;
         case MatchColumn: return r.score;
         case TitleColumn: return r.title.toLower();
