@@ -7,10 +7,14 @@
 //   --tab NAME          open on library|memory|chat|routing|settings
 //   --size WxH          initial window size (default: the remembered geometry, else 1280x800)
 //   --settings FILE     keep settings in this INI file instead of the user's (tests, demos)
+//   --catalog FILE      use this SQLite catalog instead of <AppDataLocation>/catalog.sqlite
+// With --screenshot the Library first settles (first-run demo import finished and its documents listed,
+// at most 120 s) so the picture shows real catalog content.
 #include "app/backend_setup.h"
 #include "core/jobs/doctor.h"
 #include "core/util/build_info.h"
 #include "ui/main_window.h"
+#include "ui/views/library_view.h"
 
 #include <QApplication>
 #include <QCommandLineParser>
@@ -38,7 +42,9 @@ int main(int argc, char** argv) {
     const QCommandLineOption tabOpt("tab", "Open on tab NAME: library, memory, chat, routing, settings.", "NAME");
     const QCommandLineOption sizeOpt("size", "Initial window size WxH, e.g. 1280x800.", "WxH");
     const QCommandLineOption settingsOpt("settings", "Keep settings in this INI FILE.", "FILE");
-    parser.addOptions({screenshotOpt, tabOpt, sizeOpt, settingsOpt});
+    const QCommandLineOption catalogOpt("catalog", "Use this SQLite catalog FILE (default: catalog.sqlite in the app data folder).",
+                                        "FILE");
+    parser.addOptions({screenshotOpt, tabOpt, sizeOpt, settingsOpt, catalogOpt});
     parser.process(app);   // exits with 0 for --help/--version and 1 with a message for unknown options
 
     std::unique_ptr<QSettings> settings;
@@ -51,6 +57,7 @@ int main(int argc, char** argv) {
     context.registry = msa::app::makeBackendRegistry();
     context.doctor = msa::jobs::runDoctor(context.registry);
     context.settings = settings.get();
+    if (parser.isSet(catalogOpt)) context.catalogPath = QFileInfo(parser.value(catalogOpt)).absoluteFilePath();
 
     msa::ui::MainWindow window(std::move(context));
     if (parser.isSet(tabOpt) && !window.selectTab(parser.value(tabOpt))) {
@@ -74,7 +81,7 @@ int main(int argc, char** argv) {
         const QString path = parser.value(screenshotOpt);
         // Give layouts and the file-system model a moment to settle, then grab the window itself
         // (no display server is needed; BUILD-NOTES "Screenshots").
-        QTimer::singleShot(600, &window, [&window, path] {
+        auto grab = [&window, path] {
             const QPixmap shot = window.grab();
             const QFileInfo info(path);
             if (!info.absoluteDir().exists()) QDir().mkpath(info.absolutePath());
@@ -86,7 +93,30 @@ int main(int argc, char** argv) {
             std::printf("msa-workbench: screenshot written to %s (%dx%d)\n", qPrintable(path), shot.width(), shot.height());
             window.close();   // saves window state like a user closing it
             QApplication::exit(0);
-        });
+        };
+        // Wait for the Library to settle (first-run import done, documents listed), at most 120 s,
+        // then give layouts a moment.
+        msa::ui::LibraryView* library = window.libraryView();
+        // Open the newest document too, so the picture shows the viewer with text and segments.
+        auto shoot = [&window, library, grab] {
+            library->selectFirstDocument();
+            QTimer::singleShot(600, &window, grab);
+        };
+        if (library->isSettled()) {
+            shoot();
+        } else {
+            auto fired = std::make_shared<bool>(false);
+            auto once = [fired, shoot] {
+                if (*fired) return;
+                *fired = true;
+                shoot();
+            };
+            QObject::connect(library, &msa::ui::LibraryView::settled, &window, once);
+            QTimer::singleShot(120000, &window, [once] {
+                std::fprintf(stderr, "msa-workbench: the library did not settle within 120 s; taking the screenshot anyway\n");
+                once();
+            });
+        }
     }
     return QApplication::exec();
 }

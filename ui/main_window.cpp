@@ -1,5 +1,6 @@
 #include "ui/main_window.h"
 
+#include "ui/catalog_host.h"
 #include "ui/views/chat_view.h"
 #include "ui/views/library_view.h"
 #include "ui/views/memory_view.h"
@@ -31,7 +32,8 @@ MainWindow::MainWindow(UiContext context, QWidget* parent)
     m_tabs = new QTabWidget(this);
     m_tabs->setObjectName("mainTabs");
     m_tabs->setDocumentMode(true);
-    m_library = new LibraryView(m_context, m_tabs);
+    m_catalog = new CatalogClient(m_context.catalogPath, this);
+    m_library = new LibraryView(m_context, m_catalog, m_tabs);
     m_memory = new MemoryView(m_context, m_tabs);
     m_chat = new ChatView(m_context, m_tabs);
     m_routing = new RoutingView(m_context, m_tabs);
@@ -58,10 +60,15 @@ MainWindow::MainWindow(UiContext context, QWidget* parent)
                                  ? tr("Demo model ready: %1").arg(QString::fromStdString(model.path.filename().string()))
                                  : tr("Demo model missing: run packaging/setup.sh"));
 
+    connect(m_library, &LibraryView::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m); });
     restoreWindowState();
+    m_catalog->open();
 }
 
-MainWindow::~MainWindow() = default;
+MainWindow::~MainWindow() {
+    // Stop the catalog thread before the views that listen to it go away.
+    m_catalog->shutdown();
+}
 
 void MainWindow::buildMenus() {
     QMenu* file = menuBar()->addMenu(tr("&File"));
@@ -112,6 +119,8 @@ void MainWindow::saveWindowState() {
 
 void MainWindow::closeEvent(QCloseEvent* event) {
     saveWindowState();
+    // Cancel a running import (what it finished stays committed) and stop the catalog thread.
+    m_catalog->shutdown();
     event->accept();
 }
 

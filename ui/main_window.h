@@ -1,6 +1,7 @@
 // main_window.h: the workbench's main window: the Library, Memory, Chat, Routing and Settings tabs
 // (DESIGN.md §6), a status bar naming the backend and device, and window state remembered in
-// QSettings (geometry, splitter/tab state).
+// QSettings (geometry, splitter/tab state). It owns the CatalogClient (the catalog's thread) and opens
+// the catalog at construction; closing the window cancels a running import and stops that thread.
 //
 // Thread affinity: GUI thread only. Ownership: the window owns its views (Qt parent/child); the
 // UiContext's QSettings is borrowed and must outlive the window.
@@ -19,6 +20,7 @@ class QTabWidget;
 
 namespace msa::ui {
 
+class CatalogClient;
 class LibraryView;
 class MemoryView;
 class ChatView;
@@ -36,6 +38,8 @@ public:
     bool selectTab(const QString& name);
     QTabWidget* tabs() const { return m_tabs; }
     QString backendStatusText() const;
+    CatalogClient* catalog() const { return m_catalog; }
+    LibraryView* libraryView() const { return m_library; }
 
 protected:
     void closeEvent(QCloseEvent* event) override;
@@ -48,6 +52,7 @@ private:
     UiContext m_context;
     QTabWidget* m_tabs = nullptr;
     QLabel* m_backendLabel = nullptr;
+    CatalogClient* m_catalog = nullptr;   // the catalog thread's front; shut down on close
     LibraryView* m_library = nullptr;
     MemoryView* m_memory = nullptr;
     ChatView* m_chat = nullptr;

@@ -6,6 +6,8 @@
 #include "core/engine/backend_registry.h"
 #include "core/jobs/doctor.h"
 
+#include <QString>
+
 class QSettings;
 
 namespace msa::ui {
@@ -14,6 +16,7 @@ struct UiContext {
     engine::BackendRegistry registry;   // backends and devices (read-only after start-up)
     jobs::DoctorReport doctor;          // demo model / archive facts
     QSettings* settings = nullptr;      // not owned; outlives the window
+    QString catalogPath;                // the SQLite catalog; empty: CatalogClient::defaultPath()
 };
 
 }  // namespace msa::ui

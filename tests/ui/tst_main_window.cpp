@@ -9,6 +9,7 @@
 #include "ui/views/settings_view.h"
 
 #include <QApplication>
+#include <QFileInfo>
 #include <QImage>
 #include <QLineEdit>
 #include <QProcess>
@@ -34,6 +35,8 @@ ui::UiContext makeContext(QSettings* settings) {
     c.registry.add(cuda);
     c.doctor = jobs::runDoctor(c.registry);
     c.settings = settings;
+    // Each window gets its own catalog beside its settings file (never the user's).
+    c.catalogPath = QFileInfo(settings->fileName()).dir().filePath("catalog.sqlite");
     return c;
 }
 
@@ -81,11 +84,15 @@ private slots:
         }
         QVERIFY(!w.selectTab("bogus"));
         // Each view carries its real widgets.
-        for (const char* objectName : {"collections", "libraryFiles", "librarySearch", "memoryRatePlot", "memoryDevice",
+        for (const char* objectName : {"collections", "libraryDocuments", "librarySearch", "documentViewer", "libraryAddFolder",
+                                       "importPanel", "importReport", "memoryRatePlot", "memoryDevice",
                                        "chatTranscript", "chatInput", "routingScores", "routingLayers", "settingsTopK",
                                        "settingsDevice", "backendStatus"})
             QVERIFY2(w.findChild<QWidget*>(objectName) != nullptr, objectName);
-        QCOMPARE(w.findChild<ui::LibraryView*>()->collectionCount(), 1);   // the demo archive
+        // The (empty) demo archive is imported on first run and becomes the one collection.
+        QTRY_COMPARE(w.findChild<ui::LibraryView*>()->collectionCount(), 1);
+        QTRY_VERIFY(w.findChild<ui::LibraryView*>()->isSettled());
+        QCOMPARE(w.findChild<ui::LibraryView*>()->currentCollection(), QString("Demo archive"));
         QCOMPARE(w.findChild<ui::ChatView*>()->suggestedQuestion(), QString("Who repaired the boat?"));
         QCOMPARE(w.findChild<QLineEdit*>("chatInput")->text(), QString("Who repaired the boat?"));
     }
@@ -167,15 +174,19 @@ private slots:
         env.insert("QT_QPA_PLATFORM", "offscreen");
         p.setProcessEnvironment(env);
         p.start(QStringLiteral(MSA_WORKBENCH_PATH),
-                {"--settings", dir.filePath("s.ini"), "--tab", "chat", "--size", "1280x800", "--screenshot", png});
+                {"--settings", dir.filePath("s.ini"), "--catalog", dir.filePath("c.sqlite"), "--tab", "chat", "--size",
+                 "1280x800", "--screenshot", png});
         QVERIFY(p.waitForFinished(60000));
         QCOMPARE(p.exitCode(), 0);
         QImage img(png);
         QVERIFY2(!img.isNull(), "screenshot is not a readable PNG");
         QCOMPARE(img.size(), QSize(1280, 800));
         QVERIFY(colourStats(img).distinct > 20);
+        // The first-run import of the demo archive finished before the grab: the catalog has the collection.
+        QVERIFY(QFileInfo::exists(dir.filePath("c.sqlite")));
 
-        p.start(QStringLiteral(MSA_WORKBENCH_PATH), {"--settings", dir.filePath("s.ini"), "--tab", "bogus"});
+        p.start(QStringLiteral(MSA_WORKBENCH_PATH),
+                {"--settings", dir.filePath("s.ini"), "--catalog", dir.filePath("c.sqlite"), "--tab", "bogus"});
         QVERIFY(p.waitForFinished(60000));
         QCOMPARE(p.exitCode(), 2);
         QVERIFY(p.readAllStandardError().contains("unknown tab 'bogus'"));
