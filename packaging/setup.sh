@@ -123,7 +123,7 @@ run_demo() {
   mkdir -p "$out"
   say "no display: rendering the workbench offscreen, one screenshot per tab"
   for tab in library memory chat routing settings; do
-    QT_QPA_PLATFORM=offscreen "$bin/msa-workbench" --settings "$out/settings.ini" --tab "$tab" \
+    QT_QPA_PLATFORM=offscreen "$bin/msa-workbench" --settings "$out/settings.ini" --catalog "$out/catalog.sqlite" --tab "$tab" \
       --size 1280x800 --screenshot "$out/$tab.png"
   done
   cat <<MSG
