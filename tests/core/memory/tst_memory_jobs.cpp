@@ -1,0 +1,149 @@
+// tst_memory_jobs.cpp: `msa build` / `msa route` as library calls on a real catalog and the tiny MSA
+// checkpoint (tests/fixtures/models/msa-qwen3-bf16, router tensors in layers 2 and 3): a first build
+// encodes every memory document; a second one skips them all (content hashes); a changed file
+// re-encodes exactly one document and tombstones the old one; a cancelled build leaves the bank as it
+// was; another model's build is refused with Mismatch; routing is deterministic and uses the model's
+// routing layers; titles come from the catalog.
+#include "core/catalog/catalog.h"
+#include "core/catalog/import_pipeline.h"
+#include "core/jobs/memory_jobs.h"
+#include "core/memory/bank.h"
+
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include <fstream>
+
+using namespace msa;
+
+namespace {
+const std::string kMsa = MSA_SOURCE_DIR "/tests/fixtures/models/msa-qwen3-bf16";
+const std::string kQwen3 = MSA_SOURCE_DIR "/tests/fixtures/models/qwen3-f32";
+
+void writeText(const QString& path, const std::string& text) { std::ofstream(path.toStdString()) << text; }
+}  // namespace
+
+class TestMemoryJobs : public QObject {
+    Q_OBJECT
+private slots:
+    void initTestCase() {
+        QVERIFY(m_dir.isValid());
+        QVERIFY(QDir(m_dir.path()).mkpath("files"));
+        const char* topics[] = {"kelp forests grow fast in cold water", "the cello top is cut from old spruce",
+                                "the boat Wenna was refitted in March", "tide tables shift by an hour in summer",
+                                "the lifeboat house was built from a wrecked barque", "urchins were removed from the reef"};
+        for (int i = 0; i < 6; ++i) {
+            std::string text;
+            for (int r = 0; r < 4; ++r) text += std::string(topics[i]) + ". ";
+            writeText(m_dir.filePath(QString("files/note%1.txt").arg(i)), text);
+        }
+        m_catalog = m_dir.filePath("c.sqlite").toStdString();
+        QVERIFY(importNow().ok());
+        m_bank = m_dir.filePath("bank").toStdString();
+    }
+
+    void firstBuildEncodesEverything() {
+        auto r = jobs::buildMemory(options());
+        QVERIFY2(r.ok(), r.status().toString().c_str());
+        QCOMPARE(r->nDocuments, uint64_t(6));
+        QCOMPARE(r->nEncoded, uint64_t(6));
+        QCOMPARE(r->bankDocuments, uint64_t(6));
+        QVERIFY(r->nTokens > 6 * 100);   // byte-level tokenizer: one token per byte of the wrapped text
+        auto bank = memory::Bank::open(m_bank);
+        QVERIFY(bank.ok());
+        QCOMPARE(bank->params().routingLayers, (std::vector<uint32_t>{2, 3}));
+        QVERIFY(!bank->params().keysShared);   // trained router: K̄ᴿ stored beside K̄
+        QVERIFY(bank->verify().ok());
+    }
+
+    void secondBuildSkipsUnchanged() {
+        auto r = jobs::buildMemory(options());
+        QVERIFY(r.ok());
+        QCOMPARE(r->nEncoded, uint64_t(0));
+        QCOMPARE(r->nUnchanged, uint64_t(6));
+    }
+
+    void changedFileReencodesOneDocument() {
+        writeText(m_dir.filePath("files/note3.txt"), "tide tables were corrected for summer time. ");
+        QVERIFY(importNow().ok());
+        auto r = jobs::buildMemory(options());
+        QVERIFY2(r.ok(), r.status().toString().c_str());
+        QCOMPARE(r->nEncoded, uint64_t(1));
+        QCOMPARE(r->nUnchanged, uint64_t(5));
+        QCOMPARE(r->nRemoved, uint64_t(1));   // the old memory document of note3
+        QCOMPARE(r->bankDocuments, uint64_t(6));
+    }
+
+    void cancelledBuildChangesNothing() {
+        writeText(m_dir.filePath("files/note0.txt"), "kelp forests were mapped again. ");
+        QVERIFY(importNow().ok());
+        CancelToken cancel;
+        cancel.cancel();
+        auto o = options();
+        o.cancel = &cancel;
+        auto r = jobs::buildMemory(o);
+        QVERIFY(r.ok());
+        QVERIFY(r->cancelled);
+        QCOMPARE(r->nEncoded, uint64_t(0));
+        auto resumed = jobs::buildMemory(options());
+        QVERIFY(resumed.ok());
+        QCOMPARE(resumed->nEncoded, uint64_t(1));
+    }
+
+    void anotherModelIsRefused() {
+        auto o = options();
+        o.model = kQwen3;
+        QCOMPARE(jobs::buildMemory(o).status().code(), ErrorCode::Mismatch);
+    }
+
+    void routingIsDeterministic() {
+        jobs::RouteRequest req;
+        req.bank = m_bank;
+        req.model = kMsa;
+        req.catalog = m_catalog;
+        req.question = "Where did the spruce for the cello top come from?";
+        auto a = jobs::routeQuestion(req);
+        QVERIFY2(a.ok(), a.status().toString().c_str());
+        req.nThreads = 1;
+        auto b = jobs::routeQuestion(req);
+        QVERIFY(b.ok());
+        QCOMPARE(a->layers.size(), size_t(2));
+        QCOMPARE(a->layers[0].layer, 2);
+        QCOMPARE(a->layers[1].layer, 3);
+        for (size_t l = 0; l < 2; ++l) {
+            QCOMPARE(a->layers[l].selected.size(), size_t(6));   // k = 16 > 6 documents
+            for (size_t i = 0; i < a->layers[l].selected.size(); ++i) {
+                QCOMPARE(a->layers[l].selected[i].id, b->layers[l].selected[i].id);
+                QCOMPARE(a->layers[l].selected[i].score, b->layers[l].selected[i].score);
+                if (i) QVERIFY(a->layers[l].selected[i - 1].score >= a->layers[l].selected[i].score);
+            }
+        }
+        QVERIFY(!a->overall.empty());
+        QVERIFY(a->overall.front().title.rfind("note", 0) == 0);   // titles from the catalog
+    }
+
+private:
+    Status importNow() {
+        auto cat = catalog::Catalog::open(m_catalog);
+        if (!cat) return cat.status();
+        catalog::ImportRequest req;
+        req.collection = "notes";
+        req.paths = {m_dir.filePath("files").toStdString()};
+        return catalog::importPaths(*cat, req, {}, nullptr).status();
+    }
+    jobs::BuildOptions options() const {
+        jobs::BuildOptions o;
+        o.catalog = m_catalog;
+        o.collection = "notes";
+        o.model = kMsa;
+        o.bank = m_bank;
+        o.nThreads = 2;
+        return o;
+    }
+
+    QTemporaryDir m_dir;
+    std::string m_catalog, m_bank;
+};
+
+QTEST_GUILESS_MAIN(TestMemoryJobs)
+#include "tst_memory_jobs.moc"
