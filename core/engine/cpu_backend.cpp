@@ -23,6 +23,9 @@ namespace {
 
 using model::TensorView;
 
+// From this many tokens per forward, attention uses the sgemm formulation (cpu::attentionGemm).
+constexpr size_t kGemmAttentionMinTokens = 16;
+
 struct LayerWeights {
     const TensorView* wq = nullptr;
     const TensorView* wk = nullptr;
@@ -262,7 +265,9 @@ Result<std::span<const float>> CpuSession::forward(std::span<const int32_t> toke
         m_gate.resize(n * m_ffn);
         m_up.resize(n * m_ffn);
         m_scratch.resize(m_team.size());
-        for (auto& s : m_scratch) s.resize(m_maxPrefix + m_nPast + n);
+        const size_t ctxMax = m_maxPrefix + m_nPast + n;
+        const size_t scratchFloats = n >= kGemmAttentionMinTokens ? cpu::attentionGemmScratch(n, ctxMax) : ctxMax;
+        for (auto& s : m_scratch) s.resize(scratchFloats);
     } catch (const std::bad_alloc&) {
         return Status(ErrorCode::OutOfMemory, "activations for " + std::to_string(n) + " tokens");
     }
@@ -303,9 +308,15 @@ Result<std::span<const float>> CpuSession::forward(std::span<const int32_t> toke
         if (opt.layerHook) opt.layerHook({static_cast<int>(l), n, m_h.data(), m_q.data(), m_kNew.data(), m_vNew.data()});
         if (l == lastLayer && opt.stopAfterLayer >= 0) break;
 
+        // Many queries (prefill, encoding): two sgemm per head; few (decode): the direct loop.
+        const bool gemm = n >= kGemmAttentionMinTokens;
         m_team.parallelFor(m_nHeads, [&](size_t begin, size_t end, size_t thread) {
-            cpu::attention(m_q.data(), m_k[l].data(), m_v[l].data(), m_attn.data(), n, nCtx, m_nHeads, m_nKv, m_hd,
-                           m_capacity, begin, end, m_scratch[thread].data());
+            if (gemm)
+                cpu::attentionGemm(m_q.data(), m_k[l].data(), m_v[l].data(), m_attn.data(), n, nCtx, m_nHeads, m_nKv, m_hd,
+                                   m_capacity, begin, end, m_scratch[thread].data());
+            else
+                cpu::attention(m_q.data(), m_k[l].data(), m_v[l].data(), m_attn.data(), n, nCtx, m_nHeads, m_nKv, m_hd,
+                               m_capacity, begin, end, m_scratch[thread].data());
         });
         linear(*w.wo, m_attn.data(), n, m_o.data(), m_team, m_ws);
         cpu::addInPlace(m_x.data(), m_o.data(), n * m_hidden);

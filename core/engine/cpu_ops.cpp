@@ -1,5 +1,7 @@
 #include "core/engine/cpu_ops.h"
 
+#include <cblas.h>
+
 #include <cassert>
 #include <cmath>
 #include <vector>
@@ -115,6 +117,35 @@ void attention(const float* q, const float* k, const float* v, float* out, size_
                 const float* vj = vh + j * headDim;
                 for (size_t d = 0; d < headDim; ++d) o[d] += p * vj[d];
             }
+        }
+    }
+}
+
+void attentionGemm(const float* q, const float* k, const float* v, float* out, size_t nQuery, size_t nCtx, size_t nHeads,
+                   size_t nKvHeads, size_t headDim, size_t kvStride, size_t headBegin, size_t headEnd, float* scratch) {
+    assert(nQuery <= nCtx && nHeads % nKvHeads == 0);
+    const size_t group = nHeads / nKvHeads;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(headDim));
+    const size_t rowStride = nHeads * headDim;
+    const size_t prefix = nCtx - nQuery;
+    const int hd = static_cast<int>(headDim), ld = static_cast<int>(rowStride);
+    for (size_t h = headBegin; h < headEnd; ++h) {
+        const float* kh = k + (h / group) * kvStride * headDim;
+        const float* vh = v + (h / group) * kvStride * headDim;
+        for (size_t i0 = 0; i0 < nQuery; i0 += kAttentionBlock) {
+            const size_t rows = std::min(kAttentionBlock, nQuery - i0);
+            const size_t ctx = prefix + i0 + rows;   // the last row of the block sees this many keys
+            const int m = static_cast<int>(rows), n = static_cast<int>(ctx);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, hd, scale, q + i0 * rowStride + h * headDim, ld,
+                        kh, hd, 0.0f, scratch, n);
+            for (size_t r = 0; r < rows; ++r) {
+                float* srow = scratch + r * ctx;
+                const size_t visible = prefix + i0 + r + 1;
+                softmax(srow, visible);
+                for (size_t j = visible; j < ctx; ++j) srow[j] = 0.0f;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, n, 1.0f, scratch, n, vh, hd, 0.0f,
+                        out + i0 * rowStride + h * headDim, ld);
         }
     }
 }

@@ -56,4 +56,13 @@ void attention(const float* q, const float* k, const float* v, float* out, size_
                size_t nHeads, size_t nKvHeads, size_t headDim, size_t kvStride, size_t headBegin, size_t headEnd,
                float* scratch);
 
+// The same attention computed with two sgemm calls per head and block of queries (S = Q·Kᵀ, softmax
+// with the causal limit per row, O = P·V), for prefill and encoding where the scalar loop above is
+// the bottleneck. Query blocks of kAttentionBlock rows only multiply the context they can see.
+// scratch: at least attentionGemmScratch(nQuery, nCtx) floats per calling thread.
+inline constexpr size_t kAttentionBlock = 128;
+inline size_t attentionGemmScratch(size_t nQuery, size_t nCtx) { return (nQuery < kAttentionBlock ? nQuery : kAttentionBlock) * nCtx; }
+void attentionGemm(const float* q, const float* k, const float* v, float* out, size_t nQuery, size_t nCtx, size_t nHeads,
+                   size_t nKvHeads, size_t headDim, size_t kvStride, size_t headBegin, size_t headEnd, float* scratch);
+
 }  // namespace msa::cpu

@@ -153,6 +153,22 @@ private slots:
         QVERIFY(lastChanged);
     }
 
+    void attentionGemmEqualsDirect() {
+        // More queries than one block (128) so the per-block causal limits are exercised, plus a prefix.
+        const size_t nHeads = 6, nKv = 2, hd = 16, nQ = 300, prefix = 7, nCtx = prefix + nQ, stride = 320;
+        auto q = randomVector(nQ * nHeads * hd, 21);
+        auto k = randomVector(nKv * stride * hd, 22);
+        auto v = randomVector(nKv * stride * hd, 23);
+        std::vector<float> direct(nQ * nHeads * hd), gemm(direct.size()), scratch(nCtx),
+            gemmScratch(cpu::attentionGemmScratch(nQ, nCtx));
+        cpu::attention(q.data(), k.data(), v.data(), direct.data(), nQ, nCtx, nHeads, nKv, hd, stride, 0, nHeads, scratch.data());
+        cpu::attentionGemm(q.data(), k.data(), v.data(), gemm.data(), nQ, nCtx, nHeads, nKv, hd, stride, 0, nHeads,
+                           gemmScratch.data());
+        double maxDiff = 0;
+        for (size_t i = 0; i < direct.size(); ++i) maxDiff = std::max(maxDiff, double(std::abs(direct[i] - gemm[i])));
+        QVERIFY2(maxDiff < 1e-5, qPrintable(QString::number(maxDiff)));
+    }
+
     void samplerGreedyAndPenalty() {
         engine::Sampler greedy;
         std::vector<float> logits = {0.5f, 2.0f, 2.0f, -1.0f};
