@@ -104,3 +104,43 @@ int runRoute(const RouteArgs& a) {
 }
 
 }  // namespace msa::app
+
+namespace msa::app {
+
+int runAsk(const AskArgs& a) {
+    jobs::AskRequest req;
+    req.route.bank = a.bank;
+    req.route.model = a.modelPath;
+    if (!a.catalog.empty()) req.route.catalog = a.catalog;
+    req.route.question = a.question;
+    req.route.nThreads = static_cast<size_t>(std::max(0, a.threads));
+    req.nDocuments = static_cast<size_t>(std::max(1, a.nDocuments));
+    req.maxTokens = static_cast<size_t>(std::max(1, a.maxTokens));
+    CancelToken cancel;
+    req.cancel = &cancel;
+    g_buildCancel = &cancel;   // the same SIGINT handler: stop generating, keep what was said
+    std::signal(SIGINT, onBuildSignal);
+    auto r = jobs::askQuestion(req, [&](std::string_view piece) {
+        if (!a.json) {
+            std::fwrite(piece.data(), 1, piece.size(), stdout);
+            std::fflush(stdout);
+        }
+        return true;
+    });
+    std::signal(SIGINT, SIG_DFL);
+    g_buildCancel = nullptr;
+    if (!r) return reportFailure("ask", r.status(), a.json);
+    if (a.json) {
+        nlohmann::json j = jobs::toJson(*r);
+        j["ok"] = true;
+        std::cout << j.dump(2) << std::endl;
+        return 0;
+    }
+    std::printf("\n\nMemory used (%s): 1 hop, %zu documents, %.1f s\n", r->method.c_str(), r->used.size(), r->seconds);
+    for (const auto& d : r->used)
+        std::printf("  [%lld] %s (selected in %zu of %zu routing layers)\n", static_cast<long long>(d.id), d.title.c_str(),
+                    d.votes, r->routing.layers.size());
+    return 0;
+}
+
+}  // namespace msa::app

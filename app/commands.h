@@ -55,6 +55,15 @@ struct RouteArgs {
 };
 int runRoute(const RouteArgs& args);
 
+struct AskArgs {
+    std::string bank, modelPath, catalog, question;
+    int nDocuments = 4;
+    int maxTokens = 256;
+    int threads = 0;
+    bool json = false;
+};
+int runAsk(const AskArgs& args);
+
 // The one failure printer of every subcommand: "msa <command>: <code name>: <message>" on stderr,
 // plus {"ok": false, "error": {...}} on stdout with --json. Returns msa::exitCodeFor(status.code()).
 int reportFailure(const std::string& command, const Status& status, bool json);

@@ -708,10 +708,20 @@ int main(int argc, char** argv) {
     routeCmd->add_flag("--json", routeArgs.json, "Print the routing as JSON");
     routeCmd->add_option("QUESTION", routeArgs.question, "The question")->required();
 
+    msa::app::AskArgs askArgs;
+    CLI::App* askCmd = app.add_subcommand("ask", "Answer QUESTION from memory: routing picks the documents, the model answers "
+                                                 "citing them (training-free; Memory Interleave comes later)");
+    askCmd->add_option("--bank", askArgs.bank, "Memory bank folder")->required();
+    askCmd->add_option("--model", askArgs.modelPath, "The model the bank was built with")->required();
+    askCmd->add_option("--catalog", askArgs.catalog, "Catalog holding the documents' text")->required();
+    askCmd->add_option("--docs", askArgs.nDocuments, "Documents given to the model")->capture_default_str();
+    askCmd->add_option("--max-tokens,-n", askArgs.maxTokens, "Answer length limit")->capture_default_str();
+    askCmd->add_option("--threads", askArgs.threads, "CPU threads (0 = all cores)")->capture_default_str();
+    askCmd->add_flag("--json", askArgs.json, "Print the answer, documents and routing as JSON");
+    askCmd->add_option("QUESTION", askArgs.question, "The question")->required();
+
     // ---- subcommands that later issues fill ---------------------------------------------------
     const std::vector<PlannedCommand> planned = {
-        {"ask", "Answer QUESTION from a memory bank with Memory Interleave", "the MSA memory engine",
-         {{"--bank", "Memory bank path"}, {"--hops", "Maximum interleave rounds"}}, "QUESTION"},
         {"eval", "Evaluate routing and answers on MuSiQue / LoCoMo / the demo questions", "the MSA memory engine",
          {{"--bank", "Memory bank path"}, {"--dataset", "Dataset file"}}, nullptr},
     };
@@ -773,6 +783,7 @@ int main(int argc, char** argv) {
         if (benchCmd->parsed()) return msa::app::runBench(bench);
         if (buildCmd->parsed()) return msa::app::runBuild(buildArgs);
         if (routeCmd->parsed()) return msa::app::runRoute(routeArgs);
+        if (askCmd->parsed()) return msa::app::runAsk(askArgs);
         if (bankCmd->parsed()) return runBank(bankOpts);
         for (size_t i = 0; i < planned.size(); ++i) {
             if (!plannedApps[i]->parsed()) continue;

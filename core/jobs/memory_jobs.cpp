@@ -1,6 +1,7 @@
 #include "core/jobs/memory_jobs.h"
 
 #include "core/catalog/catalog.h"
+#include "core/engine/generator.h"
 #include "core/jobs/model_runtime.h"
 #include "core/memory/bank.h"
 #include "core/memory/encoder.h"
@@ -299,6 +300,68 @@ Result<RouteReport> routeQuestion(const RouteRequest& r) {
     }
     out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     return out;
+}
+
+Result<AskReport> askQuestion(const AskRequest& a, const AnswerStream& onPiece) {
+    const auto t0 = Clock::now();
+    if (!a.route.catalog) return invalidArgument("answering needs the catalog that holds the documents' text (--catalog)");
+    AskReport out;
+    MSA_ASSIGN_OR_RETURN(out.routing, routeQuestion(a.route));
+    MSA_ASSIGN_OR_RETURN(catalog::Catalog cat, catalog::Catalog::open(*a.route.catalog, {.readOnly = true, .create = false}));
+
+    std::string documents;
+    for (const auto& o : out.routing.overall) {
+        if (out.used.size() >= a.nDocuments) break;
+        auto m = cat.memoryDocument(o.id);
+        if (!m) {
+            MSA_LOG(Warning) << "memory document " << o.id << " is in the bank but not in the catalog: " << m.status().message();
+            continue;
+        }
+        std::string text = m->text.substr(0, a.maxDocumentBytes);
+        if (m->text.size() > a.maxDocumentBytes) text += " …";
+        // Appended piece by piece: GCC 12 raises a false -Wrestrict on "literal" + std::string.
+        documents += '[';
+        documents += std::to_string(o.id);
+        documents += "] ";
+        documents += m->title;
+        documents += '\n';
+        documents += text;
+        documents += "\n\n";
+        out.used.push_back(o);
+    }
+
+    auto backend = engine::createCpuBackend();
+    MSA_ASSIGN_OR_RETURN(ModelRuntime rt, openModelRuntime(a.route.model, *backend));
+    const std::vector<model::ChatMessage> messages = {
+        {"system", "You answer questions about the user's personal archive. Use only the numbered documents below and "
+                   "cite the numbers of the documents you used, like [12]. If they do not contain the answer, say so."},
+        {"user", std::string("Documents:\n\n").append(documents).append("Question: ").append(a.route.question)}};
+    const std::vector<int32_t> prompt = rt.tokenizer->encode(rt.chatTemplate.apply(messages));
+    out.promptTokens = prompt.size();
+    MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session,
+                         rt.model->createSession({.maxTokens = prompt.size() + a.maxTokens + 8, .nThreads = a.route.nThreads}));
+    engine::GenerateOptions go;
+    go.maxTokens = a.maxTokens;
+    go.sampler.repetitionPenalty = a.repetitionPenalty;
+    go.stopStrings = chatStopStrings(rt);
+    go.cancel = a.cancel;
+    MSA_ASSIGN_OR_RETURN(engine::GenerateResult g,
+                         engine::generate(*session, *rt.tokenizer, prompt, go, [&](std::string_view piece, int32_t) {
+                             return onPiece ? onPiece(piece) : true;
+                         }));
+    out.answer = g.text;
+    out.answerTokens = g.tokens.size();
+    out.stopReason = g.stopReason;
+    out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    return out;
+}
+
+nlohmann::json toJson(const AskReport& r) {
+    nlohmann::json used = nlohmann::json::array();
+    for (const auto& o : r.used) used.push_back({{"id", o.id}, {"votes", o.votes}, {"best_score", o.bestScore}, {"title", o.title}});
+    return {{"answer", r.answer}, {"method", r.method}, {"documents", used}, {"routing", toJson(r.routing)},
+            {"prompt_tokens", r.promptTokens}, {"answer_tokens", r.answerTokens}, {"stop_reason", r.stopReason},
+            {"seconds", r.seconds}};
 }
 
 nlohmann::json toJson(const BuildReport& r) {

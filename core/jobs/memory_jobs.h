@@ -24,6 +24,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -95,6 +96,32 @@ struct RouteReport {
 
 Result<RouteReport> routeQuestion(const RouteRequest& request);
 
+// Answering from memory. Today's method, for every model, is the training-free one of DESIGN.md §3.4:
+// round-1 routing, then the original text of the documents most layers selected is placed in the
+// prompt (numbered [id]) and the model answers in its chat template. The MSA generative-retrieval
+// protocol (Memory Interleave with [i] ids and chunk K/V in the context) is not wired yet.
+struct AskRequest {
+    RouteRequest route;                 // bank, model, question (catalog is required here)
+    size_t nDocuments = 4;              // documents whose text is given to the model
+    size_t maxTokens = 256;
+    size_t maxDocumentBytes = 4000;     // each document's text is cut to this many bytes
+    float repetitionPenalty = 1.2f;     // greedy small models loop without it (HF rule, sampler.h)
+    const CancelToken* cancel = nullptr;
+};
+struct AskReport {
+    std::string answer;
+    std::string method = "training-free routing + text injection";
+    std::vector<OverallDocument> used;  // in the order given to the model
+    RouteReport routing;
+    size_t promptTokens = 0;
+    size_t answerTokens = 0;
+    double seconds = 0;
+    std::string stopReason;
+};
+using AnswerStream = std::function<bool(std::string_view piece)>;
+Result<AskReport> askQuestion(const AskRequest& request, const AnswerStream& onPiece = {});
+
+nlohmann::json toJson(const AskReport& r);
 nlohmann::json toJson(const BuildReport& r);
 nlohmann::json toJson(const RouteReport& r);
 

@@ -80,7 +80,7 @@ private slots:
         const Run badOption = runMsa({"doctor", "--no-such-option"});
         QCOMPARE(badOption.exitCode, 2);
         QVERIFY2(isOneLine(badOption.err) && badOption.err.contains("--no-such-option"), qPrintable(badOption.err));
-        const Run missingArg = runMsa({"ask"});
+        const Run missingArg = runMsa({"eval", "--bank"});
         QCOMPARE(missingArg.exitCode, 2);
         QVERIFY2(isOneLine(missingArg.err), qPrintable(missingArg.err));
     }
@@ -190,7 +190,7 @@ private slots:
     }
 
     void unimplementedCommandsSaySo() {
-        const Run r = runMsa({"ask", "--bank", "x.msab", "who?"});
+        const Run r = runMsa({"eval", "--bank", "x.msab"});
         QCOMPARE(r.exitCode, 6);
         QVERIFY2(isOneLine(r.err) && r.err.contains("unimplemented"), qPrintable(r.err));
         const Run j = runMsa({"eval", "--json"});

@@ -122,6 +122,29 @@ private slots:
         QVERIFY(a->overall.front().title.rfind("note", 0) == 0);   // titles from the catalog
     }
 
+    void askUsesTheTopDocumentsAndIsDeterministic() {
+        jobs::AskRequest req;
+        req.route.bank = m_bank;
+        req.route.model = kMsa;
+        req.route.catalog = m_catalog;
+        req.route.question = "Where did the spruce for the cello top come from?";
+        req.nDocuments = 2;
+        req.maxTokens = 8;
+        std::string streamed;
+        auto a = jobs::askQuestion(req, [&](std::string_view p) { streamed += p; return true; });
+        QVERIFY2(a.ok(), a.status().toString().c_str());
+        QCOMPARE(a->used.size(), size_t(2));
+        QCOMPARE(a->used[0].id, a->routing.overall[0].id);   // the documents most layers selected, in order
+        QCOMPARE(a->used[1].id, a->routing.overall[1].id);
+        QVERIFY(a->answerTokens >= 1 && a->answerTokens <= 8);
+        QCOMPARE(streamed, a->answer);
+        auto b = jobs::askQuestion(req);
+        QVERIFY(b.ok());
+        QCOMPARE(b->answer, a->answer);   // greedy
+        req.route.catalog.reset();
+        QCOMPARE(jobs::askQuestion(req).status().code(), ErrorCode::InvalidArgument);
+    }
+
 private:
     Status importNow() {
         auto cat = catalog::Catalog::open(m_catalog);
