@@ -144,3 +144,41 @@ int runAsk(const AskArgs& a) {
 }
 
 }  // namespace msa::app
+
+#include "core/util/paths.h"
+
+namespace msa::app {
+
+int runEval(const EvalArgs& a) {
+    jobs::EvalRequest req;
+    req.route.bank = a.bank;
+    req.route.model = a.modelPath;
+    req.route.catalog = a.catalog;
+    req.route.nThreads = static_cast<size_t>(std::max(0, a.threads));
+    req.k = static_cast<size_t>(std::max(1, a.k));
+    if (a.questions.empty()) {
+        req.archiveRoot = findDemoArchive();
+        req.questions = demoQuestionsFile(req.archiveRoot);
+        if (req.archiveRoot.empty())
+            return reportFailure("eval", notFound("no --questions given and the demo archive was not found"), a.json);
+    } else {
+        req.questions = a.questions;
+        req.archiveRoot = a.archiveRoot.empty() ? std::filesystem::path(a.questions).parent_path() : std::filesystem::path(a.archiveRoot);
+    }
+    auto r = jobs::evaluateRouting(req);
+    if (!r) return reportFailure("eval", r.status(), a.json);
+    if (a.json) {
+        nlohmann::json j = jobs::toJson(*r);
+        j["ok"] = true;
+        std::cout << j.dump(2) << std::endl;
+        return 0;
+    }
+    std::printf("%-6s %5s %11s %14s %12s\n", "id", "hops", "supporting", "routed@k hits", "BM25@k hits");
+    for (const auto& q : r->questions)
+        std::printf("%-6s %5zu %11zu %14zu %12zu\n", q.id.c_str(), q.hops, q.nSupporting, q.routedHits, q.bm25Hits);
+    std::printf("\nrecall of supporting files in the top %zu (mean over %zu questions): routing %.3f, BM25 %.3f (%.1f s)\n",
+                r->k, r->questions.size(), r->routedRecall, r->bm25Recall, r->seconds);
+    return 0;
+}
+
+}  // namespace msa::app

@@ -64,6 +64,14 @@ struct AskArgs {
 };
 int runAsk(const AskArgs& args);
 
+struct EvalArgs {
+    std::string bank, modelPath, catalog, questions, archiveRoot;
+    int k = 5;
+    int threads = 0;
+    bool json = false;
+};
+int runEval(const EvalArgs& args);
+
 // The one failure printer of every subcommand: "msa <command>: <code name>: <message>" on stderr,
 // plus {"ok": false, "error": {...}} on stdout with --json. Returns msa::exitCodeFor(status.code()).
 int reportFailure(const std::string& command, const Status& status, bool json);

@@ -720,10 +720,20 @@ int main(int argc, char** argv) {
     askCmd->add_flag("--json", askArgs.json, "Print the answer, documents and routing as JSON");
     askCmd->add_option("QUESTION", askArgs.question, "The question")->required();
 
+    msa::app::EvalArgs evalArgs;
+    CLI::App* evalCmd = app.add_subcommand("eval", "Routing recall of supporting files beside a BM25 baseline "
+                                                   "(default: the demo archive's questions)");
+    evalCmd->add_option("--bank", evalArgs.bank, "Memory bank folder")->required();
+    evalCmd->add_option("--model", evalArgs.modelPath, "The model the bank was built with")->required();
+    evalCmd->add_option("--catalog", evalArgs.catalog, "Catalog the bank was built from")->required();
+    evalCmd->add_option("--questions", evalArgs.questions, "questions.json (question, supporting_files)");
+    evalCmd->add_option("--archive", evalArgs.archiveRoot, "Folder the supporting_files are relative to");
+    evalCmd->add_option("--k", evalArgs.k, "Documents considered per question")->capture_default_str();
+    evalCmd->add_option("--threads", evalArgs.threads, "CPU threads (0 = all cores)")->capture_default_str();
+    evalCmd->add_flag("--json", evalArgs.json, "Print the evaluation as JSON");
+
     // ---- subcommands that later issues fill ---------------------------------------------------
     const std::vector<PlannedCommand> planned = {
-        {"eval", "Evaluate routing and answers on MuSiQue / LoCoMo / the demo questions", "the MSA memory engine",
-         {{"--bank", "Memory bank path"}, {"--dataset", "Dataset file"}}, nullptr},
     };
     std::vector<CommonFlags> plannedFlags(planned.size());
     std::vector<std::vector<std::string>> plannedValues(planned.size());
@@ -784,6 +794,7 @@ int main(int argc, char** argv) {
         if (buildCmd->parsed()) return msa::app::runBuild(buildArgs);
         if (routeCmd->parsed()) return msa::app::runRoute(routeArgs);
         if (askCmd->parsed()) return msa::app::runAsk(askArgs);
+        if (evalCmd->parsed()) return msa::app::runEval(evalArgs);
         if (bankCmd->parsed()) return runBank(bankOpts);
         for (size_t i = 0; i < planned.size(); ++i) {
             if (!plannedApps[i]->parsed()) continue;

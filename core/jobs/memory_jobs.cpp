@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
+#include <fstream>
 #include <chrono>
 #include <map>
 #include <numeric>
@@ -354,6 +356,114 @@ Result<AskReport> askQuestion(const AskRequest& a, const AnswerStream& onPiece) 
     out.stopReason = g.stopReason;
     out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     return out;
+}
+
+namespace {
+// Source paths of the catalog document behind a memory document.
+std::vector<std::string> sourcesOf(const catalog::Catalog& cat, int64_t memoryId) {
+    std::vector<std::string> out;
+    auto m = cat.memoryDocument(memoryId);
+    if (!m) return out;
+    auto d = cat.document(m->documentId);
+    if (!d) return out;
+    for (const auto& [path, locator] : d->sources) out.push_back(path);
+    return out;
+}
+
+// Words of a question as an FTS5 OR-query ("word" OR "word" ...), each quoted so no word is syntax.
+std::string bm25Query(const std::string& question) {
+    static const std::set<std::string> stop = {"the", "and", "was", "what", "which", "who", "when", "where", "did", "does",
+                                               "for", "from", "that", "this", "with", "her", "his", "how", "are", "were",
+                                               "she", "they", "their", "has", "have", "had", "been", "its", "into", "out"};
+    std::string q, word;
+    auto flush = [&] {
+        if (word.size() >= 3 && !stop.count(word)) {
+            if (!q.empty()) q += " OR ";
+            q += '"';
+            q += word;
+            q += '"';
+        }
+        word.clear();
+    };
+    for (unsigned char c : question) {
+        if (std::isalnum(c) || c >= 0x80) word += static_cast<char>(c >= 0x80 ? c : std::tolower(c));
+        else flush();
+    }
+    flush();
+    return q;
+}
+}  // namespace
+
+Result<EvalReport> evaluateRouting(const EvalRequest& e) {
+    const auto t0 = Clock::now();
+    if (!e.route.catalog) return invalidArgument("evaluation needs the catalog (--catalog)");
+    std::ifstream in(e.questions);
+    if (!in) return notFound("cannot read " + quotedName(e.questions.string()));
+    nlohmann::json qs;
+    try {
+        qs = nlohmann::json::parse(in);
+    } catch (const std::exception& ex) {
+        return corrupt(quotedName(e.questions.string()) + ": " + ex.what());
+    }
+    MSA_ASSIGN_OR_RETURN(catalog::Catalog cat, catalog::Catalog::open(*e.route.catalog, {.readOnly = true, .create = false}));
+    EvalReport out;
+    out.k = e.k;
+    double routedSum = 0, bm25Sum = 0;
+    for (const auto& q : qs) {
+        if (!q.contains("question") || !q.contains("supporting_files")) continue;
+        EvalQuestion r;
+        r.id = q.value("id", "");
+        r.question = q["question"].get<std::string>();
+        r.hops = q.value("hops", 0);
+        std::set<std::string> wanted;
+        for (const auto& f : q["supporting_files"]) wanted.insert((e.archiveRoot / f.get<std::string>()).lexically_normal().string());
+        r.nSupporting = wanted.size();
+        auto hits = [&](const std::vector<int64_t>& memoryIds) {
+            std::set<std::string> found;
+            for (int64_t id : memoryIds)
+                for (const auto& p : sourcesOf(cat, id))
+                    if (wanted.count(fs::path(p).lexically_normal().string())) found.insert(p);
+            return found.size();
+        };
+        RouteRequest rr = e.route;
+        rr.question = r.question;
+        MSA_ASSIGN_OR_RETURN(RouteReport routed, routeQuestion(rr));
+        std::vector<int64_t> top;
+        for (const auto& o : routed.overall)
+            if (top.size() < e.k) top.push_back(o.id);
+        r.routedHits = hits(top);
+        catalog::SearchQuery sq;
+        sq.match = bm25Query(r.question);
+        sq.limit = static_cast<int>(e.k);
+        std::vector<int64_t> bm25;
+        if (!sq.match.empty()) {
+            MSA_ASSIGN_OR_RETURN(std::vector<catalog::SearchHit> found, cat.search(sq));
+            for (const auto& h : found)
+                for (int64_t id : h.memoryDocumentIds)
+                    if (bm25.size() < e.k) bm25.push_back(id);
+        }
+        r.bm25Hits = hits(bm25);
+        if (r.nSupporting) {
+            routedSum += static_cast<double>(r.routedHits) / static_cast<double>(r.nSupporting);
+            bm25Sum += static_cast<double>(r.bm25Hits) / static_cast<double>(r.nSupporting);
+        }
+        out.questions.push_back(std::move(r));
+    }
+    if (!out.questions.empty()) {
+        out.routedRecall = routedSum / static_cast<double>(out.questions.size());
+        out.bm25Recall = bm25Sum / static_cast<double>(out.questions.size());
+    }
+    out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    return out;
+}
+
+nlohmann::json toJson(const EvalReport& r) {
+    nlohmann::json qs = nlohmann::json::array();
+    for (const auto& q : r.questions)
+        qs.push_back({{"id", q.id}, {"hops", q.hops}, {"supporting", q.nSupporting}, {"routed_hits", q.routedHits},
+                      {"bm25_hits", q.bm25Hits}});
+    return {{"k", r.k}, {"routed_recall", r.routedRecall}, {"bm25_recall", r.bm25Recall}, {"questions", qs},
+            {"seconds", r.seconds}};
 }
 
 nlohmann::json toJson(const AskReport& r) {

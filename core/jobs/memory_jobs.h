@@ -121,6 +121,29 @@ struct AskReport {
 using AnswerStream = std::function<bool(std::string_view piece)>;
 Result<AskReport> askQuestion(const AskRequest& request, const AnswerStream& onPiece = {});
 
+// Routing recall on a question set with known supporting files (resources/demo/questions.json
+// format: question, supporting_files relative to the archive folder): for each question, the share of
+// its supporting files among the top-k documents of the overall routing ranking, beside the same
+// share for BM25 full-text search over the same catalog collection (the baseline, DESIGN.md §3).
+struct EvalRequest {
+    RouteRequest route;                      // bank, model, catalog (required)
+    std::filesystem::path questions;         // questions.json
+    std::filesystem::path archiveRoot;       // supporting_files are relative to this folder
+    size_t k = 5;
+};
+struct EvalQuestion {
+    std::string id, question;
+    size_t hops = 0, nSupporting = 0, routedHits = 0, bm25Hits = 0;
+};
+struct EvalReport {
+    size_t k = 0;
+    std::vector<EvalQuestion> questions;
+    double routedRecall = 0, bm25Recall = 0;   // mean over questions
+    double seconds = 0;
+};
+Result<EvalReport> evaluateRouting(const EvalRequest& request);
+nlohmann::json toJson(const EvalReport& r);
+
 nlohmann::json toJson(const AskReport& r);
 nlohmann::json toJson(const BuildReport& r);
 nlohmann::json toJson(const RouteReport& r);

@@ -80,7 +80,7 @@ private slots:
         const Run badOption = runMsa({"doctor", "--no-such-option"});
         QCOMPARE(badOption.exitCode, 2);
         QVERIFY2(isOneLine(badOption.err) && badOption.err.contains("--no-such-option"), qPrintable(badOption.err));
-        const Run missingArg = runMsa({"eval", "--bank"});
+        const Run missingArg = runMsa({"route", "--bank"});
         QCOMPARE(missingArg.exitCode, 2);
         QVERIFY2(isOneLine(missingArg.err), qPrintable(missingArg.err));
     }
@@ -189,15 +189,16 @@ private slots:
         QCOMPARE(c["stop_reason"].toString(), QString("eos"));
     }
 
-    void unimplementedCommandsSaySo() {
-        const Run r = runMsa({"eval", "--bank", "x.msab"});
-        QCOMPARE(r.exitCode, 6);
-        QVERIFY2(isOneLine(r.err) && r.err.contains("unimplemented"), qPrintable(r.err));
-        const Run j = runMsa({"eval", "--json"});
-        QCOMPARE(j.exitCode, 6);
-        const QJsonObject o = QJsonDocument::fromJson(j.out.toUtf8()).object();
+    void memoryCommandErrors() {
+        // A missing bank is NotFound (exit 3), with a JSON error object for scripts.
+        const QString tiny = QStringLiteral(MSA_SOURCE_DIR "/tests/fixtures/models/qwen3-f32");
+        const Run r = runMsa({"route", "--json", "--bank", "/nonexistent/bank", "--model", tiny, "who?"});
+        QCOMPARE(r.exitCode, 3);
+        QVERIFY2(isOneLine(r.err), qPrintable(r.err));
+        const QJsonObject o = QJsonDocument::fromJson(r.out.toUtf8()).object();
         QCOMPARE(o["ok"].toBool(true), false);
-        QCOMPARE(o["error"].toObject()["code"].toString(), QString("unimplemented"));
+        QCOMPARE(o["error"].toObject()["code"].toString(), QString("not_found"));
+        QCOMPARE(runMsa({"ask", "--bank", "b", "--model", tiny, "q"}).exitCode, 2);   // --catalog is required
     }
 };
 
