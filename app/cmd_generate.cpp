@@ -2,6 +2,7 @@
 // answer to a user message in the model's chat template) to stdout. SIGINT cancels cleanly: what was
 // generated so far is kept and the timing line is still printed.
 #include "app/commands.h"
+#include "app/signal_cancel.h"
 
 #include "core/jobs/bench.h"
 #include "core/jobs/bench_import.h"
@@ -10,18 +11,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include <csignal>
+#include <optional>
 #include <cstdio>
 #include <iostream>
 
 namespace msa::app {
-namespace {
-CancelToken* g_cancel = nullptr;
-extern "C" void onGenerateSigint(int) {
-    if (g_cancel) g_cancel->cancel();   // lock-free atomic store: async-signal-safe
-}
-}  // namespace
-
 int reportFailure(const std::string& command, const Status& status, bool json) {
     std::fprintf(stderr, "msa %s: %s\n", command.c_str(), status.toString().c_str());
     if (json) {
@@ -53,8 +47,7 @@ int runGenerate(const GenerateArgs& a) {
     if (!session) return reportFailure("generate", session.status(), a.json);
 
     CancelToken cancel;
-    g_cancel = &cancel;
-    std::signal(SIGINT, onGenerateSigint);
+    std::optional<CancelOnSignal> signals(std::in_place, cancel);
     engine::GenerateOptions go;
     go.maxTokens = static_cast<size_t>(a.maxTokens);
     go.sampler = {.temperature = a.temperature, .topK = a.topK, .topP = a.topP, .repetitionPenalty = a.repeatPenalty,
@@ -68,8 +61,7 @@ int runGenerate(const GenerateArgs& a) {
         }
         return true;
     });
-    std::signal(SIGINT, SIG_DFL);
-    g_cancel = nullptr;
+    signals.reset();
     if (!result) return reportFailure("generate", result.status(), a.json);
     const auto& r = *result;
     const double prefillRate = r.prefillSeconds > 0 ? static_cast<double>(r.nPromptTokens) / r.prefillSeconds : 0;

@@ -2,6 +2,7 @@
 // documents each routing layer selects for a question). SIGINT during a build cancels after the
 // current document; everything committed stays, and the next run resumes.
 #include "app/commands.h"
+#include "app/signal_cancel.h"
 
 #include "core/jobs/memory_jobs.h"
 #include "core/util/format.h"
@@ -10,18 +11,11 @@
 
 #include <unistd.h>
 
-#include <csignal>
+#include <optional>
 #include <cstdio>
 #include <iostream>
 
 namespace msa::app {
-namespace {
-CancelToken* g_buildCancel = nullptr;
-extern "C" void onBuildSignal(int) {
-    if (g_buildCancel) g_buildCancel->cancel();
-}
-}  // namespace
-
 int runBuild(const BuildArgs& a) {
     jobs::BuildOptions o;
     o.catalog = a.catalog;
@@ -41,13 +35,9 @@ int runBuild(const BuildArgs& a) {
                          static_cast<unsigned long long>(p.bytesDone), p.bytesPerSecond, formatDuration(p.etaSeconds).c_str(),
                          tty ? "   " : "\n");
         };
-    g_buildCancel = &cancel;
-    std::signal(SIGINT, onBuildSignal);
-    std::signal(SIGTERM, onBuildSignal);
+    std::optional<CancelOnSignal> signals(std::in_place, cancel);
     auto r = jobs::buildMemory(o);
-    std::signal(SIGINT, SIG_DFL);
-    std::signal(SIGTERM, SIG_DFL);
-    g_buildCancel = nullptr;
+    signals.reset();
     if (!a.quiet && tty) std::fprintf(stderr, "\n");
     if (!r) return reportFailure("build", r.status(), a.json);
     if (a.json) {
@@ -118,8 +108,7 @@ int runAsk(const AskArgs& a) {
     req.maxTokens = static_cast<size_t>(std::max(1, a.maxTokens));
     CancelToken cancel;
     req.cancel = &cancel;
-    g_buildCancel = &cancel;   // the same SIGINT handler: stop generating, keep what was said
-    std::signal(SIGINT, onBuildSignal);
+    std::optional<CancelOnSignal> signals(std::in_place, cancel);   // Ctrl-C: stop generating, keep what was said
     auto r = jobs::askQuestion(req, [&](std::string_view piece) {
         if (!a.json) {
             std::fwrite(piece.data(), 1, piece.size(), stdout);
@@ -127,8 +116,7 @@ int runAsk(const AskArgs& a) {
         }
         return true;
     });
-    std::signal(SIGINT, SIG_DFL);
-    g_buildCancel = nullptr;
+    signals.reset();
     if (!r) return reportFailure("ask", r.status(), a.json);
     if (a.json) {
         nlohmann::json j = jobs::toJson(*r);

@@ -8,6 +8,7 @@
 // stdout so that scripts never parse text.
 #include "app/backend_setup.h"
 #include "app/commands.h"
+#include "app/signal_cancel.h"
 #include "core/catalog/catalog.h"
 #include "core/catalog/import_pipeline.h"
 #include "core/jobs/doctor.h"
@@ -28,7 +29,6 @@
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -205,13 +205,6 @@ std::string dayOf(std::optional<int64_t> t) {
     return msa::catalog::formatDay(*t);
 }
 
-// SIGINT/SIGTERM set the token (an atomic store: async-signal-safe); a second signal kills as usual.
-msa::CancelToken* g_cancelOnSigint = nullptr;
-extern "C" void onSigint(int sig) {
-    if (g_cancelOnSigint) g_cancelOnSigint->cancel();
-    std::signal(sig, SIG_DFL);
-}
-
 struct ImportOptions {
     std::string catalog;
     std::string collection = "default";
@@ -235,9 +228,7 @@ int runImport(const ImportOptions& o) {
     req.limits.tokenBudget = o.tokenBudget;
 
     msa::CancelToken cancel;
-    g_cancelOnSigint = &cancel;
-    std::signal(SIGINT, onSigint);
-    std::signal(SIGTERM, onSigint);
+    std::optional<msa::app::CancelOnSignal> signals(std::in_place, cancel);
     const bool tty = isatty(STDERR_FILENO) != 0;
     auto lastLine = std::chrono::steady_clock::now() - std::chrono::hours(1);
     auto onProgress = [&](const msa::Progress& p, uint64_t nDocs) {
@@ -255,9 +246,7 @@ int runImport(const ImportOptions& o) {
         std::fflush(stderr);
     };
     msa::Result<msa::catalog::ImportReport> rep = msa::catalog::importPaths(*cat, req, onProgress, &cancel);
-    std::signal(SIGINT, SIG_DFL);
-    std::signal(SIGTERM, SIG_DFL);
-    g_cancelOnSigint = nullptr;
+    signals.reset();
     if (!rep) return reportFailure("import", rep.status(), o.json);
     const msa::catalog::ImportReport& r = *rep;
     nlohmann::json j = msa::catalog::toJson(r);
