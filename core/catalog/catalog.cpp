@@ -220,16 +220,14 @@ Result<std::vector<SearchHit>> Catalog::search(const SearchQuery& q) const {
     return hits;
 }
 
-Result<MemoryDocumentText> Catalog::memoryDocument(int64_t memoryDocumentId) const {
-    // The span is in bytes: substr over the BLOB cast counts bytes (over TEXT it would count characters).
-    MSA_ASSIGN_OR_RETURN(Stmt s, m_db.prepare(
-        "SELECT m.id, d.id, d.kind, d.title, coalesce(m.label,''), "
-        "CAST(substr(CAST(d.text AS BLOB), m.span_start + 1, m.span_end - m.span_start) AS TEXT) "
-        "FROM memory_documents m JOIN documents d ON d.id = m.document_id WHERE m.id = ?"));
-    s.bind(1, memoryDocumentId);
-    MSA_ASSIGN_OR_RETURN(bool row, s.step());
-    if (!row)
-        return notFound("no memory document " + std::to_string(memoryDocumentId) + " in catalog '" + path().string() + "'");
+namespace {
+// The span is in bytes: substr over the BLOB cast counts bytes (over TEXT it would count characters).
+constexpr const char* kMemoryDocumentSelect =
+    "SELECT m.id, d.id, d.kind, d.title, coalesce(m.label,''), "
+    "CAST(substr(CAST(d.text AS BLOB), m.span_start + 1, m.span_end - m.span_start) AS TEXT) "
+    "FROM memory_documents m JOIN documents d ON d.id = m.document_id ";
+
+MemoryDocumentText memoryDocumentRow(const Stmt& s) {
     MemoryDocumentText m;
     m.id = s.int64(0);
     m.documentId = s.int64(1);
@@ -238,6 +236,31 @@ Result<MemoryDocumentText> Catalog::memoryDocument(int64_t memoryDocumentId) con
     m.label = s.text(4);
     m.text = s.text(5);
     return m;
+}
+}  // namespace
+
+Result<MemoryDocumentText> Catalog::memoryDocument(int64_t memoryDocumentId) const {
+    MSA_ASSIGN_OR_RETURN(Stmt s, m_db.prepare(std::string(kMemoryDocumentSelect) + "WHERE m.id = ?"));
+    s.bind(1, memoryDocumentId);
+    MSA_ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row)
+        return notFound("no memory document " + std::to_string(memoryDocumentId) + " in catalog '" + path().string() + "'");
+    return memoryDocumentRow(s);
+}
+
+Result<std::vector<MemoryDocumentText>> Catalog::memoryDocuments(const std::string& collection) const {
+    MSA_ASSIGN_OR_RETURN(Stmt s, m_db.prepare(
+        std::string(kMemoryDocumentSelect) +
+        "WHERE EXISTS (SELECT 1 FROM document_sources ds JOIN source_files f ON f.id = ds.source_file_id "
+        "JOIN collections c ON c.id = f.collection_id WHERE ds.document_id = d.id AND c.name = ?) ORDER BY m.id"));
+    s.bind(1, collection);
+    std::vector<MemoryDocumentText> out;
+    for (;;) {
+        MSA_ASSIGN_OR_RETURN(bool row, s.step());
+        if (!row) break;
+        out.push_back(memoryDocumentRow(s));
+    }
+    return out;
 }
 
 Result<DocumentInfo> Catalog::document(int64_t documentId) const {

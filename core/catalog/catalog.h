@@ -164,6 +164,8 @@ public:
     Result<DocumentInfo> document(int64_t documentId) const;
     // A memory document by its stable id (the [i] of the MSA protocol); NotFound when absent.
     Result<MemoryDocumentText> memoryDocument(int64_t memoryDocumentId) const;
+    // Every memory document of a collection with its text, by ascending id (one query).
+    Result<std::vector<MemoryDocumentText>> memoryDocuments(const std::string& collection) const;
     // Lists documents (newest first by id) of an optional collection, without their text.
     Result<std::vector<DocumentInfo>> listDocuments(const std::optional<std::string>& collection, int limit,
                                                     int offset) const;

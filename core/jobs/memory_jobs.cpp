@@ -44,25 +44,16 @@ struct MemoryText {
 };
 
 Result<std::vector<MemoryText>> memoryTexts(const catalog::Catalog& cat, const std::string& collection) {
+    MSA_ASSIGN_OR_RETURN(std::vector<catalog::MemoryDocumentText> docs, cat.memoryDocuments(collection));
     std::vector<MemoryText> out;
-    const int page = 500;
-    for (int offset = 0;; offset += page) {
-        MSA_ASSIGN_OR_RETURN(std::vector<catalog::DocumentInfo> docs, cat.listDocuments(collection, page, offset));
-        for (const auto& d : docs) {
-            MSA_ASSIGN_OR_RETURN(catalog::DocumentInfo full, cat.document(d.id));
-            for (const auto& seg : full.segments) {
-                const size_t begin = static_cast<size_t>(std::clamp<int64_t>(seg.spanStart, 0, static_cast<int64_t>(full.text.size())));
-                const size_t end = static_cast<size_t>(std::clamp<int64_t>(seg.spanEnd, static_cast<int64_t>(begin), static_cast<int64_t>(full.text.size())));
-                MemoryText m;
-                m.id = seg.id;
-                m.text = full.text.substr(begin, end - begin);
-                m.hash = xxh3_128(m.text).hex();
-                out.push_back(std::move(m));
-            }
-        }
-        if (docs.size() < static_cast<size_t>(page)) break;
+    out.reserve(docs.size());
+    for (auto& d : docs) {
+        MemoryText m;
+        m.id = d.id;
+        m.hash = xxh3_128(d.text).hex();
+        m.text = std::move(d.text);
+        out.push_back(std::move(m));
     }
-    std::sort(out.begin(), out.end(), [](const MemoryText& a, const MemoryText& b) { return a.id < b.id; });
     return out;
 }
 
@@ -203,65 +194,98 @@ Result<BuildReport> buildMemory(const BuildOptions& o) {
     return report;
 }
 
-Result<RouteReport> routeQuestion(const RouteRequest& r) {
-    const auto t0 = Clock::now();
-    auto backend = engine::createCpuBackend();
-    MSA_ASSIGN_OR_RETURN(ModelRuntime rt, openModelRuntime(r.model, *backend));
-    MSA_ASSIGN_OR_RETURN(memory::Bank bank, memory::Bank::open(r.bank, {.expectFingerprint = rt.files->fingerprint().hex()}));
-    MSA_ASSIGN_OR_RETURN(memory::RoutingConfig cfg, memory::routingConfigFor(*rt.files));
-    const auto& bp = bank.params();
-    cfg.topK = bp.topK;
-    std::vector<int> bankLayers(bp.routingLayers.begin(), bp.routingLayers.end());
-    if (bankLayers != cfg.layers)
-        return Status(ErrorCode::Mismatch, "the bank's routing layers differ from the model's routing configuration");
+namespace {
 
+// What routing needs, opened once and reused for every question (eval, ask).
+struct RoutingContext {
+    ModelRuntime rt;
+    memory::Bank bank;
+    memory::RoutingConfig cfg;
+    memory::DocumentWrapping wrap;
+    // Per shard, the layer-independent part of the router's document table.
+    struct ShardTable {
+        std::vector<uint64_t> offsets{0};   // relative to the shard's first chunk
+        std::vector<uint64_t> ids;
+        std::vector<uint8_t> allowed;       // 0 for tombstones
+    };
+    std::vector<ShardTable> shards;
+    std::optional<catalog::Catalog> catalog;
+};
+
+Result<std::unique_ptr<RoutingContext>> openRouting(const RouteRequest& r, engine::Backend& backend) {
+    auto ctx = std::make_unique<RoutingContext>();
+    MSA_ASSIGN_OR_RETURN(ctx->rt, openModelRuntime(r.model, backend));
+    MSA_ASSIGN_OR_RETURN(ctx->bank, memory::Bank::open(r.bank, {.expectFingerprint = ctx->rt.files->fingerprint().hex()}));
+    MSA_ASSIGN_OR_RETURN(ctx->cfg, memory::routingConfigFor(*ctx->rt.files));
+    const auto& bp = ctx->bank.params();
+    ctx->cfg.topK = bp.topK;
+    std::vector<int> bankLayers(bp.routingLayers.begin(), bp.routingLayers.end());
+    if (bankLayers != ctx->cfg.layers)
+        return Status(ErrorCode::Mismatch, "the bank's routing layers differ from the model's routing configuration");
+    ctx->wrap = wrappingFor(ctx->rt);
+    if (!ctx->cfg.layers.empty()) {
+        for (const memory::ShardSpan& span : ctx->bank.routingKeys(0)) {
+            RoutingContext::ShardTable t;
+            for (const auto& d : ctx->bank.documents()) {
+                if (d.firstChunk < span.firstChunk || d.firstChunk >= span.firstChunk + span.nChunks) continue;
+                t.offsets.push_back(d.firstChunk - span.firstChunk + d.nChunks);
+                t.ids.push_back(static_cast<uint64_t>(d.id));
+                t.allowed.push_back(d.live() ? 1 : 0);
+            }
+            ctx->shards.push_back(std::move(t));
+        }
+    }
+    if (r.catalog) {
+        auto cat = catalog::Catalog::open(*r.catalog, {.readOnly = true, .create = false});
+        if (cat) ctx->catalog = std::move(cat).value();
+        else MSA_LOG(Warning) << "titles unavailable: " << cat.status().toString();
+    }
+    return ctx;
+}
+
+Result<RouteReport> routeWith(RoutingContext& c, memory::Router& router, const RouteRequest& r) {
+    const auto t0 = Clock::now();
+    const auto& bp = c.bank.params();
     RouteReport out;
     out.question = r.question;
-    out.routing = cfg.describe();
-    out.topK = cfg.topK;
-    const memory::DocumentWrapping wrap = wrappingFor(rt);
-    const memory::QueryPrompt q = memory::round1Query(*rt.tokenizer, wrap, r.question, cfg.topK);
+    out.routing = c.cfg.describe();
+    out.topK = c.cfg.topK;
+    const memory::QueryPrompt q = memory::round1Query(*c.rt.tokenizer, c.wrap, r.question, c.cfg.topK);
     MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session,
-                         rt.model->createSession({.maxTokens = q.head.size() + q.tokens.size() + 8, .nThreads = r.nThreads}));
+                         c.rt.model->createSession({.maxTokens = q.head.size() + q.tokens.size() + 8, .nThreads = r.nThreads}));
     MSA_ASSIGN_OR_RETURN(std::vector<memory::RoutingQueries> queries,
-                         memory::collectRoutingQueries(*session, *rt.files, cfg, q.head, q.tokens, q.routeMask, q.firstPosition));
+                         memory::collectRoutingQueries(*session, *c.rt.files, c.cfg, q.head, q.tokens, q.routeMask, q.firstPosition));
 
-    // Per shard: the document table slice the router needs (offsets relative to the shard's first chunk).
-    const auto& docs = bank.documents();
-    memory::Router router(r.nThreads);
     std::map<int64_t, OverallDocument> overall;
-    for (size_t li = 0; li < cfg.layers.size(); ++li) {
+    for (size_t li = 0; li < c.cfg.layers.size(); ++li) {
         std::vector<float> scores;
         std::vector<uint64_t> ids;
-        for (const memory::ShardSpan& span : bank.routingKeys(li)) {
-            std::vector<uint64_t> offsets{0}, shardIds;
-            std::vector<uint8_t> allowed;
-            for (const auto& d : docs) {
-                if (d.firstChunk < span.firstChunk || d.firstChunk >= span.firstChunk + span.nChunks) continue;
-                offsets.push_back(d.firstChunk - span.firstChunk + d.nChunks);
-                shardIds.push_back(static_cast<uint64_t>(d.id));
-                allowed.push_back(d.live() ? 1 : 0);
-            }
-            if (shardIds.empty()) continue;
+        const std::vector<memory::ShardSpan> spans = c.bank.routingKeys(li);
+        if (spans.size() != c.shards.size())   // every shard holds every routing layer
+            return Status(ErrorCode::Internal, "routing layer " + std::to_string(li) + " has " + std::to_string(spans.size()) +
+                                                   " shard spans, the document table " + std::to_string(c.shards.size()));
+        for (size_t si = 0; si < spans.size(); ++si) {
+            const RoutingContext::ShardTable& t = c.shards[si];
+            if (t.ids.empty()) continue;
             memory::RouteKeys keys;
-            keys.data = span.bytes;
+            keys.data = spans[si].bytes;
             keys.dtype = bp.storage;
-            keys.nChunks = span.nChunks;
+            keys.nChunks = spans[si].nChunks;
             keys.nHeads = bp.nRouteHeads;
             keys.headDim = bp.headDim;
-            keys.chunkOffsets = offsets;
-            keys.docIds = shardIds;
-            MSA_ASSIGN_OR_RETURN(std::vector<float> s, router.scoreDocuments(cfg, queries[li], keys, {.topK = cfg.topK, .allowed = allowed}));
+            keys.chunkOffsets = t.offsets;
+            keys.docIds = t.ids;
+            MSA_ASSIGN_OR_RETURN(std::vector<float> s, router.scoreDocuments(c.cfg, queries[li], keys, {.topK = c.cfg.topK, .allowed = t.allowed}));
             scores.insert(scores.end(), s.begin(), s.end());
-            ids.insert(ids.end(), shardIds.begin(), shardIds.end());
+            ids.insert(ids.end(), t.ids.begin(), t.ids.end());
         }
         LayerRoute lr;
-        lr.layer = cfg.layers[li];
-        const auto top = memory::selectTop(scores, ids, std::max(r.topN, cfg.topK));
+        lr.layer = c.cfg.layers[li];
+        const auto top = memory::selectTop(scores, ids, std::max(r.topN, c.cfg.topK));
         for (size_t i = 0; i < top.size(); ++i) {
             RoutedDocument d{static_cast<int64_t>(top[i].id), top[i].score, {}};
             lr.top.push_back(d);
-            if (i < cfg.topK) {
+            if (i < c.cfg.topK) {
                 lr.selected.push_back(d);
                 auto& o = overall[d.id];
                 o.id = d.id;
@@ -280,36 +304,44 @@ Result<RouteReport> routeQuestion(const RouteRequest& r) {
         return a.id < b.id;
     });
 
-    if (r.catalog) {
-        auto cat = catalog::Catalog::open(*r.catalog, {.readOnly = true, .create = false});
-        if (cat) {
-            std::map<int64_t, std::string> titles;
-            auto titleOf = [&](int64_t memoryId) -> std::string {
-                auto it = titles.find(memoryId);
-                if (it != titles.end()) return it->second;
-                auto m = cat->memoryDocument(memoryId);
-                std::string t = m ? (m->label.empty() || m->label == m->title ? m->title : m->title + " — " + m->label) : "";
-                return titles[memoryId] = t;
-            };
-            for (auto& l : out.layers) {
-                for (auto& d : l.selected) d.title = titleOf(d.id);
-                for (auto& d : l.top) d.title = titleOf(d.id);
-            }
-            for (auto& o : out.overall) o.title = titleOf(o.id);
-        } else {
-            MSA_LOG(Warning) << "titles unavailable: " << cat.status().toString();
+    if (c.catalog) {
+        std::map<int64_t, std::string> titles;
+        auto titleOf = [&](int64_t memoryId) -> std::string {
+            auto it = titles.find(memoryId);
+            if (it != titles.end()) return it->second;
+            auto m = c.catalog->memoryDocument(memoryId);
+            std::string t = m ? (m->label.empty() || m->label == m->title ? m->title : m->title + " — " + m->label) : "";
+            return titles[memoryId] = t;
+        };
+        for (auto& l : out.layers) {
+            for (auto& d : l.selected) d.title = titleOf(d.id);
+            for (auto& d : l.top) d.title = titleOf(d.id);
         }
+        for (auto& o : out.overall) o.title = titleOf(o.id);
     }
     out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     return out;
+}
+
+}  // namespace
+
+Result<RouteReport> routeQuestion(const RouteRequest& r) {
+    auto backend = engine::createCpuBackend();
+    MSA_ASSIGN_OR_RETURN(std::unique_ptr<RoutingContext> ctx, openRouting(r, *backend));
+    memory::Router router(r.nThreads);
+    return routeWith(*ctx, router, r);
 }
 
 Result<AskReport> askQuestion(const AskRequest& a, const AnswerStream& onPiece) {
     const auto t0 = Clock::now();
     if (!a.route.catalog) return invalidArgument("answering needs the catalog that holds the documents' text (--catalog)");
     AskReport out;
-    MSA_ASSIGN_OR_RETURN(out.routing, routeQuestion(a.route));
-    MSA_ASSIGN_OR_RETURN(catalog::Catalog cat, catalog::Catalog::open(*a.route.catalog, {.readOnly = true, .create = false}));
+    auto backend = engine::createCpuBackend();
+    MSA_ASSIGN_OR_RETURN(std::unique_ptr<RoutingContext> ctx, openRouting(a.route, *backend));
+    if (!ctx->catalog) return notFound("cannot open the catalog " + quotedName(a.route.catalog->string()));
+    memory::Router router(a.route.nThreads);
+    MSA_ASSIGN_OR_RETURN(out.routing, routeWith(*ctx, router, a.route));
+    const catalog::Catalog& cat = *ctx->catalog;
 
     std::string documents;
     for (const auto& o : out.routing.overall) {
@@ -332,8 +364,7 @@ Result<AskReport> askQuestion(const AskRequest& a, const AnswerStream& onPiece) 
         out.used.push_back(o);
     }
 
-    auto backend = engine::createCpuBackend();
-    MSA_ASSIGN_OR_RETURN(ModelRuntime rt, openModelRuntime(a.route.model, *backend));
+    const ModelRuntime& rt = ctx->rt;
     const std::vector<model::ChatMessage> messages = {
         {"system", "You answer questions about the user's personal archive. Use only the numbered documents below and "
                    "cite the numbers of the documents you used, like [12]. If they do not contain the answer, say so."},
@@ -405,7 +436,11 @@ Result<EvalReport> evaluateRouting(const EvalRequest& e) {
     } catch (const std::exception& ex) {
         return corrupt(quotedName(e.questions.string()) + ": " + ex.what());
     }
-    MSA_ASSIGN_OR_RETURN(catalog::Catalog cat, catalog::Catalog::open(*e.route.catalog, {.readOnly = true, .create = false}));
+    auto backend = engine::createCpuBackend();
+    MSA_ASSIGN_OR_RETURN(std::unique_ptr<RoutingContext> ctx, openRouting(e.route, *backend));
+    if (!ctx->catalog) return notFound("cannot open the catalog " + quotedName(e.route.catalog->string()));
+    const catalog::Catalog& cat = *ctx->catalog;
+    memory::Router router(e.route.nThreads);
     EvalReport out;
     out.k = e.k;
     double routedSum = 0, bm25Sum = 0;
@@ -427,7 +462,7 @@ Result<EvalReport> evaluateRouting(const EvalRequest& e) {
         };
         RouteRequest rr = e.route;
         rr.question = r.question;
-        MSA_ASSIGN_OR_RETURN(RouteReport routed, routeQuestion(rr));
+        MSA_ASSIGN_OR_RETURN(RouteReport routed, routeWith(*ctx, router, rr));
         std::vector<int64_t> top;
         for (const auto& o : routed.overall)
             if (top.size() < e.k) top.push_back(o.id);
