@@ -624,7 +624,9 @@ def main():
         blob = Blob()
         g = run_branch(branch, method, model_dir, docs, blob)
         shadow = run_branch(branch, method, model_dir, docs, blob, shadow=True)
-        g["f32_shadow"] = {"recall_topk": {c: shadow[c]["recall_topk"] for c in ("greedy",)},
+        calls = {"greedy": shadow["greedy"]}
+        calls.update({f"interleave/round{i}": r for i, r in enumerate(shadow["interleave"]["rounds"])})
+        g["f32_shadow"] = {"recall_topk": {c: r["recall_topk"] for c, r in calls.items()},
                            "topk_boundary_margin_bf16_ulps": shadow["topk_boundary_margin_bf16_ulps"]}
         g["versions"] = versions
         g["seed"] = SEED

@@ -97,6 +97,10 @@ struct ReferenceFixture {
     std::vector<RefCall> rounds;        // the interleave rounds
     std::string question, finalResponse, answer;
     std::map<std::string, double> topkMargins;   // "<prefix>/<layer>" -> gap k-th/(k+1)-th in bf16 ulps
+    // The f32 shadow run (same code, model in float32): per call prefix and routing layer its top-k,
+    // and its boundary margins (same keys as topkMargins).
+    std::map<std::string, std::map<int, RefTopK>> shadowTopk;
+    std::map<std::string, double> shadowTopkMargins;
 
     bool has(const std::string& name) const { return json["arrays"].contains(name); }
 
@@ -160,6 +164,11 @@ struct ReferenceFixture {
             f.finalResponse = il["final_response"];
             f.answer = il["answer"];
             for (const auto& [k, v] : j["topk_boundary_margin_bf16_ulps"].items()) f.topkMargins[k] = v.get<double>();
+            const auto& sh = j["f32_shadow"];
+            for (const auto& [call, layers] : sh["recall_topk"].items())
+                for (const auto& [layer, t] : layers.items())
+                    f.shadowTopk[call][std::stoi(layer)] = {t["ids"].get<std::vector<int64_t>>(), t["scores"].get<std::vector<float>>()};
+            for (const auto& [k, v] : sh["topk_boundary_margin_bf16_ulps"].items()) f.shadowTopkMargins[k] = v.get<double>();
         } catch (const std::exception& e) {
             return Status(ErrorCode::InvalidArgument, (dir / "golden.json").string() + ": " + e.what());
         }

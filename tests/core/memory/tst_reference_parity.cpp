@@ -290,6 +290,19 @@ private slots:
                 // Identical sets unless the reference's k-th and (k+1)-th scores are within 2 bf16 steps.
                 if (margin > 2.0) QCOMPARE(mine, ref);
             }
+            // Against the f32 shadow run, whose scores the C++ reproduces to ~1e-5, the set must be
+            // identical unless its boundary is an exact tie (cosine has a 0.88-ulp near-tie here).
+            auto ours = router.route(cfg, rq, keysOf(ourKeys), {.topK = cfg.topK});
+            QVERIFY(ours.ok());
+            std::set<int64_t> mine;
+            for (const auto& s : ours->selected) mine.insert(int64_t(s.id));
+            const auto& st = fx.shadowTopk.at(c->prefix).at(layer);
+            QVERIFY(fx.shadowTopkMargins.at(c->prefix + "/" + ls) > 0.1);
+            QCOMPARE(mine, std::set<int64_t>(st.ids.begin(), st.ids.end()));
+            for (size_t i = 0; i < st.ids.size(); ++i) {   // same order and scores (no ties inside)
+                QCOMPARE(int64_t(ours->selected[i].id), st.ids[i]);
+                QVERIFY2(std::fabs(ours->selected[i].score - st.scores[i]) < 1e-4, qPrintable(QString::number(ours->selected[i].score)));
+            }
         }
         QVERIFY(q.check(branch + " layer " + QString::number(layer) + " routing queries"));
         QVERIFY(scores.check(branch + " layer " + QString::number(layer) + " document scores"));
