@@ -491,6 +491,8 @@ def run_branch(branch, method, model_src: Path, docs, blob, shadow=False):
         h2 = s.model.model.register_forward_hook(model_hook, with_kwargs=True)
         return forwards, captured_hidden, (h1, h2)
 
+    prefill_logits = {}
+
     def run_call(s, prompt, prefix, script, banned=()):
         prefix_ref = [prefix]
         forwards, hidden, hooks = instrument(s, prefix_ref)
@@ -521,7 +523,10 @@ def run_branch(branch, method, model_src: Path, docs, blob, shadow=False):
         with torch.no_grad():
             all_logits = s.model.lm_head(hidden[0])[0].float()
         # Both are bf16 values (bf16 lm_head; the processor sees an fp32 copy): stored exactly as bf16.
-        if not shadow:
+        prefill_logits[prefix] = all_logits
+        if prefix == "interleave/round0":   # same prompt as the greedy run: same prefill
+            assert torch.equal(all_logits, prefill_logits["greedy"])
+        if not shadow and prefix != "greedy":   # greedy's equals interleave/round0's (not stored twice)
             blob.add(f"{prefix}/prefill_logits", all_logits, "bf16")
             blob.add(f"{prefix}/step_logits", torch.stack(rec.logits), "bf16")
         assert torch.equal(all_logits[-1], rec.logits[0]), "prefill last-position logits mismatch"
