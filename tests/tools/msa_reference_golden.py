@@ -33,9 +33,11 @@ the fixtures documents the replay contract for the C++ engine.
 Usage:
     python3 -m venv --system-site-packages /tmp/refvenv && /tmp/refvenv/bin/pip install transformers==4.51.3
     git --git-dir=/work/.mirror/EverMind-AI+MSA/repo archive HEAD | tar -x -C /tmp/msa-ref
-    /tmp/refvenv/bin/python tests/tools/msa_reference_golden.py --msa-repo /tmp/msa-ref
+    /tmp/refvenv/bin/python tests/tools/msa_reference_golden.py --msa-repo /tmp/msa-ref \
+        --msa-commit 30405b2a134c98b73fac3e51f60ce8e6036fc95b
 
-Writes tests/fixtures/msa-reference/{model/, dot/, cosine/}. Deterministic: fixed seeds, single thread.
+Writes tests/fixtures/msa-reference/{model/, dot/, cosine/} (README there). Deterministic: fixed seed
+(MSA_GOLDEN_SEED, default 3), one thread, deterministic algorithms; two runs give identical bytes.
 """
 from __future__ import annotations
 
