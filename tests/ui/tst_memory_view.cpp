@@ -4,7 +4,7 @@
 // on disk; a second build keeps every document ("already in the bank"); a tiny document-token limit
 // lists every document as skipped with its reason; Cancel during a build of a larger collection
 // commits a valid partial bank and Build resumes it to completion; a model that does not open, and a
-// corrupt bank, are messages in the view, not crashes; closing the window during a build leaves a
+// corrupt bank, and a bank built with another model (two tiny fixture models), are messages in the view, not crashes; closing the window during a build leaves a
 // valid bank.
 #include "core/memory/bank.h"
 #include "core/util/paths.h"
@@ -120,12 +120,16 @@ private slots:
         QCOMPARE(view->findChild<QListWidget*>("memorySkipped")->item(0)->text(), QString("none"));
 
         // Building again keeps every document.
+        QSignalSpy started(view->memoryClient(), &MemoryClient::buildStarted);
         QVERIFY(view->startBuild());
+        QTRY_COMPARE(started.count(), 1);
+        QCOMPARE(started.at(0).at(1).value<quint64>(), quint64(4));
         QTRY_COMPARE_WITH_TIMEOUT(outcomes.count(), 2, 300000);
         QCOMPARE(lastOutcome(outcomes).alreadyInBank, quint64(4));
         QCOMPARE(lastOutcome(outcomes).report.nUnchanged, quint64(4));
         QCOMPARE(lastOutcome(outcomes).report.nEncoded, quint64(0));
-        QVERIFY(view->findChild<QLabel*>("memoryResume")->text().contains("4 documents already in the bank"));
+        QVERIFY2(view->findChild<QLabel*>("memoryResume")->text().startsWith("4 documents in the bank"),
+                 qPrintable(view->findChild<QLabel*>("memoryResume")->text()));
 
         // A tiny token limit: every document is listed with the reason it was skipped.
         view->setBankPath(m_tmp.filePath("banks/limited"));
@@ -209,6 +213,30 @@ private slots:
         QVERIFY(error->isVisible());
         QVERIFY2(error->text().contains("cannot be used"), qPrintable(error->text()));
 
+        // A bank built with another model: the build fails with Mismatch and the bank is kept as it was.
+        // (Two tiny random models from tests/fixtures, so this needs no demo model.)
+        const QString fixtures = QStringLiteral(MSA_SOURCE_DIR "/tests/fixtures/models/");
+        QSignalSpy outcomes(view->memoryClient(), &MemoryClient::buildFinished);
+        view->setModelPath(fixtures + "llama-f32");
+        QVERIFY2(view->findChild<QLabel*>("memoryModelCheck")->text().contains("llama"),
+                 qPrintable(view->findChild<QLabel*>("memoryModelCheck")->text()));
+        view->setBankPath(m_tmp.filePath("banks/tiny"));
+        QVERIFY(view->startBuild());
+        QTRY_COMPARE_WITH_TIMEOUT(outcomes.count(), 1, 120000);
+        QVERIFY2(lastOutcome(outcomes).ok, qPrintable(lastOutcome(outcomes).error));
+        QCOMPARE(lastOutcome(outcomes).report.bankDocuments, quint64(4));
+        QVERIFY(!error->isVisible());
+        view->setModelPath(fixtures + "qwen2-f32");
+        QVERIFY(view->startBuild());
+        QTRY_COMPARE_WITH_TIMEOUT(outcomes.count(), 2, 120000);
+        QVERIFY(!lastOutcome(outcomes).ok);
+        QVERIFY2(lastOutcome(outcomes).error.startsWith("mismatch"), qPrintable(lastOutcome(outcomes).error));
+        QVERIFY(error->isVisible());
+        QVERIFY2(error->text().contains("was built with model fingerprint"), qPrintable(error->text()));
+        auto kept = memory::Bank::open(m_tmp.filePath("banks/tiny").toStdString());
+        QVERIFY(kept.ok());
+        QCOMPARE(kept->nDocuments(), quint64(4));
+
         // A corrupt bank: shown when opened, and the build fails with the bank's message.
         if (m_model.isEmpty()) QSKIP("demo model not found: the corrupt-bank build needs it (model label)");
         view->setModelPath(m_model);
@@ -221,9 +249,8 @@ private slots:
         QVERIFY(!shown.last().at(0).value<BankFacts>().ok);
         QTRY_VERIFY(error->isVisible());
         QVERIFY2(error->text().contains("cannot be read"), qPrintable(error->text()));
-        QSignalSpy outcomes(view->memoryClient(), &MemoryClient::buildFinished);
         QVERIFY(view->startBuild());
-        QTRY_COMPARE_WITH_TIMEOUT(outcomes.count(), 1, 120000);
+        QTRY_COMPARE_WITH_TIMEOUT(outcomes.count(), 3, 120000);
         QVERIFY(!lastOutcome(outcomes).ok);
         QVERIFY(error->isVisible());
         QVERIFY2(error->text().contains("manifest.json"), qPrintable(error->text()));

@@ -59,7 +59,7 @@ MemoryView::MemoryView(const UiContext& context, CatalogClient* catalog, QWidget
     auto* browseModel = new QPushButton(tr("Browse…"), sourceBox);
     modelRow->addWidget(m_model, 1);
     modelRow->addWidget(browseModel);
-    form->addRow(tr("&Model:"), modelRow);
+    form->addRow(tr("Model:"), modelRow);
     m_modelCheck = new QLabel(sourceBox);
     m_modelCheck->setObjectName("memoryModelCheck");
     m_modelCheck->setWordWrap(true);
@@ -72,7 +72,7 @@ MemoryView::MemoryView(const UiContext& context, CatalogClient* catalog, QWidget
     auto* browseBank = new QPushButton(tr("Browse…"), sourceBox);
     bankRow->addWidget(m_bank, 1);
     bankRow->addWidget(browseBank);
-    form->addRow(tr("&Bank folder:"), bankRow);
+    form->addRow(tr("Bank folder:"), bankRow);
 
     m_device = new QComboBox(sourceBox);
     m_device->setObjectName("memoryDevice");
@@ -335,8 +335,12 @@ void MemoryView::showProgress(const MemoryProgressUpdate& u) {
                                 .arg(loc.toString(u.averageTokensPerSecond, 'f', 0))
                                 .arg(duration(u.elapsedSeconds), duration(u.etaSeconds))
                                 .arg(u.current.isEmpty() ? QString() : tr(" · %1").arg(u.current)));
-    m_rate->graph(0)->addData(u.elapsedSeconds, u.tokensPerSecond);
-    m_rate->graph(1)->addData(u.elapsedSeconds, u.averageTokensPerSecond);
+    // The closing update's interval holds only the final commit (no tokens): it is not a rate to plot.
+    const bool commitOnly = u.finished && u.tokensPerSecond == 0 && m_rate->graph(0)->dataCount() > 0;
+    if (!commitOnly) {
+        m_rate->graph(0)->addData(u.elapsedSeconds, u.tokensPerSecond);
+        m_rate->graph(1)->addData(u.elapsedSeconds, u.averageTokensPerSecond);
+    }
     bool found = false;
     const QCPRange y = m_rate->graph(0)->getValueRange(found);
     const double top = std::max({found ? y.upper : 0.0, u.averageTokensPerSecond, 10.0});
@@ -360,9 +364,11 @@ void MemoryView::showOutcome(const MemoryBuildOutcome& o) {
             item->setData(Qt::UserRole, static_cast<qint64>(id));
         }
         if (o.report.skipped.empty()) m_skipped->addItem(tr("none"));
-        if (o.report.cancelled)
-            m_resume->setText(tr("Cancelled: %1 documents are in the bank; Build again to resume from there.")
-                                  .arg(o.report.bankDocuments));
+        m_resume->setText(o.report.cancelled
+                              ? tr("Cancelled: %1 documents are in the bank; Build again to resume from there.")
+                                    .arg(o.report.bankDocuments)
+                              : tr("%1 documents in the bank; Build again adds new and changed documents only.")
+                                    .arg(o.report.bankDocuments));
     }
     emit statusMessage(o.summary);
     emit buildFinished(o.ok, o.ok && o.report.cancelled);

@@ -64,7 +64,7 @@ SettingsView::SettingsView(const UiContext& context, QWidget* parent)
     m_model = new QLineEdit(engineBox);
     m_model->setObjectName("settingsModel");
     m_model->setPlaceholderText(tr("GGUF file or Hugging Face model folder"));
-    engine->addRow(tr("&Model:"), pathRow(m_model, engineBox, [this] {
+    engine->addRow(tr("Model:"), pathRow(m_model, engineBox, [this] {
                        return QFileDialog::getOpenFileName(this, tr("Choose a model"), m_model->text(),
                                                            tr("GGUF models (*.gguf);;All files (*)"));
                    }));
@@ -100,16 +100,18 @@ SettingsView::SettingsView(const UiContext& context, QWidget* parent)
     m_bankDir = new QLineEdit(pathsBox);
     m_bankDir->setObjectName("settingsBankDir");
     m_bankDir->setToolTip(tr("Each collection's memory bank is a folder in here, named after the collection."));
-    paths->addRow(tr("&Bank folder:"), pathRow(m_bankDir, pathsBox, [this] {
+    paths->addRow(tr("Bank folder:"), pathRow(m_bankDir, pathsBox, [this] {
                       return QFileDialog::getExistingDirectory(this, tr("Folder for memory banks"), m_bankDir->text());
                   }));
     m_bankDirCheck = inlineMessage("settingsBankDirCheck", pathsBox);
     paths->addRow(QString(), m_bankDirCheck);
     m_catalog = new QLineEdit(pathsBox);
     m_catalog->setObjectName("settingsCatalog");
-    m_catalog->setPlaceholderText(CatalogClient::defaultPath());
-    m_catalog->setToolTip(tr("The SQLite catalog of imported documents; empty: the default. Used from the next start."));
-    paths->addRow(tr("&Catalog file:"), pathRow(m_catalog, pathsBox, [this] {
+    // The placeholder names the catalog this window uses when the field is empty (--catalog wins).
+    m_catalog->setPlaceholderText(context.catalogPath.isEmpty() ? CatalogClient::defaultPath() : context.catalogPath);
+    m_catalog->setToolTip(tr("The SQLite catalog of imported documents; empty: the default. Used from the next start "
+                             "(msa-workbench --catalog FILE overrides it)."));
+    paths->addRow(tr("Catalog file:"), pathRow(m_catalog, pathsBox, [this] {
                       return QFileDialog::getSaveFileName(this, tr("Catalog file"), m_catalog->text(), tr("SQLite catalogs (*.sqlite)"),
                                                           nullptr, QFileDialog::DontConfirmOverwrite);
                   }));
