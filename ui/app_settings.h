@@ -36,6 +36,9 @@ struct AppSettings {
     static constexpr const char* kInjectionKey = "memory/injection";
     static constexpr const char* kTemperatureKey = "generation/temperature";
     static constexpr const char* kMaxTokensKey = "generation/maxTokens";
+    // The bank Chat and Routing answer from: written by the Memory tab when a build finishes or a valid
+    // bank is opened (not edited in the Settings tab).
+    static constexpr const char* kActiveBankKey = "memory/bank";
 
     QString modelPath;                 // .gguf file or Hugging Face folder
     QString device = "cpu";            // backend device id

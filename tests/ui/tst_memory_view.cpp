@@ -110,6 +110,8 @@ private slots:
 
         // The facts shown are the bank's on disk.
         QTRY_VERIFY(!shown.isEmpty() && shown.last().at(0).value<BankFacts>().ok);
+        // ... and it is the bank the answering views use from now on.
+        QCOMPARE(settings.value(AppSettings::kActiveBankKey).toString(), view->bankPath());
         auto bank = memory::Bank::open(view->bankPath().toStdString());
         QVERIFY2(bank.ok(), bank.ok() ? "" : bank.status().toString().c_str());
         QCOMPARE(bank->nDocuments(), quint64(4));

@@ -42,6 +42,7 @@ MemoryView::MemoryView(const UiContext& context, CatalogClient* catalog, QWidget
     setObjectName("memoryView");
     m_memory = new MemoryClient(this);
     QSettings* store = context.settings;
+    m_store = store;
     auto* layout = new QVBoxLayout(this);
 
     // ---- what to build from, with what, into where
@@ -399,6 +400,10 @@ void MemoryView::showBank(const BankFacts& f) {
                                       loc.toString(f.nShards), loc.toString(f.generation), loc.toString(f.nTombstones),
                                       f.modelFingerprint.toHtmlEscaped())
                                  .arg(f.routing.toHtmlEscaped(), f.path.toHtmlEscaped()));
+        if (f.nDocuments > 0 && m_store->value(AppSettings::kActiveBankKey).toString() != f.path) {
+            m_store->setValue(AppSettings::kActiveBankKey, f.path);
+            emit activeBankChanged(f.path);
+        }
         if (!buildRunning() && m_resume->text().isEmpty())
             m_resume->setText(tr("%1 documents already in the bank: Build adds new and changed documents only.").arg(f.nDocuments));
     }

@@ -32,6 +32,7 @@ class QLineEdit;
 class QListWidget;
 class QProgressBar;
 class QPushButton;
+class QSettings;
 
 namespace msa::ui {
 
@@ -70,6 +71,9 @@ signals:
     void statusMessage(const QString& message);
     void buildFinished(bool ok, bool cancelled);
     void bankShown(const msa::ui::BankFacts& facts);
+    // A valid bank was built or opened; its folder is stored as AppSettings::kActiveBankKey for the
+    // views that answer from it.
+    void activeBankChanged(const QString& bankPath);
 
 private:
     void showCollections(const std::vector<catalog::CollectionInfo>& collections);
@@ -82,6 +86,7 @@ private:
     void updateButtons();
 
     AppSettings m_settings;
+    QSettings* m_store = nullptr;         // borrowed from the UiContext
     CatalogClient* m_catalog = nullptr;   // borrowed
     MemoryClient* m_memory = nullptr;     // owned (child)
     int m_documentTokenLimit = 8192;
