@@ -8,6 +8,8 @@
 //   --size WxH          initial window size (default: the remembered geometry, else 1280x800)
 //   --settings FILE     keep settings in this INI file instead of the user's (tests, demos)
 //   --catalog FILE      use this SQLite catalog instead of <AppDataLocation>/catalog.sqlite
+//   --build-memory      once the Library has settled, build the memory of the Memory tab's collection
+//                       (with --screenshot the picture is taken when that build has finished)
 // With --screenshot the Library first settles (first-run demo import finished and its documents listed,
 // at most 120 s) so the picture shows real catalog content.
 #include "app/backend_setup.h"
@@ -15,6 +17,7 @@
 #include "core/util/build_info.h"
 #include "ui/main_window.h"
 #include "ui/views/library_view.h"
+#include "ui/views/memory_view.h"
 
 #include <QApplication>
 #include <QCommandLineParser>
@@ -25,6 +28,7 @@
 #include <QTimer>
 
 #include <cstdio>
+#include <functional>
 #include <memory>
 
 int main(int argc, char** argv) {
@@ -44,7 +48,9 @@ int main(int argc, char** argv) {
     const QCommandLineOption settingsOpt("settings", "Keep settings in this INI FILE.", "FILE");
     const QCommandLineOption catalogOpt("catalog", "Use this SQLite catalog FILE (default: catalog.sqlite in the app data folder).",
                                         "FILE");
-    parser.addOptions({screenshotOpt, tabOpt, sizeOpt, settingsOpt, catalogOpt});
+    const QCommandLineOption buildMemoryOpt("build-memory",
+                                            "Build the memory of the Memory tab's collection once the library has settled.");
+    parser.addOptions({screenshotOpt, tabOpt, sizeOpt, settingsOpt, catalogOpt, buildMemoryOpt});
     parser.process(app);   // exits with 0 for --help/--version and 1 with a message for unknown options
 
     std::unique_ptr<QSettings> settings;
@@ -77,6 +83,26 @@ int main(int argc, char** argv) {
     }
     window.show();
 
+    // --build-memory: start the build when the Library has settled; `then` runs when it has finished
+    // (or at once when it could not start: the Memory tab shows why).
+    const bool buildMemory = parser.isSet(buildMemoryOpt);
+    auto whenBuilt = [&window](std::function<void()> then) {
+        msa::ui::MemoryView* memory = window.memoryView();
+        const QMetaObject::Connection done = QObject::connect(
+            memory, &msa::ui::MemoryView::buildFinished, &window, [then](bool, bool) { then(); }, Qt::SingleShotConnection);
+        if (!memory->startBuild()) {
+            std::fprintf(stderr, "msa-workbench: the memory build did not start (see the Memory tab)\n");
+            QObject::disconnect(done);
+            then();
+        }
+    };
+    if (buildMemory && !parser.isSet(screenshotOpt)) {
+        msa::ui::LibraryView* library = window.libraryView();
+        auto start = [whenBuilt] { whenBuilt([] {}); };
+        if (library->isSettled()) start();
+        else QObject::connect(library, &msa::ui::LibraryView::settled, &window, start, Qt::SingleShotConnection);
+    }
+
     if (parser.isSet(screenshotOpt)) {
         const QString path = parser.value(screenshotOpt);
         // Give layouts and the file-system model a moment to settle, then grab the window itself
@@ -98,9 +124,10 @@ int main(int argc, char** argv) {
         // then give layouts a moment.
         msa::ui::LibraryView* library = window.libraryView();
         // Open the newest document too, so the picture shows the viewer with text and segments.
-        auto shoot = [&window, library, grab] {
+        auto shoot = [&window, library, grab, buildMemory, whenBuilt] {
             library->selectFirstDocument();
-            QTimer::singleShot(600, &window, grab);
+            if (buildMemory) whenBuilt([&window, grab] { QTimer::singleShot(600, &window, grab); });
+            else QTimer::singleShot(600, &window, grab);
         };
         if (library->isSettled()) {
             shoot();
@@ -112,7 +139,8 @@ int main(int argc, char** argv) {
                 shoot();
             };
             QObject::connect(library, &msa::ui::LibraryView::settled, &window, once);
-            QTimer::singleShot(120000, &window, [once] {
+            QTimer::singleShot(120000, &window, [once, fired] {
+                if (*fired) return;   // settled in time (a --build-memory build may still be running)
                 std::fprintf(stderr, "msa-workbench: the library did not settle within 120 s; taking the screenshot anyway\n");
                 once();
             });

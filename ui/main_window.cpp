@@ -1,5 +1,6 @@
 #include "ui/main_window.h"
 
+#include "ui/app_settings.h"
 #include "ui/catalog_host.h"
 #include "ui/views/chat_view.h"
 #include "ui/views/library_view.h"
@@ -32,9 +33,12 @@ MainWindow::MainWindow(UiContext context, QWidget* parent)
     m_tabs = new QTabWidget(this);
     m_tabs->setObjectName("mainTabs");
     m_tabs->setDocumentMode(true);
+    // The catalog: --catalog (UiContext) first, then the Settings tab's choice, else the default.
+    if (m_context.catalogPath.isEmpty())
+        m_context.catalogPath = m_context.settings->value(AppSettings::kCatalogKey).toString();
     m_catalog = new CatalogClient(m_context.catalogPath, this);
     m_library = new LibraryView(m_context, m_catalog, m_tabs);
-    m_memory = new MemoryView(m_context, m_tabs);
+    m_memory = new MemoryView(m_context, m_catalog, m_tabs);
     m_chat = new ChatView(m_context, m_tabs);
     m_routing = new RoutingView(m_context, m_tabs);
     m_settingsView = new SettingsView(m_context, m_tabs);
@@ -61,12 +65,17 @@ MainWindow::MainWindow(UiContext context, QWidget* parent)
                                  : tr("Demo model missing: run packaging/setup.sh"));
 
     connect(m_library, &LibraryView::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m); });
+    connect(m_memory, &MemoryView::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m); });
+    // Settings changes reach every view through the window (views that use them connect to settingsChanged).
+    connect(m_settingsView, &SettingsView::settingsChanged, this, &MainWindow::settingsChanged);
+    connect(this, &MainWindow::settingsChanged, m_memory, &MemoryView::applySettings);
     restoreWindowState();
     m_catalog->open();
 }
 
 MainWindow::~MainWindow() {
-    // Stop the catalog thread before the views that listen to it go away.
+    // Stop the engine and catalog threads before the views that listen to them go away.
+    m_memory->shutdown();
     m_catalog->shutdown();
 }
 
@@ -119,7 +128,8 @@ void MainWindow::saveWindowState() {
 
 void MainWindow::closeEvent(QCloseEvent* event) {
     saveWindowState();
-    // Cancel a running import (what it finished stays committed) and stop the catalog thread.
+    // Cancel a running build and import (what they finished stays committed) and stop their threads.
+    m_memory->shutdown();
     m_catalog->shutdown();
     event->accept();
 }
