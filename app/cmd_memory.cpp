@@ -11,6 +11,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <ctime>
 #include <optional>
 #include <cstdio>
 #include <iostream>
@@ -60,8 +62,72 @@ int runBuild(const BuildArgs& a) {
     return r->cancelled ? exitCodeFor(ErrorCode::Cancelled) : 0;
 }
 
+namespace {
+// YYYY-MM-DD (UTC midnight) as Unix seconds.
+Result<int64_t> parseDay(const std::string& what, const std::string& text) {
+    int y = 0, m = 0, d = 0;
+    char tail = 0;
+    if (std::sscanf(text.c_str(), "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 || m < 1 || m > 12 || d < 1 || d > 31)
+        return invalidArgument(what + " must be a date like 2024-05-31, not " + quotedName(text));
+    std::tm tm{};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = m - 1;
+    tm.tm_mday = d;
+    return static_cast<int64_t>(timegm(&tm));
+}
+
+Result<jobs::CandidateFilter> filterOf(const FilterArgs& f) {
+    jobs::CandidateFilter out;
+    if (!f.collection.empty()) out.collection = f.collection;
+    if (!f.kind.empty()) out.kind = f.kind;
+    if (!f.participant.empty()) out.participant = f.participant;
+    if (!f.since.empty()) {
+        MSA_ASSIGN_OR_RETURN(int64_t t, parseDay("--since", f.since));
+        out.fromUnix = t;
+    }
+    if (!f.until.empty()) {
+        MSA_ASSIGN_OR_RETURN(int64_t t, parseDay("--until", f.until));
+        out.toUnix = t + 86400;   // the whole day
+    }
+    return out;
+}
+
+void printTrace(const memory::RoutingTrace& t) {
+    std::printf("\nRouting trace (%s; %s):\n", t.method.c_str(), t.routing.c_str());
+    for (const auto& h : t.hops) {
+        std::printf("hop %d: %zu prompt tokens, %zu generated, route %.2f s, generate %.2f s\n", h.hop, h.promptTokens,
+                    h.generatedTokens, h.routeSeconds, h.generateSeconds);
+        for (const auto& l : h.layers) {
+            std::printf("  layer %2d:", l.layer);
+            for (const auto& d : l.top)
+                std::printf(" %s[%lld] %.3f", d.selected ? "*" : "", static_cast<long long>(d.id), static_cast<double>(d.score));
+            std::printf("\n");
+        }
+        if (!h.generatedIds.empty()) {
+            std::printf("  ids written by the model:");
+            for (int64_t id : h.generatedIds) std::printf(" [%lld]", static_cast<long long>(id));
+            std::printf("\n");
+        }
+        if (!h.injected.empty()) {
+            std::printf("  original text injected:");
+            for (int64_t id : h.injected) std::printf(" [%lld]", static_cast<long long>(id));
+            std::printf("\n");
+        }
+    }
+    std::printf("Per document (layer votes, hops, best / mean score, cited):\n");
+    for (const auto& d : t.documents)
+        std::printf("  [%lld] %3zu %2zu %.3f / %.3f %s %s\n", static_cast<long long>(d.id), d.layerVotes, d.hops,
+                    static_cast<double>(d.bestScore), static_cast<double>(d.meanScore), d.cited ? "cited" : "     ", d.title.c_str());
+}
+}  // namespace
+
 int runRoute(const RouteArgs& a) {
     jobs::RouteRequest req;
+    {
+        auto f = filterOf(a.filter);
+        if (!f) return reportFailure("route", f.status(), a.json);
+        req.filter = *f;
+    }
     req.bank = a.bank;
     req.model = a.modelPath;
     if (!a.catalog.empty()) req.catalog = a.catalog;
@@ -106,6 +172,17 @@ int runAsk(const AskArgs& a) {
     req.route.nThreads = static_cast<size_t>(std::max(0, a.threads));
     req.nDocuments = static_cast<size_t>(std::max(1, a.nDocuments));
     req.maxTokens = static_cast<size_t>(std::max(1, a.maxTokens));
+    req.hops = static_cast<size_t>(std::max(1, a.hops));
+    req.maxRounds = static_cast<size_t>(std::max(1, a.maxRounds));
+    req.reference = a.reference;
+    req.method = a.method == "interleave" ? jobs::AnswerMethod::Interleave
+               : a.method == "training-free" ? jobs::AnswerMethod::TrainingFree : jobs::AnswerMethod::Auto;
+    req.injection = a.injection == "compressed" ? jobs::Injection::Compressed : jobs::Injection::Original;
+    {
+        auto f = filterOf(a.filter);
+        if (!f) return reportFailure("ask", f.status(), a.json);
+        req.route.filter = *f;
+    }
     CancelToken cancel;
     req.cancel = &cancel;
     std::optional<CancelOnSignal> signals(std::in_place, cancel);   // Ctrl-C: stop generating, keep what was said
@@ -124,10 +201,14 @@ int runAsk(const AskArgs& a) {
         std::cout << j.dump(2) << std::endl;
         return 0;
     }
-    std::printf("\n\nMemory used (%s): 1 hop, %zu documents, %.1f s\n", r->method.c_str(), r->used.size(), r->seconds);
+    if (!r->transcript.empty()) std::printf("\n\nAnswer: %s", r->answer.c_str());
+    std::printf("\n\nMemory used (%s): %zu hop%s, %zu documents, first token %.2f s, %.1f s\n", r->method.c_str(),
+                r->trace.hops.size(), r->trace.hops.size() == 1 ? "" : "s", r->used.size(), r->firstTokenSeconds, r->seconds);
     for (const auto& d : r->used)
-        std::printf("  [%lld] %s (selected in %zu of %zu routing layers)\n", static_cast<long long>(d.id), d.title.c_str(),
-                    d.votes, r->routing.layers.size());
+        std::printf("  [%lld] %s (selected in %zu routing layer%s)%s\n", static_cast<long long>(d.id), d.title.c_str(), d.votes,
+                    d.votes == 1 ? "" : "s",
+                    std::find(r->trace.citations.begin(), r->trace.citations.end(), d.id) != r->trace.citations.end() ? ", cited" : "");
+    if (a.trace) printTrace(r->trace);
     return 0;
 }
 

@@ -47,11 +47,17 @@ struct BuildArgs {
 };
 int runBuild(const BuildArgs& args);
 
+// Candidate filter options shared by route and ask (empty string = not given).
+struct FilterArgs {
+    std::string collection, kind, since, until, participant;   // dates: YYYY-MM-DD (UTC)
+};
+
 struct RouteArgs {
     std::string bank, modelPath, catalog, question;
     int topN = 10;
     int threads = 0;
     bool json = false;
+    FilterArgs filter;
 };
 int runRoute(const RouteArgs& args);
 
@@ -61,6 +67,13 @@ struct AskArgs {
     int maxTokens = 256;
     int threads = 0;
     bool json = false;
+    bool trace = false;
+    std::string method = "auto";          // auto | interleave | training-free
+    std::string injection = "original";   // original | compressed
+    int hops = 1;
+    int maxRounds = 8;
+    bool reference = false;
+    FilterArgs filter;
 };
 int runAsk(const AskArgs& args);
 

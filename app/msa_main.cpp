@@ -696,17 +696,39 @@ int main(int argc, char** argv) {
     routeCmd->add_option("--threads", routeArgs.threads, "CPU threads (0 = all cores)")->capture_default_str();
     routeCmd->add_flag("--json", routeArgs.json, "Print the routing as JSON");
     routeCmd->add_option("QUESTION", routeArgs.question, "The question")->required();
+    // Candidate filter: restrict the documents routing may select (needs --catalog).
+    auto addFilter = [](CLI::App* cmd, msa::app::FilterArgs& f) {
+        cmd->add_option("--collection", f.collection, "Only documents of this collection");
+        cmd->add_option("--kind", f.kind, "Only documents of this kind (email, chat, pdf, note, ...)");
+        cmd->add_option("--since", f.since, "Only documents dated on or after this day (YYYY-MM-DD)");
+        cmd->add_option("--until", f.until, "Only documents dated on or before this day (YYYY-MM-DD)");
+        cmd->add_option("--participant", f.participant, "Only documents whose author or a participant contains this");
+    };
+    addFilter(routeCmd, routeArgs.filter);
 
     msa::app::AskArgs askArgs;
-    CLI::App* askCmd = app.add_subcommand("ask", "Answer QUESTION from memory: routing picks the documents, the model answers "
-                                                 "citing them (training-free; Memory Interleave comes later)");
+    CLI::App* askCmd = app.add_subcommand("ask", "Answer QUESTION from memory: Memory Interleave for MSA-trained models, "
+                                                 "training-free routing + injection for others; prints citations and, "
+                                                 "with --trace, where the sparse attention went");
     askCmd->add_option("--bank", askArgs.bank, "Memory bank folder")->required();
     askCmd->add_option("--model", askArgs.modelPath, "The model the bank was built with")->required();
     askCmd->add_option("--catalog", askArgs.catalog, "Catalog holding the documents' text")->required();
     askCmd->add_option("--docs", askArgs.nDocuments, "Documents given to the model")->capture_default_str();
     askCmd->add_option("--max-tokens,-n", askArgs.maxTokens, "Answer length limit")->capture_default_str();
     askCmd->add_option("--threads", askArgs.threads, "CPU threads (0 = all cores)")->capture_default_str();
-    askCmd->add_flag("--json", askArgs.json, "Print the answer, documents and routing as JSON");
+    askCmd->add_flag("--json", askArgs.json, "Print the answer, citations, routing and trace as JSON");
+    askCmd->add_flag("--trace", askArgs.trace, "Print the routing trace: per hop and routing layer the top documents");
+    askCmd->add_option("--method", askArgs.method, "auto, interleave (MSA models) or training-free")
+        ->check(CLI::IsMember({"auto", "interleave", "training-free"}))->capture_default_str();
+    askCmd->add_option("--injection", askArgs.injection, "Training-free: original (document text in the prompt) or "
+                                                         "compressed (chunk K/V in the attention)")
+        ->check(CLI::IsMember({"original", "compressed"}))->capture_default_str();
+    askCmd->add_option("--hops", askArgs.hops, "Training-free, original text: routing hops (later hops route with the "
+                                               "injected text)")->capture_default_str();
+    askCmd->add_option("--max-rounds", askArgs.maxRounds, "Memory Interleave round cap")->capture_default_str();
+    askCmd->add_flag("--reference", askArgs.reference, "Memory Interleave: reproduce the reference code's quirks "
+                                                       "(non-causal injection B3, region tokenization B10)");
+    addFilter(askCmd, askArgs.filter);
     askCmd->add_option("QUESTION", askArgs.question, "The question")->required();
 
     msa::app::EvalArgs evalArgs;
