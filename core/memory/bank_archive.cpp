@@ -8,6 +8,7 @@
 #include <zstd.h>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -304,6 +305,10 @@ Result<BankExportReport> exportImpl(const fs::path& bankDir, const fs::path& fil
         if (d.live()) liveIds.push_back(d.id);
 
     const Compression comp = o.zstd ? Compression::Zstd : Compression::None;
+    fs::path absBank = fs::absolute(bankDir).lexically_normal();
+    if (absBank.filename().empty()) absBank = absBank.parent_path();   // "bank/"
+    std::string bankName = absBank.filename().string();
+    if (bankName.empty() || bankName == "." || bankName == "..") bankName = "bank";
     Hasher whole;
     out.hashWith(&whole);
 
@@ -325,8 +330,7 @@ Result<BankExportReport> exportImpl(const fs::path& bankDir, const fs::path& fil
         {"created_unix", std::chrono::duration_cast<std::chrono::seconds>(
                              std::chrono::system_clock::now().time_since_epoch()).count()},
         {"compression", o.zstd ? "zstd" : "none"},
-        {"bank", {{"name", fs::absolute(bankDir).lexically_normal().filename().string().empty()
-                               ? std::string("bank") : fs::absolute(bankDir).lexically_normal().filename().string()},
+        {"bank", {{"name", bankName},
                   {"format_version", kBankFormatVersion},
                   {"generation", bank.generation()},
                   {"model_fingerprint", p.modelFingerprint},
@@ -338,7 +342,6 @@ Result<BankExportReport> exportImpl(const fs::path& bankDir, const fs::path& fil
         {"files", files},
         {"documents", {{"included", static_cast<bool>(o.documents)}, {"origin", o.documentsOrigin}}},
     };
-    if (m["bank"]["name"] == "." || m["bank"]["name"] == "..") m["bank"]["name"] = "bank";
     const std::string manifestText = m.dump(1);
 
     ProgressMeter meter("export", snap.files.size() + 1, o.progress, std::chrono::milliseconds(100), totalBytes);
@@ -651,7 +654,9 @@ bool folderHasEntries(const fs::path& p) {
 Result<BankExportReport> exportBankArchive(const fs::path& bankDir, const fs::path& file, const BankExportOptions& o) {
     std::error_code ec;
     if (fs::is_directory(file, ec)) return invalidArgument(quotedName(file.string()) + " is a folder; give a file name for the archive");
-    const fs::path absFile = fs::absolute(file).lexically_normal(), absBank = fs::absolute(bankDir).lexically_normal();
+    const fs::path absFile = fs::absolute(file).lexically_normal();
+    fs::path absBank = fs::absolute(bankDir).lexically_normal();
+    if (absBank.filename().empty()) absBank = absBank.parent_path();
     if (absFile.parent_path() == absBank) return invalidArgument("the archive cannot be written inside the bank folder it exports");
     const fs::path tmp = file.string() + ".partial-" + std::to_string(::getpid());
     RemoveGuard guard{tmp};
@@ -697,9 +702,22 @@ Result<BankImportReport> importBankArchive(const fs::path& file, const fs::path&
         if (exists && !o.force)
             return Status(ErrorCode::AlreadyExists, quotedName(bankDir.string()) +
                                                         " already exists and is not empty; pass --force to replace it");
-        const fs::path absBank = fs::absolute(bankDir).lexically_normal();
+        fs::path absBank = fs::absolute(bankDir).lexically_normal();
+        if (absBank.filename().empty()) absBank = absBank.parent_path();   // "dir/"
         const fs::path parent = absBank.parent_path();
         std::error_code ec;
+        int lockFd = -1;
+        if (exists && fs::is_directory(absBank, ec)) {
+            // Never swap a bank out from under a writer: take its lock for the exchange.
+            const fs::path lockPath = absBank / "lock";
+            lockFd = ::open(lockPath.c_str(), O_RDWR | O_CLOEXEC);
+            if (lockFd >= 0 && ::flock(lockFd, LOCK_EX | LOCK_NB) != 0) {
+                ::close(lockFd);
+                return Status(ErrorCode::Busy, quotedName(absBank.string()) + " is being written by another process; "
+                                                                            "not replaced");
+            }
+        }
+        struct LockCloser { int fd; ~LockCloser() { if (fd >= 0) ::close(fd); } } lockCloser{lockFd};
         fs::create_directories(parent, ec);
         if (ec) return statusFromErrno(ec.value(), "creating " + quotedName(parent.string()));
         const std::string suffix = uniqueSuffix();

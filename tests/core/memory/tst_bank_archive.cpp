@@ -372,6 +372,15 @@ private slots:
         auto refused = importBankArchive(file, other);
         QCOMPARE(refused.status().code(), ErrorCode::AlreadyExists);
         QVERIFY(folderBytes(other) == otherBytes);
+        // ...nor replaced while a writer holds it...
+        {
+            auto w = BankWriter::open(other);
+            QVERIFY(w.ok());
+            BankImportOptions busy;
+            busy.force = true;
+            QCOMPARE(importBankArchive(file, other, busy).status().code(), ErrorCode::Busy);
+        }
+        QVERIFY(folderBytes(other) == otherBytes);
         // ...and with force it is replaced as a whole (no file of the old bank remains).
         BankImportOptions fo;
         fo.force = true;
@@ -518,6 +527,23 @@ private slots:
             auto integrity = c2->checkIntegrity();
             QVERIFY(integrity.ok());
             QVERIFY2(integrity->ok, integrity->problems.empty() ? "" : integrity->problems.front().c_str());
+        }
+        // The same through the command line.
+        {
+            const QString cliFile = tmp.filePath("cli.msabank"), cat5 = tmp.filePath("c5.msacat");
+            QByteArray out;
+            QCOMPARE(runMsa({"bank", "export", QString::fromStdString(bank.string()), cliFile, "--catalog",
+                             QString::fromStdString(cat1.string()), "--json"}, &out), 0);
+            QJsonObject o = QJsonDocument::fromJson(out).object();
+            QCOMPARE(o["missing_documents"].toInt(), 1);
+            QCOMPARE(o["document_records"].toInt(), static_cast<int>(ex->archive.nDocumentRecords));
+            QCOMPARE(runMsa({"bank", "import", cliFile, "--bank", tmp.filePath("cli-bank"), "--catalog", cat5,
+                             "--model", QString::fromStdString(p.modelFingerprint), "--json"}, &out), 0);
+            o = QJsonDocument::fromJson(out).object();
+            QCOMPARE(o["catalog_memory_documents_added"].toInt(), static_cast<int>(texts.size()));
+            auto c5 = msa::catalog::Catalog::open(cat5.toStdString());
+            QVERIFY(c5.ok());
+            QCOMPARE(c5->memoryDocument(texts.back().id)->text, texts.back().text);
         }
         // Importing the same documents into the catalog they came from adds nothing.
         ir.bank = tmp.filePath("restored2").toStdString();
