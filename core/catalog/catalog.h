@@ -34,7 +34,8 @@
 namespace msa::catalog {
 
 struct OpenOptions {
-    bool readOnly = false;   // no migration; fails with Unsupported/NotFound when not at the latest schema
+    bool readOnly = false;   // no migration: an older schema is read as it is (schemaVersion() tells),
+                             // a newer one or a missing file fails (Unsupported / NotFound)
     bool create = true;      // create the file when missing (ignored when readOnly)
 };
 
@@ -226,7 +227,8 @@ public:
     Result<PortableImportReport> addPortableDocuments(const std::vector<PortableDocument>& documents);
 
     // Chat history (schema v2). Failure codes: InvalidArgument (empty question, bad JSON text),
-    // NotFound (no such conversation/turn), Busy, DiskFull, IoError, Internal.
+    // NotFound (no such conversation/turn), Unsupported (a read-only open of a version 1 catalog:
+    // open it read-write once to upgrade), Busy, DiskFull, IoError, Internal.
     Result<int64_t> createConversation(const std::string& title, const std::string& bankPath,
                                        const std::string& modelFingerprint);
     // Appends a turn to its conversation (ordinal = number of turns so far); returns the turn id.
@@ -245,6 +247,8 @@ public:
     const Db& db() const { return m_db; }
 
 private:
+    Status requireSchema(int version, std::string_view what) const;
+
     Db m_db;
     bool m_readOnly = false;
     int m_schemaVersion = 0;

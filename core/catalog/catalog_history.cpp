@@ -67,8 +67,16 @@ ConversationInfo conversationRow(const Stmt& s) {
 
 // ---- chat history ---------------------------------------------------------------------------------
 
+Status Catalog::requireSchema(int version, std::string_view what) const {
+    if (m_schemaVersion >= version) return {};
+    return unsupported("catalog " + quotedName(path().string()) + " has schema version " + std::to_string(m_schemaVersion) +
+                       "; " + std::string(what) + " needs version " + std::to_string(version) +
+                       " (a read-write open upgrades it, e.g. msa history --catalog FILE)");
+}
+
 Result<int64_t> Catalog::createConversation(const std::string& title, const std::string& bankPath,
                                             const std::string& modelFingerprint) {
+    MSA_RETURN_IF_ERROR(requireSchema(2, "the chat history"));
     MSA_ASSIGN_OR_RETURN(Stmt s, m_db.prepare(
         "INSERT INTO conversations(title, created_at, bank_path, model_fingerprint) VALUES (?, ?, ?, ?)"));
     s.bind(1, title).bind(2, nowUnix()).bind(3, bankPath).bind(4, modelFingerprint);
@@ -77,6 +85,7 @@ Result<int64_t> Catalog::createConversation(const std::string& title, const std:
 }
 
 Result<int64_t> Catalog::addChatTurn(const ChatTurn& t) {
+    MSA_RETURN_IF_ERROR(requireSchema(2, "the chat history"));
     if (t.question.empty()) return invalidArgument("a chat turn needs a question");
     const nlohmann::json trace = nlohmann::json::parse(t.traceJson, nullptr, false);
     if (trace.is_discarded()) return invalidArgument("the routing trace of a chat turn is not valid JSON");
@@ -104,6 +113,7 @@ Result<int64_t> Catalog::addChatTurn(const ChatTurn& t) {
 }
 
 Result<std::vector<ConversationInfo>> Catalog::conversations() const {
+    MSA_RETURN_IF_ERROR(requireSchema(2, "the chat history"));
     MSA_ASSIGN_OR_RETURN(Stmt s, m_db.prepare(std::string(kConversationSelect) + "ORDER BY c.created_at DESC, c.id DESC"));
     std::vector<ConversationInfo> out;
     for (;;) {
@@ -115,6 +125,7 @@ Result<std::vector<ConversationInfo>> Catalog::conversations() const {
 }
 
 Result<ConversationInfo> Catalog::conversation(int64_t conversationId) const {
+    MSA_RETURN_IF_ERROR(requireSchema(2, "the chat history"));
     MSA_ASSIGN_OR_RETURN(Stmt s, m_db.prepare(std::string(kConversationSelect) + "WHERE c.id = ?"));
     s.bind(1, conversationId);
     MSA_ASSIGN_OR_RETURN(bool row, s.step());
@@ -136,6 +147,7 @@ Result<std::vector<ChatTurn>> Catalog::turns(int64_t conversationId) const {
 }
 
 Result<ChatTurn> Catalog::turn(int64_t turnId) const {
+    MSA_RETURN_IF_ERROR(requireSchema(2, "the chat history"));
     MSA_ASSIGN_OR_RETURN(Stmt s, m_db.prepare(std::string(kTurnSelect) + "WHERE id = ?"));
     s.bind(1, turnId);
     MSA_ASSIGN_OR_RETURN(bool row, s.step());
@@ -144,6 +156,7 @@ Result<ChatTurn> Catalog::turn(int64_t turnId) const {
 }
 
 Status Catalog::deleteConversation(int64_t conversationId) {
+    MSA_RETURN_IF_ERROR(requireSchema(2, "the chat history"));
     MSA_ASSIGN_OR_RETURN(Stmt s, m_db.prepare("DELETE FROM conversations WHERE id = ?"));
     s.bind(1, conversationId);
     MSA_RETURN_IF_ERROR(s.run());

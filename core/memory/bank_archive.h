@@ -36,7 +36,7 @@
 //           length or name that contradicts the format, or a restored bank that fails its own
 //           verification; the message names the entry), Unsupported (archive format version),
 //           Mismatch (model fingerprint != expectFingerprint), AlreadyExists (target holds a bank or
-//           other files and !force), Cancelled, DiskFull, IoError, PermissionDenied, and whatever
+//           other files and !force), Busy (force over a bank whose writer lock is held), Cancelled, DiskFull, IoError, PermissionDenied, and whatever
 //           the document sink returns.
 #pragma once
 

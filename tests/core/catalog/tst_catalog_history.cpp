@@ -120,6 +120,33 @@ private slots:
         QVERIFY(integrity.ok() && integrity->ok);
     }
 
+    // A read-only open never migrates: a v1 catalog stays readable by searches and builds, and the
+    // history says what it needs.
+    void readOnlyV1StaysReadable() {
+        QTemporaryDir dir;
+        const QString path = copyFixture(dir, "ro.msacat");
+        auto cat = Catalog::open(path.toStdString(), {.readOnly = true, .create = false});
+        QVERIFY2(cat.ok(), cat.status().toString().c_str());
+        QCOMPARE(cat->schemaVersion(), 1);
+        SearchQuery q;
+        q.match = "quokka";
+        auto hits = cat->search(q);
+        QVERIFY(hits.ok() && hits->size() == 1);
+        auto m = cat->memoryDocuments("fixture");
+        QVERIFY(m.ok() && m->size() >= 3);
+        auto convs = cat->conversations();
+        QCOMPARE(convs.status().code(), ErrorCode::Unsupported);
+        QVERIFY(convs.status().message().find("schema version 1") != std::string::npos);
+        QCOMPARE(cat->turn(1).status().code(), ErrorCode::Unsupported);
+        auto raw = Db::open(path.toStdString(), true, false);
+        QVERIFY(raw.ok());
+        QCOMPARE(scalar(*raw, "PRAGMA user_version"), int64_t{1});
+        // `msa history` opens it read-write, which upgrades it.
+        QByteArray out;
+        QCOMPARE(runMsa({"history", "--catalog", path, "--json"}, &out), 0);
+        QCOMPARE(scalar(*raw, "PRAGMA user_version"), static_cast<int64_t>(latestSchemaVersion()));
+    }
+
     // The migration runs in one transaction: when its SQL fails halfway the file stays at v1.
     void failedMigrationLeavesV1() {
         QTemporaryDir dir;
