@@ -10,7 +10,9 @@
 // SIGKILL during export never leave a final file; the memory documents travel with the bank from one
 // catalog to a new one (text, title, sources, ids) and back into the same catalog idempotently.
 #include "core/catalog/catalog.h"
+#include "core/catalog/import_pipeline.h"
 #include "core/jobs/bank_files.h"
+#include "core/jobs/memory_jobs.h"
 #include "core/memory/bank.h"
 #include "core/memory/bank_archive.h"
 #include "core/util/checksum.h"
@@ -583,6 +585,76 @@ private slots:
         QCOMPARE(msa::jobs::importBank(ir).status().code(), ErrorCode::Mismatch);
         QVERIFY(!fs::exists(tmp.filePath("c4.msacat").toStdString()));
         QVERIFY(!fs::exists(tmp.filePath("restored4").toStdString()));
+    }
+
+    // End to end with a real model (the tiny MSA checkpoint): a bank built from a catalog, carried in
+    // one file to another folder with a NEW catalog, is usable there: an incremental build finds
+    // every document unchanged (same ids, same text hashes) and routing gives the same documents,
+    // scores and titles. The model fingerprint is checked from the model folder itself.
+    void usableElsewhereWithARealModel() {
+        const std::string model = MSA_SOURCE_DIR "/tests/fixtures/models/msa-qwen3-bf16";
+        QTemporaryDir tmp;
+        QVERIFY(QDir(tmp.path()).mkpath("files"));
+        const char* topics[] = {"kelp forests grow fast in cold water", "the cello top is cut from old spruce",
+                                "the boat Wenna was refitted in March", "tide tables shift by an hour in summer"};
+        for (int i = 0; i < 4; ++i) {
+            std::ofstream f(tmp.filePath(QString("files/note%1.txt").arg(i)).toStdString());
+            for (int r = 0; r < 3; ++r) f << topics[i] << ". ";
+        }
+        const std::string cat1 = tmp.filePath("a.msacat").toStdString();
+        {
+            auto cat = msa::catalog::Catalog::open(cat1);
+            QVERIFY(cat.ok());
+            msa::catalog::ImportRequest req;
+            req.collection = "notes";
+            req.paths = {tmp.filePath("files").toStdString()};
+            QVERIFY(msa::catalog::importPaths(*cat, req, {}, nullptr).ok());
+        }
+        msa::jobs::BuildOptions bo;
+        bo.catalog = cat1;
+        bo.collection = "notes";
+        bo.model = model;
+        bo.bank = tmp.filePath("bank").toStdString();
+        auto built = msa::jobs::buildMemory(bo);
+        QVERIFY2(built.ok(), built.status().toString().c_str());
+        QCOMPARE(built->nEncoded, uint64_t{4});
+
+        const QString file = tmp.filePath("notes.msabank");
+        QByteArray out;
+        QCOMPARE(runMsa({"bank", "export", QString::fromStdString(bo.bank.string()), file, "--zstd", "--catalog",
+                         QString::fromStdString(cat1), "-q"}, &out), 0);
+        QVERIFY(QDir(tmp.path()).mkpath("elsewhere"));
+        const QString bank2 = tmp.filePath("elsewhere/bank"), cat2 = tmp.filePath("elsewhere/b.msacat");
+        QCOMPARE(runMsa({"bank", "import", file, "--bank", bank2, "--catalog", cat2, "--model",
+                         QString::fromStdString(model), "-q"}, &out), 0);
+        // Another model folder is refused by its real fingerprint.
+        QCOMPARE(runMsa({"bank", "import", file, "--bank", tmp.filePath("elsewhere/x"), "--model",
+                         MSA_SOURCE_DIR "/tests/fixtures/models/qwen3-f32"}, &out), msa::exitCodeFor(ErrorCode::Mismatch));
+
+        bo.catalog = cat2.toStdString();
+        bo.bank = bank2.toStdString();
+        auto again = msa::jobs::buildMemory(bo);
+        QVERIFY2(again.ok(), again.status().toString().c_str());
+        QCOMPARE(again->nEncoded, uint64_t{0});
+        QCOMPARE(again->nUnchanged, uint64_t{4});
+
+        msa::jobs::RouteRequest rq;
+        rq.model = model;
+        rq.question = "Where did the spruce for the cello top come from?";
+        rq.bank = tmp.filePath("bank").toStdString();
+        rq.catalog = cat1;
+        auto a = msa::jobs::routeQuestion(rq);
+        rq.bank = bank2.toStdString();
+        rq.catalog = cat2.toStdString();
+        auto b = msa::jobs::routeQuestion(rq);
+        QVERIFY2(a.ok() && b.ok(), (a.ok() ? b : a).status().toString().c_str());
+        QCOMPARE(a->overall.size(), b->overall.size());
+        for (size_t i = 0; i < a->overall.size(); ++i) {
+            QCOMPARE(b->overall[i].id, a->overall[i].id);
+            QCOMPARE(b->overall[i].bestScore, a->overall[i].bestScore);
+            QCOMPARE(b->overall[i].title, a->overall[i].title);
+            QVERIFY(!b->overall[i].title.empty());
+        }
     }
 
     // The command line: export/import/verify --model, --json, exit codes.
