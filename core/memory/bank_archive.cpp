@@ -8,6 +8,7 @@
 #include <zstd.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -643,6 +645,22 @@ std::string uniqueSuffix() {
            std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000007);
 }
 
+// Staging folders (and documents files) of imports that were killed: ".NAME.import-<pid>-<n>[...]"
+// whose process is gone. Removed before a new import of NAME so they do not pile up.
+void removeStaleStaging(const fs::path& parent, const std::string& name) {
+    const std::string prefix = "." + name + ".import-";
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(parent, ec)) {
+        const std::string n = e.path().filename().string();
+        if (n.rfind(prefix, 0) != 0) continue;
+        const long pid = std::strtol(n.c_str() + prefix.size(), nullptr, 10);
+        if (pid <= 0 || pid == ::getpid()) continue;
+        if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;   // still running (or not ours to judge)
+        std::error_code rm;
+        fs::remove_all(e.path(), rm);
+    }
+}
+
 bool folderHasEntries(const fs::path& p) {
     std::error_code ec;
     if (!fs::exists(p, ec)) return false;
@@ -720,6 +738,7 @@ Result<BankImportReport> importBankArchive(const fs::path& file, const fs::path&
         struct LockCloser { int fd; ~LockCloser() { if (fd >= 0) ::close(fd); } } lockCloser{lockFd};
         fs::create_directories(parent, ec);
         if (ec) return statusFromErrno(ec.value(), "creating " + quotedName(parent.string()));
+        removeStaleStaging(parent, absBank.filename().string());
         const std::string suffix = uniqueSuffix();
         const fs::path staging = parent / ("." + absBank.filename().string() + ".import-" + suffix);
         const fs::path docsFile = parent / ("." + absBank.filename().string() + ".import-" + suffix + ".documents.jsonl");

@@ -17,7 +17,8 @@
 // verifies every entry checksum, the whole-file checksum and then the restored bank itself
 // (Bank::open with verifyData), hands the memory documents to the caller's sink, and only then moves
 // the folder into place (atomically swapping with an existing bank when `force`). Any failure removes
-// the staging folder: nothing half-imported is ever visible.
+// the staging folder: nothing half-imported is ever visible (a killed import's staging folder is
+// removed by the next import of the same name once its process is gone).
 //
 // Ownership/threads: free functions; each call runs on the caller's thread and owns what it opens.
 // The progress callback is called on that thread; the cancel token may be set from any thread.

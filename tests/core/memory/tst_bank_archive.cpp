@@ -456,6 +456,46 @@ private slots:
             QVERIFY2(n == "b" || n.find("k.msabank.partial-") == 0, n.c_str());
     }
 
+    // SIGKILL at random moments of `msa bank import`: the target is absent or complete, and the
+    // staging folders killed imports leave are removed by the next import.
+    void killDuringImport() {
+        QTemporaryDir tmp;
+        const fs::path src = tmp.filePath("b").toStdString();
+        makeBank(src, testing::smallParams(DType::F32), 60, 16000);
+        const QString file = tmp.filePath("k.msabank");
+        QVERIFY(exportBankArchive(src, file.toStdString()).ok());
+        QVERIFY(QDir(tmp.path()).mkpath("to"));
+        const QString dst = tmp.filePath("to/bank");
+        QElapsedTimer t;
+        t.start();
+        QByteArray out;
+        QCOMPARE(runMsa({"bank", "import", file, "--bank", dst, "-q"}, &out), 0);
+        const qint64 fullMs = std::max<qint64>(t.elapsed(), 20);
+        fs::remove_all(dst.toStdString());
+        int killedRunning = 0, complete = 0;
+        QRandomGenerator rng(5);
+        for (int i = 0; i < 12; ++i) {
+            QProcess child;
+            child.start(MSA_BINARY, {"bank", "import", file, "--bank", dst, "-q"});
+            QVERIFY(child.waitForStarted());
+            QThread::msleep(static_cast<unsigned long>(rng.bounded(static_cast<quint32>(fullMs))));
+            if (child.state() == QProcess::Running) ++killedRunning;
+            child.kill();
+            child.waitForFinished();
+            if (fs::exists(dst.toStdString())) {
+                ++complete;
+                QVERIFY(folderBytes(dst.toStdString()) == folderBytes(src));
+                fs::remove_all(dst.toStdString());
+            }
+        }
+        qInfo("%d of 12 kills hit a running import (full import %lld ms); %d found a complete bank", killedRunning,
+              static_cast<long long>(fullMs), complete);
+        QVERIFY2(killedRunning >= 6, qPrintable(QString::number(killedRunning)));
+        QCOMPARE(runMsa({"bank", "import", file, "--bank", dst, "-q"}, &out), 0);
+        QVERIFY(folderBytes(dst.toStdString()) == folderBytes(src));
+        QCOMPARE(listing(tmp.filePath("to").toStdString()), std::set<std::string>{"bank"});
+    }
+
     // The memory documents travel from one catalog to a new one with their ids, text and sources.
     void catalogDocumentsTravel() {
         QTemporaryDir tmp;
