@@ -251,3 +251,170 @@ int runEval(const EvalArgs& a) {
 }
 
 }  // namespace msa::app
+
+#include "core/jobs/bank_files.h"
+#include "core/jobs/history.h"
+
+namespace msa::app {
+namespace {
+
+ProgressFn bankProgress(const char* verb, bool quiet) {
+    if (quiet) return {};
+    const bool tty = ::isatty(STDERR_FILENO) != 0;
+    return [tty, verb](const Progress& p) {
+        if (!tty && !p.finished) return;   // a log gets the final line only
+        std::fprintf(stderr, "%s%s: %s of %s (%.0f%%), %s/s, ETA %s%s", tty ? "\r" : "", verb,
+                     formatBytes(static_cast<double>(p.bytesDone)).c_str(), formatBytes(static_cast<double>(p.bytesTotal)).c_str(),
+                     p.bytesTotal ? 100.0 * static_cast<double>(p.bytesDone) / static_cast<double>(p.bytesTotal) : 0.0,
+                     formatBytes(p.bytesPerSecond).c_str(), formatDuration(p.etaSeconds).c_str(), tty ? "   " : "\n");
+    };
+}
+
+}  // namespace
+
+int runBankExport(const BankFileArgs& a) {
+    jobs::BankExportRequest r;
+    r.bank = a.bank;
+    r.file = a.file;
+    if (!a.catalog.empty()) r.catalog = a.catalog;
+    r.zstd = a.zstd;
+    CancelToken cancel;
+    r.cancel = &cancel;
+    r.progress = bankProgress("export", a.quiet || a.json);
+    std::optional<CancelOnSignal> signals(std::in_place, cancel);   // Ctrl-C: stop, remove the partial file
+    auto res = jobs::exportBank(r);
+    signals.reset();
+    if (!a.quiet && !a.json && ::isatty(STDERR_FILENO)) std::fprintf(stderr, "\n");
+    if (!res) return reportFailure("bank export", res.status(), a.json);
+    if (a.json) {
+        nlohmann::json j = jobs::toJson(*res);
+        j["ok"] = true;
+        std::cout << j.dump(2) << std::endl;
+        return 0;
+    }
+    const auto& x = res->archive;
+    std::printf("exported %s -> %s: %llu files, %llu documents, %s raw, %s on disk (%s), %.2f s\n", a.bank.c_str(),
+                a.file.c_str(), static_cast<unsigned long long>(x.nFiles), static_cast<unsigned long long>(x.nDocuments),
+                formatBytes(static_cast<double>(x.rawBytes)).c_str(), formatBytes(static_cast<double>(x.fileBytes)).c_str(),
+                x.compressed ? "zstd" : "uncompressed", x.seconds);
+    if (r.catalog)
+        std::printf("  memory documents' text and metadata: %llu catalog documents%s\n",
+                    static_cast<unsigned long long>(x.nDocumentRecords),
+                    res->nMissingDocuments ? (", " + std::to_string(res->nMissingDocuments) + " bank documents not in the catalog").c_str() : "");
+    else
+        std::printf("  without the documents' text (give --catalog to include it)\n");
+    return 0;
+}
+
+int runBankImport(const BankFileArgs& a) {
+    jobs::BankImportRequest r;
+    r.file = a.file;
+    if (!a.bank.empty()) r.bank = a.bank;
+    if (!a.catalog.empty()) r.catalog = a.catalog;
+    if (!a.model.empty()) r.model = a.model;
+    r.force = a.force;
+    CancelToken cancel;
+    r.cancel = &cancel;
+    r.progress = bankProgress("import", a.quiet || a.json);
+    std::optional<CancelOnSignal> signals(std::in_place, cancel);
+    auto res = jobs::importBank(r);
+    signals.reset();
+    if (!a.quiet && !a.json && ::isatty(STDERR_FILENO)) std::fprintf(stderr, "\n");
+    if (!res) return reportFailure("bank import", res.status(), a.json);
+    if (a.json) {
+        nlohmann::json j = jobs::toJson(*res);
+        j["ok"] = true;
+        std::cout << j.dump(2) << std::endl;
+        return 0;
+    }
+    const auto& x = res->archive;
+    std::printf("imported %s -> %s%s: %llu files, %llu documents, %s, every checksum verified (model %s), %.2f s\n",
+                a.file.c_str(), x.bank.c_str(), x.replaced ? " (replaced the previous bank)" : "",
+                static_cast<unsigned long long>(x.nFiles), static_cast<unsigned long long>(x.nDocuments),
+                formatBytes(static_cast<double>(x.rawBytes)).c_str(), x.modelFingerprint.c_str(), x.seconds);
+    if (r.catalog)
+        std::printf("  catalog %s: %lld documents added, %lld memory documents added, %lld already present\n",
+                    a.catalog.c_str(), static_cast<long long>(res->documents.nDocumentsAdded),
+                    static_cast<long long>(res->documents.nMemoryDocumentsAdded),
+                    static_cast<long long>(res->documents.nMemoryDocumentsPresent));
+    else if (res->documentsInArchive)
+        std::printf("  the archive also holds the memory documents' text: give --catalog DB to restore it\n");
+    return 0;
+}
+
+int runHistory(const HistoryArgs& a) {
+    if (a.action == "show") {
+        if (a.turnId <= 0) return reportFailure("history show", invalidArgument("give the turn id: msa history show TURN_ID"), a.json);
+        auto t = jobs::loadTurn(a.catalog, a.turnId);
+        if (!t) return reportFailure("history show", t.status(), a.json);
+        if (a.json) {
+            nlohmann::json j = jobs::toJson(*t);
+            j["ok"] = true;
+            std::cout << j.dump(2) << std::endl;
+            return 0;
+        }
+        std::printf("turn %lld (conversation %lld \"%s\", #%lld, %s, %.1f s)\n", static_cast<long long>(t->turn.id),
+                    static_cast<long long>(t->conversation.id), t->conversation.title.c_str(),
+                    static_cast<long long>(t->turn.ordinal + 1), t->turn.method.c_str(), t->turn.seconds);
+        std::printf("\nQ: %s\nA: %s\n", t->turn.question.c_str(), t->turn.answer.c_str());
+        std::printf("\nCitations:");
+        for (int64_t id : t->turn.citations) std::printf(" [%lld]", static_cast<long long>(id));
+        std::printf("%s\n", t->turn.citations.empty() ? " none" : "");
+        if (!t->trace) {
+            std::printf("(no routing trace stored)\n");
+            return 0;
+        }
+        const memory::RoutingTrace& tr = *t->trace;
+        std::printf("\nRouting trace: %s, top-%zu, model %s, bank %s\n", tr.routing.c_str(), tr.topK, tr.model.c_str(),
+                    tr.bank.c_str());
+        for (const memory::TraceHop& h : tr.hops) {
+            std::printf("hop %d: %zu prompt tokens, %zu generated, route %.2f s, generate %.2f s\n", h.hop, h.promptTokens,
+                        h.generatedTokens, h.routeSeconds, h.generateSeconds);
+            for (const memory::TraceLayer& l : h.layers) {
+                std::printf("  layer %2d:", l.layer);
+                for (const memory::TraceDocument& d : l.top)
+                    std::printf(" %s[%lld] %.3f", d.selected ? "*" : "", static_cast<long long>(d.id), static_cast<double>(d.score));
+                std::printf("\n");
+            }
+        }
+        std::printf("Documents (layer votes, best, mean score):\n");
+        for (const memory::TraceAggregate& d : tr.documents)
+            std::printf("  [%lld] %3zu  %.3f  %.3f%s  %s\n", static_cast<long long>(d.id), d.layerVotes,
+                        static_cast<double>(d.bestScore), static_cast<double>(d.meanScore), d.cited ? "  cited" : "",
+                        d.title.c_str());
+        return 0;
+    }
+    auto cat = catalog::Catalog::open(a.catalog, {.readOnly = false, .create = false});
+    if (!cat) return reportFailure("history", cat.status(), a.json);
+    auto convs = cat->conversations();
+    if (!convs) return reportFailure("history", convs.status(), a.json);
+    nlohmann::json list = nlohmann::json::array();
+    for (const catalog::ConversationInfo& c : *convs) {
+        auto turns = cat->turns(c.id);
+        if (!turns) return reportFailure("history", turns.status(), a.json);
+        if (a.json) {
+            nlohmann::json cj = jobs::toJson(c);
+            nlohmann::json tj = nlohmann::json::array();
+            for (const catalog::ChatTurn& t : *turns) tj.push_back(jobs::toJson(t, false));
+            cj["turn_list"] = std::move(tj);
+            list.push_back(std::move(cj));
+            continue;
+        }
+        std::printf("conversation %lld: %s (%lld turns; bank %s)\n", static_cast<long long>(c.id), c.title.c_str(),
+                    static_cast<long long>(c.nTurns), c.bankPath.empty() ? "-" : c.bankPath.c_str());
+        for (const catalog::ChatTurn& t : *turns) {
+            std::string answer = t.answer.substr(0, t.answer.find('\n'));
+            if (answer.size() > 100) answer = jobs::conversationTitle(answer);
+            std::printf("  turn %lld: %s\n      -> %s  [%zu citations, %.1f s]\n", static_cast<long long>(t.id),
+                        t.question.c_str(), answer.c_str(), t.citations.size(), t.seconds);
+        }
+    }
+    if (a.json) {
+        std::cout << nlohmann::json{{"ok", true}, {"conversations", std::move(list)}}.dump(2) << std::endl;
+    } else if (convs->empty()) {
+        std::printf("no conversations in %s yet (msa ask stores each answer)\n", a.catalog.c_str());
+    }
+    return 0;
+}
+
+}  // namespace msa::app

@@ -85,6 +85,27 @@ struct EvalArgs {
 };
 int runEval(const EvalArgs& args);
 
+// msa bank export BANK FILE [--zstd] [--catalog DB] / msa bank import FILE [--bank DIR] [--catalog DB]
+// [--model M] [--force]: one self-contained file per bank (core/memory/README.md "Bank archive files").
+struct BankFileArgs {
+    std::string bank, file, catalog, model;
+    bool zstd = false;
+    bool force = false;
+    bool quiet = false;
+    bool json = false;
+};
+int runBankExport(const BankFileArgs& args);
+int runBankImport(const BankFileArgs& args);
+
+// msa history [--catalog DB] [--json] / msa history show TURN_ID [--json]: stored chat turns.
+struct HistoryArgs {
+    std::string action;          // "" (list) | "show"
+    std::string catalog;
+    int64_t turnId = 0;
+    bool json = false;
+};
+int runHistory(const HistoryArgs& args);
+
 // The one failure printer of every subcommand: "msa <command>: <code name>: <message>" on stderr,
 // plus {"ok": false, "error": {...}} on stdout with --json. Returns msa::exitCodeFor(status.code()).
 int reportFailure(const std::string& command, const Status& status, bool json);

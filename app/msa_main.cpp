@@ -12,6 +12,7 @@
 #include "core/catalog/catalog.h"
 #include "core/catalog/import_pipeline.h"
 #include "core/jobs/doctor.h"
+#include "core/jobs/bank_files.h"
 #include "core/memory/bank.h"
 #include "core/model/model_files.h"
 #include "core/model/model_tokenizer.h"
@@ -465,6 +466,9 @@ int runCatalog(const CatalogOptions& o) {
 
 struct BankOptions {
     std::string action, bank;
+    std::vector<std::string> args;   // export: BANK FILE; import: FILE; info/verify/compact: [BANK]
+    msa::app::BankFileArgs file;     // export/import options
+    std::string model;               // verify --model: also check the fingerprint
     bool json = false;
 };
 
@@ -484,8 +488,27 @@ nlohmann::json bankSummaryJson(const msa::memory::Bank& b) {
 }
 
 // msa bank info|verify|compact --bank PATH: inspect, check every checksum, rewrite without tombstones.
-int runBank(const BankOptions& o) {
+int runBank(BankOptions o) {
     const std::string cmd = "bank " + o.action;
+    if (o.action == "export" || o.action == "import") {
+        msa::app::BankFileArgs f = o.file;
+        f.json = o.json;
+        f.model = o.model;
+        if (o.action == "export") {
+            if (o.args.size() == 1 && !o.bank.empty()) o.args.insert(o.args.begin(), o.bank);
+            if (o.args.size() != 2) return reportFailure(cmd, msa::invalidArgument("usage: msa bank export BANK FILE [--zstd] [--catalog DB]"), o.json);
+            f.bank = o.args[0];
+            f.file = o.args[1];
+            return msa::app::runBankExport(f);
+        }
+        if (o.args.size() != 1) return reportFailure(cmd, msa::invalidArgument("usage: msa bank import FILE [--bank DIR] [--catalog DB] [--model M] [--force]"), o.json);
+        f.file = o.args[0];
+        f.bank = o.bank;
+        return msa::app::runBankImport(f);
+    }
+    if (o.bank.empty() && o.args.size() == 1) o.bank = o.args[0];
+    if (o.bank.empty() || o.args.size() > 1)
+        return reportFailure(cmd, msa::invalidArgument("give the bank folder: msa bank " + o.action + " --bank PATH"), o.json);
     if (o.action == "compact") {
         auto w = msa::memory::BankWriter::open(o.bank);
         if (!w) return reportFailure(cmd, w.status(), o.json);
@@ -503,7 +526,13 @@ int runBank(const BankOptions& o) {
         }
         return 0;
     }
-    auto b = msa::memory::Bank::open(o.bank);
+    msa::memory::OpenOptions openOptions;
+    if (!o.model.empty()) {
+        auto fp = msa::jobs::modelFingerprintOf(o.model);
+        if (!fp) return reportFailure(cmd, fp.status().withContext("reading the model given with --model"), o.json);
+        openOptions.expectFingerprint = *fp;
+    }
+    auto b = msa::memory::Bank::open(o.bank, openOptions);
     if (!b) return reportFailure(cmd, b.status(), o.json);
     if (o.action == "verify") {
         const auto t0 = std::chrono::steady_clock::now();
@@ -668,11 +697,29 @@ int main(int argc, char** argv) {
 
     // ---- bank ----------------------------------------------------------------------------------
     BankOptions bankOpts;
-    CLI::App* bankCmd = app.add_subcommand("bank", "Inspect, verify or compact a memory bank: info | verify | compact");
-    bankCmd->add_option("ACTION", bankOpts.action, "info | verify | compact")->required()
-        ->check(CLI::IsMember({"info", "verify", "compact"}));
-    bankCmd->add_option("--bank", bankOpts.bank, "Memory bank folder")->required();
+    CLI::App* bankCmd = app.add_subcommand("bank", "Inspect, verify, compact, export or import a memory bank: "
+                                                   "info | verify | compact | export BANK FILE | import FILE");
+    bankCmd->add_option("ACTION", bankOpts.action, "info | verify | compact | export | import")->required()
+        ->check(CLI::IsMember({"info", "verify", "compact", "export", "import"}));
+    bankCmd->add_option("ARGS", bankOpts.args, "export: BANK FILE; import: FILE; others: the bank folder (or --bank)");
+    bankCmd->add_option("--bank", bankOpts.bank, "Memory bank folder (import: where to restore it; default ./<its name>)");
+    bankCmd->add_option("--model", bankOpts.model, "verify/import: the model (path, or its 32-hex fingerprint) the bank "
+                                                   "must have been built with (exit 7 when not)");
+    bankCmd->add_option("--catalog", bankOpts.file.catalog, "export: include the memory documents' text and metadata "
+                                                            "from this catalog; import: restore them into it");
+    bankCmd->add_flag("--zstd", bankOpts.file.zstd, "export: compress the archive with zstd");
+    bankCmd->add_flag("--force", bankOpts.file.force, "import: replace an existing bank at the target");
+    bankCmd->add_flag("--quiet,-q", bankOpts.file.quiet, "export/import: no progress line");
     bankCmd->add_flag("--json", bankOpts.json, "Print JSON");
+
+    // ---- history -------------------------------------------------------------------------------
+    msa::app::HistoryArgs historyArgs;
+    CLI::App* historyCmd = app.add_subcommand("history", "Stored questions and answers: list conversations, or "
+                                                         "'show TURN_ID' with its routing trace");
+    historyCmd->add_option("ACTION", historyArgs.action, "show")->check(CLI::IsMember({"show"}));
+    historyCmd->add_option("TURN_ID", historyArgs.turnId, "The turn to show");
+    historyCmd->add_option("--catalog", historyArgs.catalog, "Catalog database file")->required();
+    historyCmd->add_flag("--json", historyArgs.json, "Print JSON");
 
     // ---- build / route -------------------------------------------------------------------------
     msa::app::BuildArgs buildArgs;
@@ -807,6 +854,7 @@ int main(int argc, char** argv) {
         if (askCmd->parsed()) return msa::app::runAsk(askArgs);
         if (evalCmd->parsed()) return msa::app::runEval(evalArgs);
         if (bankCmd->parsed()) return runBank(bankOpts);
+        if (historyCmd->parsed()) return msa::app::runHistory(historyArgs);
         for (size_t i = 0; i < planned.size(); ++i) {
             if (!plannedApps[i]->parsed()) continue;
             return reportFailure(planned[i].name,

@@ -39,10 +39,13 @@ Result<Catalog> Catalog::open(const std::filesystem::path& path, OpenOptions opt
     cat.m_readOnly = options.readOnly;
     if (options.readOnly) {
         MSA_ASSIGN_OR_RETURN(int64_t v, scalar(cat.m_db, "PRAGMA user_version"));
-        if (v != latestSchemaVersion())
+        // An older schema is read as it is (a read-only open never migrates): every later migration
+        // only adds tables, so what version 1 readers need is all there; the functions that need a
+        // newer table say so (requireSchema).
+        if (v < 1 || v > latestSchemaVersion())
             return unsupported("catalog '" + path.string() + "' has schema version " + std::to_string(v) +
-                               "; open it read-write once to upgrade it to " +
-                               std::to_string(latestSchemaVersion()));
+                               (v < 1 ? "; it is not an initialised catalog"
+                                      : "; this build reads versions 1 to " + std::to_string(latestSchemaVersion())));
         cat.m_foundVersion = cat.m_schemaVersion = static_cast<int>(v);
         return cat;
     }

@@ -27,13 +27,15 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 namespace msa::catalog {
 
 struct OpenOptions {
-    bool readOnly = false;   // no migration; fails with Unsupported/NotFound when not at the latest schema
+    bool readOnly = false;   // no migration: an older schema is read as it is (schemaVersion() tells),
+                             // a newer one or a missing file fails (Unsupported / NotFound)
     bool create = true;      // create the file when missing (ignored when readOnly)
 };
 
@@ -135,6 +137,47 @@ struct SourceFileInfo {
     std::string error;
 };
 
+// A catalog document as a bank archive carries it (core/memory/bank_archive.h): its text and
+// metadata, where it came from (collection, path, locator), and the memory documents (segments) a
+// bank refers to, under their ids, so the bank can be used with another catalog.
+struct PortableSource {
+    std::string collection;
+    std::string path;
+    std::string locator;
+};
+struct PortableDocument {
+    DocumentInfo document;                 // contentHash, kind, title, author, participants, dateUnix,
+                                           // metadataJson, text; `segments` = the exported memory documents
+    std::vector<PortableSource> sources;
+};
+struct PortableImportReport {
+    int64_t nDocumentsAdded = 0;           // new catalog documents
+    int64_t nMemoryDocumentsAdded = 0;
+    int64_t nMemoryDocumentsPresent = 0;   // already there with the same document and span
+};
+
+// One question asked of a memory bank, its answer and how it was reached (schema v2).
+struct ConversationInfo {
+    int64_t id = 0;
+    std::string title;
+    int64_t createdAt = 0;                 // Unix seconds
+    std::string bankPath;
+    std::string modelFingerprint;
+    int64_t nTurns = 0;                    // filled by conversations()
+};
+struct ChatTurn {
+    int64_t id = 0;                        // assigned by addChatTurn()
+    int64_t conversationId = 0;
+    int64_t ordinal = 0;                   // assigned by addChatTurn(): 0, 1, 2, ...
+    std::string question;
+    std::string answer;
+    std::vector<int64_t> citations;        // memory document ids, in citation order
+    std::string traceJson = "{}";          // memory::toJson(RoutingTrace).dump(); stored as given
+    std::string method;
+    int64_t createdAt = 0;                 // 0: now
+    double seconds = 0;
+};
+
 // Result of PRAGMA integrity_check + foreign_key_check + the catalog's own invariants.
 struct IntegrityReport {
     bool ok = true;
@@ -175,6 +218,31 @@ public:
                                                     int offset) const;
     Result<std::vector<SourceFileInfo>> sourceFiles(const std::optional<std::string>& collection) const;
 
+    // The documents behind the given memory document ids, grouped by catalog document (document order,
+    // segments by id). Ids the catalog does not hold are skipped (the caller compares counts).
+    Result<std::vector<PortableDocument>> portableDocuments(std::span<const int64_t> memoryDocumentIds) const;
+    // Adds documents exported from another catalog in one transaction, keeping their memory
+    // document ids (banks refer to them). A document already present (same content hash) is reused;
+    // a memory document id already present is accepted when it is the same segment of the same
+    // document, otherwise Mismatch (the bank's ids would point at other text here; import into a
+    // new catalog instead). Collections and source file rows are created as needed (status
+    // 'imported', size/mtime 0: a later `msa import` of the real files refreshes them).
+    // Failure codes: Mismatch, InvalidArgument (a segment outside its text), Busy, DiskFull, IoError.
+    Result<PortableImportReport> addPortableDocuments(const std::vector<PortableDocument>& documents);
+
+    // Chat history (schema v2). Failure codes: InvalidArgument (empty question, bad JSON text),
+    // NotFound (no such conversation/turn), Unsupported (a read-only open of a version 1 catalog:
+    // open it read-write once to upgrade), Busy, DiskFull, IoError, Internal.
+    Result<int64_t> createConversation(const std::string& title, const std::string& bankPath,
+                                       const std::string& modelFingerprint);
+    // Appends a turn to its conversation (ordinal = number of turns so far); returns the turn id.
+    Result<int64_t> addChatTurn(const ChatTurn& turn);
+    Result<std::vector<ConversationInfo>> conversations() const;   // newest first
+    Result<ConversationInfo> conversation(int64_t conversationId) const;
+    Result<std::vector<ChatTurn>> turns(int64_t conversationId) const;   // by ordinal
+    Result<ChatTurn> turn(int64_t turnId) const;
+    Status deleteConversation(int64_t conversationId);                  // with its turns
+
     // On a read-only catalog the FTS5 index check (which FTS5 runs as a write command) is left out.
     Result<IntegrityReport> checkIntegrity() const;
 
@@ -183,6 +251,8 @@ public:
     const Db& db() const { return m_db; }
 
 private:
+    Status requireSchema(int version, std::string_view what) const;
+
     Db m_db;
     bool m_readOnly = false;
     int m_schemaVersion = 0;

@@ -125,8 +125,38 @@ CREATE TRIGGER documents_fts_update AFTER UPDATE OF title, text ON documents BEG
 END;
 )SQL";
 
+// Version 2: chat history. A conversation is a series of questions asked of one memory bank; each
+// turn keeps the answer, its citations and the routing trace (memory::toJson(RoutingTrace) as text:
+// the catalog stores it opaquely, the jobs layer converts). Citations are memory document ids, kept
+// as a JSON array without a foreign key: a cited document may later be re-imported under a new id
+// and the history must still say what was cited then.
+constexpr std::string_view kSchemaV2 = R"SQL(
+CREATE TABLE conversations (
+  id                INTEGER PRIMARY KEY AUTOINCREMENT,
+  title             TEXT NOT NULL DEFAULT '',
+  created_at        INTEGER NOT NULL,
+  bank_path         TEXT NOT NULL DEFAULT '',
+  model_fingerprint TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE chat_turns (
+  id              INTEGER PRIMARY KEY AUTOINCREMENT,
+  conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+  ordinal         INTEGER NOT NULL,             -- 0, 1, 2, ... within the conversation
+  question        TEXT NOT NULL,
+  answer          TEXT NOT NULL DEFAULT '',
+  citations_json  TEXT NOT NULL DEFAULT '[]',   -- memory document ids, in citation order
+  trace_json      TEXT NOT NULL DEFAULT '{}',   -- the routing trace (core/memory/trace.h toJson)
+  method          TEXT NOT NULL DEFAULT '',     -- 'msa-interleave', 'training-free', ...
+  created_at      INTEGER NOT NULL,
+  seconds         REAL NOT NULL DEFAULT 0,
+  UNIQUE (conversation_id, ordinal)
+);
+)SQL";
+
 constexpr Migration kMigrations[] = {
     {1, "initial catalog schema", kSchemaV1},
+    {2, "chat history: conversations and chat turns with routing traces", kSchemaV2},
 };
 
 Result<int> userVersion(Db& db) {

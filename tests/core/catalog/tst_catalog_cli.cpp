@@ -6,6 +6,7 @@
 // an import cleanly (exit code 8, run recorded as cancelled, catalog consistent) and the next run
 // resumes. To extend: add a slot per command or option.
 #include "core/catalog/catalog.h"
+#include "core/catalog/schema.h"
 
 #include <QDir>
 #include <QFile>
@@ -130,7 +131,7 @@ private slots:
         QCOMPARE(r.exitCode, 0);
         const QJsonObject st = QJsonDocument::fromJson(r.out).object();
         QCOMPARE(st["documents"].toInt(), 3);
-        QCOMPARE(st["schema_version"].toInt(), 1);
+        QCOMPARE(st["schema_version"].toInt(), msa::catalog::latestSchemaVersion());
         r = runMsa({"catalog", "--catalog", db(), "--json", "collections"});
         QCOMPARE(QJsonDocument::fromJson(r.out).object()["collections"].toArray()[0].toObject()["name"].toString(),
                  QString("cli"));
