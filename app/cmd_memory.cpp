@@ -4,6 +4,7 @@
 #include "app/commands.h"
 #include "app/signal_cancel.h"
 
+#include "core/jobs/history.h"
 #include "core/jobs/memory_jobs.h"
 #include "core/util/format.h"
 
@@ -195,9 +196,17 @@ int runAsk(const AskArgs& a) {
     });
     signals.reset();
     if (!r) return reportFailure("ask", r.status(), a.json);
+    // The turn and its routing trace go into the catalog's history (msa history; the Routing tab).
+    std::optional<int64_t> turnId;
+    if (!a.noHistory) {
+        auto saved = jobs::recordTurn(a.catalog, r->trace);
+        if (saved) turnId = saved->turnId;
+        else std::fprintf(stderr, "msa ask: the answer was not saved to the history: %s\n", saved.status().toString().c_str());
+    }
     if (a.json) {
         nlohmann::json j = jobs::toJson(*r);
         j["ok"] = true;
+        if (turnId) j["turn_id"] = *turnId;
         std::cout << j.dump(2) << std::endl;
         return 0;
     }
@@ -209,6 +218,8 @@ int runAsk(const AskArgs& a) {
                     d.votes == 1 ? "" : "s",
                     std::find(r->trace.citations.begin(), r->trace.citations.end(), d.id) != r->trace.citations.end() ? ", cited" : "");
     if (a.trace) printTrace(r->trace);
+    if (turnId) std::printf("Saved as turn %lld (msa history show %lld --catalog ...)\n", static_cast<long long>(*turnId),
+                            static_cast<long long>(*turnId));
     return 0;
 }
 

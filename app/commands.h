@@ -73,6 +73,7 @@ struct AskArgs {
     int hops = 1;
     int maxRounds = 8;
     bool reference = false;
+    bool noHistory = false;
     FilterArgs filter;
 };
 int runAsk(const AskArgs& args);

@@ -775,6 +775,7 @@ int main(int argc, char** argv) {
     askCmd->add_option("--max-rounds", askArgs.maxRounds, "Memory Interleave round cap")->capture_default_str();
     askCmd->add_flag("--reference", askArgs.reference, "Memory Interleave: reproduce the reference code's quirks "
                                                        "(non-causal injection B3, region tokenization B10)");
+    askCmd->add_flag("--no-history", askArgs.noHistory, "Do not save the question, answer and trace in the catalog");
     addFilter(askCmd, askArgs.filter);
     askCmd->add_option("QUESTION", askArgs.question, "The question")->required();
 
