@@ -9,12 +9,15 @@
 //   --settings FILE     keep settings in this INI file instead of the user's (tests, demos)
 //   --catalog FILE      use this SQLite catalog instead of <AppDataLocation>/catalog.sqlite
 // With --screenshot the Library first settles (first-run demo import finished and its documents listed,
-// at most 120 s) so the picture shows real catalog content.
+// at most 120 s) so the picture shows real catalog content; with --tab routing and a memory bank in
+// place (AnswerSetup: QSettings memory/bank, default <AppDataLocation>/banks/demo) the suggested demo
+// question is then routed ("Route only", at most 120 s more) so the inspector shows a real trace.
 #include "app/backend_setup.h"
 #include "core/jobs/doctor.h"
 #include "core/util/build_info.h"
 #include "ui/main_window.h"
 #include "ui/views/library_view.h"
+#include "ui/views/routing_view.h"
 
 #include <QApplication>
 #include <QCommandLineParser>
@@ -98,8 +101,24 @@ int main(int argc, char** argv) {
         // then give layouts a moment.
         msa::ui::LibraryView* library = window.libraryView();
         // Open the newest document too, so the picture shows the viewer with text and segments.
-        auto shoot = [&window, library, grab] {
+        const bool routeFirst = parser.value(tabOpt) == QLatin1String("routing");
+        auto shoot = [&window, library, grab, routeFirst] {
             library->selectFirstDocument();
+            msa::ui::RoutingView* routing = window.routingView();
+            if (routeFirst && routing->routeQuestion()) {
+                auto done = std::make_shared<bool>(false);
+                auto finish = [done, &window, grab] {
+                    if (*done) return;
+                    *done = true;
+                    QTimer::singleShot(300, &window, grab);
+                };
+                QObject::connect(routing, &msa::ui::RoutingView::routeFinished, &window, finish);
+                QTimer::singleShot(120000, &window, [finish] {
+                    std::fprintf(stderr, "msa-workbench: routing did not finish within 120 s; taking the screenshot anyway\n");
+                    finish();
+                });
+                return;
+            }
             QTimer::singleShot(600, &window, grab);
         };
         if (library->isSettled()) {
