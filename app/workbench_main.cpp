@@ -8,15 +8,19 @@
 //   --size WxH          initial window size (default: the remembered geometry, else 1280x800)
 //   --settings FILE     keep settings in this INI file instead of the user's (tests, demos)
 //   --catalog FILE      use this SQLite catalog instead of <AppDataLocation>/catalog.sqlite
+//   --bank FOLDER       answer and route over this memory bank (remembered as memory/bank)
 // With --screenshot the Library first settles (first-run demo import finished and its documents listed,
 // at most 120 s) so the picture shows real catalog content; with --tab routing and a memory bank in
-// place (AnswerSetup: QSettings memory/bank, default <AppDataLocation>/banks/demo) the suggested demo
-// question is then routed ("Route only", at most 120 s more) so the inspector shows a real trace.
+// place (--bank, or QSettings memory/bank, default <AppDataLocation>/banks/demo) the suggested demo
+// question is then routed ("Route only"; --tab routing) or answered (--tab chat), at most 180 s more,
+// so the picture shows a real trace or answer.
 #include "app/backend_setup.h"
 #include "core/jobs/doctor.h"
 #include "core/util/build_info.h"
+#include "ui/answer_setup.h"
 #include "ui/main_window.h"
 #include "ui/views/library_view.h"
+#include "ui/views/chat_view.h"
 #include "ui/views/routing_view.h"
 
 #include <QApplication>
@@ -47,7 +51,8 @@ int main(int argc, char** argv) {
     const QCommandLineOption settingsOpt("settings", "Keep settings in this INI FILE.", "FILE");
     const QCommandLineOption catalogOpt("catalog", "Use this SQLite catalog FILE (default: catalog.sqlite in the app data folder).",
                                         "FILE");
-    parser.addOptions({screenshotOpt, tabOpt, sizeOpt, settingsOpt, catalogOpt});
+    const QCommandLineOption bankOpt("bank", "Answer and route over this memory bank FOLDER (remembered).", "FOLDER");
+    parser.addOptions({screenshotOpt, tabOpt, sizeOpt, settingsOpt, catalogOpt, bankOpt});
     parser.process(app);   // exits with 0 for --help/--version and 1 with a message for unknown options
 
     std::unique_ptr<QSettings> settings;
@@ -55,6 +60,9 @@ int main(int argc, char** argv) {
         settings = std::make_unique<QSettings>(parser.value(settingsOpt), QSettings::IniFormat);
     else
         settings = std::make_unique<QSettings>();
+
+    if (parser.isSet(bankOpt))
+        settings->setValue(msa::ui::AnswerSetup::kBankKey, QFileInfo(parser.value(bankOpt)).absoluteFilePath());
 
     msa::ui::UiContext context;
     context.registry = msa::app::makeBackendRegistry();
@@ -101,25 +109,36 @@ int main(int argc, char** argv) {
         // then give layouts a moment.
         msa::ui::LibraryView* library = window.libraryView();
         // Open the newest document too, so the picture shows the viewer with text and segments.
-        const bool routeFirst = parser.value(tabOpt) == QLatin1String("routing");
-        auto shoot = [&window, library, grab, routeFirst] {
+        const QString tab = parser.value(tabOpt);
+        auto shoot = [&window, library, grab, tab] {
             library->selectFirstDocument();
+            // With a memory bank in place, the Routing and Chat pictures show real work: the suggested
+            // question routed (Routing) or answered (Chat), waiting at most 180 s for it.
+            auto done = std::make_shared<bool>(false);
+            auto finish = [done, &window, grab] {
+                if (*done) return;
+                *done = true;
+                QTimer::singleShot(300, &window, grab);
+            };
+            bool started = false;
             msa::ui::RoutingView* routing = window.routingView();
-            if (routeFirst && routing->routeQuestion()) {
-                auto done = std::make_shared<bool>(false);
-                auto finish = [done, &window, grab] {
-                    if (*done) return;
-                    *done = true;
-                    QTimer::singleShot(300, &window, grab);
-                };
+            msa::ui::ChatView* chat = window.chatView();
+            if (tab == QLatin1String("routing") && routing->routeQuestion()) {
                 QObject::connect(routing, &msa::ui::RoutingView::routeFinished, &window, finish);
-                QTimer::singleShot(120000, &window, [finish] {
-                    std::fprintf(stderr, "msa-workbench: routing did not finish within 120 s; taking the screenshot anyway\n");
-                    finish();
-                });
+                started = true;
+            } else if (tab == QLatin1String("chat") && chat->ask(chat->suggestedQuestion())) {
+                QObject::connect(chat, &msa::ui::ChatView::answerFinished, &window, finish);
+                started = true;
+            }
+            if (!started) {
+                QTimer::singleShot(600, &window, grab);
                 return;
             }
-            QTimer::singleShot(600, &window, grab);
+            QTimer::singleShot(180000, &window, [finish] {
+                std::fprintf(stderr, "msa-workbench: the %s did not finish within 180 s; taking the screenshot anyway\n",
+                             "question");
+                finish();
+            });
         };
         if (library->isSettled()) {
             shoot();

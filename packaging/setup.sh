@@ -122,10 +122,22 @@ run_demo() {
   [ -n "${XDG_RUNTIME_DIR:-}" ] || export XDG_RUNTIME_DIR="$(mktemp -d)"   # Qt wants one; avoids a warning
   mkdir -p "$out"
   say "no display: rendering the workbench offscreen, one screenshot per tab"
-  for tab in library memory chat routing settings; do
-    QT_QPA_PLATFORM=offscreen "$bin/msa-workbench" --settings "$out/settings.ini" --catalog "$out/catalog.sqlite" --tab "$tab" \
-      --size 1280x800 --screenshot "$out/$tab.png"
-  done
+  shoot() {
+    QT_QPA_PLATFORM=offscreen "$bin/msa-workbench" --settings "$out/settings.ini" --catalog "$out/catalog.sqlite" --tab "$1" \
+      --size 1280x800 --screenshot "$out/$1.png" "${@:2}"
+  }
+  shoot library   # the first run imports the demo archive into $out/catalog.sqlite
+  # The demo memory bank (incremental: a rerun only checks it), so Chat can answer and the Routing
+  # inspector shows the suggested question routed over it.
+  local bank_args=()
+  say "building the demo memory bank ($out/bank; the first time takes a few minutes on 2 cores)"
+  if "$bin/msa" build --catalog "$out/catalog.sqlite" --collection "Demo archive" --model "$CACHE/models/$MODEL_FILE" \
+       --bank "$out/bank" -q; then
+    bank_args=(--bank "$out/bank")
+  else
+    say "the demo memory bank could not be built; Chat and Routing will say so"
+  fi
+  for tab in memory chat routing settings; do shoot "$tab" "${bank_args[@]}"; done
   cat <<MSG
 
 The workbench was rendered without a display: see $out/*.png

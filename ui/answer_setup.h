@@ -20,7 +20,7 @@ struct AnswerSetup {
     QString model;     // GGUF file or safetensors folder
     QString catalog;   // the SQLite catalog holding the documents' text
     int nThreads = 0;  // 0: all cores
-    int topN = 10;     // documents listed per layer for inspection
+    int topN = 24;     // documents listed per layer for inspection (above k = 16, so unchosen ones show too)
     int nDocuments = 4;   // documents whose text is given to the model
     int maxTokens = 256;  // answer length limit
 

@@ -94,9 +94,15 @@ RoutingView::RoutingView(const UiContext&, AnswerClient* engine, QWidget* parent
     m_mean->setName(tr("mean score"));
     m_mean->setLineStyle(QCPGraph::lsNone);
     m_mean->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, Qt::black, Qt::black, 5));
+    // The legend in a row of its own under the plot, so it never covers a bar.
     m_scores->legend->setVisible(true);
     m_scores->legend->setFont(QFont(font().family(), 8));
-    m_scores->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
+    m_scores->legend->setFillOrder(QCPLayoutGrid::foColumnsFirst);
+    m_scores->legend->setBorderPen(Qt::NoPen);
+    m_scores->axisRect()->insetLayout()->take(m_scores->legend);
+    m_scores->plotLayout()->addElement(2, 0, m_scores->legend);
+    m_scores->plotLayout()->setRowStretchFactor(2, 0.001);
+    m_scores->plotLayout()->simplify();
     m_scores->setInteractions(QCP::Interactions());
     m_scores->setMouseTracking(true);
     m_scores->installEventFilter(this);
@@ -143,6 +149,7 @@ RoutingView::RoutingView(const UiContext&, AnswerClient* engine, QWidget* parent
     m_layers->setEditTriggers(QAbstractItemView::NoEditTriggers);
     m_layers->setSelectionBehavior(QAbstractItemView::SelectRows);
     m_layers->setToolTip(tr("Double-click a row to open its best chosen document"));
+    m_layers->setWordWrap(false);
     connect(m_layers, &QTableWidget::cellDoubleClicked, this, [this](int row, int) {
         if (auto* item = m_layers->item(row, 1)) {
             const QVariant id = item->data(kDocRole);
@@ -159,8 +166,9 @@ RoutingView::RoutingView(const UiContext&, AnswerClient* engine, QWidget* parent
     auto* split = new QSplitter(Qt::Horizontal, this);
     split->addWidget(left);
     split->addWidget(right);
-    split->setStretchFactor(0, 1);
-    split->setStretchFactor(1, 1);
+    left->setSizes({380, 300});
+    right->setSizes({330, 350});
+    split->setSizes({640, 640});
     layout->addWidget(split, 1);
 
     connect(m_hopBox, &QComboBox::currentIndexChanged, this, [this](int i) {
@@ -374,7 +382,7 @@ void RoutingView::drawHeatMap() {
     m_heatMap->data()->setSize(nDocs, std::max(nLayers, 1));
     m_heatMap->data()->setRange(QCPRange(0, std::max(nDocs - 1, 0)), QCPRange(0, std::max(nLayers - 1, 0)));
     m_heatMap->data()->fill(std::numeric_limits<double>::quiet_NaN());
-    const int labelEvery = std::max(1, nLayers / 12);
+    const int labelEvery = std::max(1, (nLayers + 7) / 8);
     for (int l = 0; l < nLayers; ++l) {
         const memory::TraceLayer& layer = hop.layers[static_cast<size_t>(l)];
         if (l % labelEvery == 0) yt->addTick(l, QString::number(layer.layer));
@@ -474,6 +482,17 @@ void RoutingView::drawGraph() {
     const QRectF r = m_graph->itemsBoundingRect();
     legend->setPos(r.left(), r.bottom() + 8);
     m_graph->setSceneRect(m_graph->itemsBoundingRect().adjusted(-10, -10, 10, 10));
+    fitGraph();
+}
+
+// Scaled down (never up, never below half size) so a whole hop fits; scrolling covers the rest.
+void RoutingView::fitGraph() {
+    if (m_graph->items().isEmpty()) return;
+    const QRectF scene = m_graph->sceneRect();
+    const QSize view = m_graphView->viewport()->size();
+    const double scale = std::clamp(std::min(view.width() / scene.width(), view.height() / scene.height()), 0.5, 1.0);
+    m_graphView->setTransform(QTransform::fromScale(scale, scale));
+    m_graphView->centerOn(scene.center());
 }
 
 void RoutingView::fillTable() {
@@ -511,6 +530,7 @@ void RoutingView::fillTable() {
 
 bool RoutingView::eventFilter(QObject* watched, QEvent* event) {
     if (watched == m_graphView->viewport()) {
+        if (event->type() == QEvent::Resize) fitGraph();
         if (event->type() == QEvent::MouseButtonRelease) {
             auto* me = static_cast<QMouseEvent*>(event);
             if (me->button() == Qt::LeftButton)

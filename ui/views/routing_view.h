@@ -86,6 +86,7 @@ private:
     void drawBars();
     void drawHeatMap();
     void drawGraph();
+    void fitGraph();
     void fillTable();
     int64_t documentAtBar(double key) const;
     QString describe(int64_t id) const;
