@@ -4,7 +4,9 @@
 // engine thread, its streamed pieces add up to the final answer, the sources listed are memory
 // documents of the bank and link to them, the "memory used" line and the routing trace (hop 0 with the
 // checkpoint's routing layers, the sources injected) reach the Routing tab, a source link opens its
-// document in the Library with the memory segment marked; Stop cancels (stop reason "cancelled").
+// document in the Library with the memory segment marked; Stop cancels (stop reason "cancelled");
+// closing the window during an answer cancels it and joins the engine thread; an engine failure
+// (a bank built with another model) is a message in the transcript.
 // The demo-model run (streaming visible mid-answer, stop mid-answer) is tst_chat_demo_model.
 #include "chat_test_util.h"
 
@@ -17,6 +19,7 @@
 #include <QLabel>
 #include <QLineEdit>
 #include <QPushButton>
+#include <QElapsedTimer>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QTabWidget>
@@ -140,6 +143,26 @@ private slots:
         QVERIFY(!chat->answering());
         QVERIFY(chat->input()->isEnabled());
         QVERIFY(!chat->stopButton()->isEnabled());
+    }
+
+    void closingDuringAnAnswerStopsIt() {
+        QSettings settings(m_dir.filePath("c.ini"), QSettings::IniFormat);
+        settings.setValue(AnswerSetup::kBankKey, QString::fromStdString(m_bank.bank));
+        settings.setValue("engine/model", QString::fromStdString(kMsa));
+        MainWindow w(makeContext(&settings, QString::fromStdString(m_bank.catalog)));
+        w.show();
+        AnswerSetup setup = w.chatView()->setup();
+        setup.maxTokens = 100000;   // would run for a long time if closing did not cancel it
+        w.chatView()->setSetup(setup);
+        QSignalSpy pieces(w.engine(), &AnswerClient::piece);
+        QVERIFY(w.chatView()->ask("Who refitted the boat Wenna?"));
+        QTRY_VERIFY_WITH_TIMEOUT(pieces.count() >= 1, 60000);
+        QElapsedTimer t;
+        t.start();
+        QVERIFY(w.close());   // cancels between tokens and joins the engine thread
+        QVERIFY2(t.elapsed() < 20000, qPrintable(QString::number(t.elapsed())));
+        QVERIFY(!w.engine()->busy());
+        QCOMPARE(w.engine()->ask({}), quint64(0));   // shut down: no more requests
     }
 
     void failureIsAMessage() {
