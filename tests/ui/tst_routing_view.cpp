@@ -121,6 +121,7 @@ private slots:
         QCOMPARE(heat->cell(column(14), 1), double(0.6f));
         QCOMPARE(heat->cell(column(15), 2), double(0.3f));
         QVERIFY(std::isnan(heat->cell(column(16), 0)));   // hop-1 document: not in hop 0's layers
+        QCOMPARE(view.heatMap()->gradient().nanHandling(), QCPColorGradient::nhTransparent);   // drawn blank
         QCOMPARE(view.layerTable()->rowCount(), 3);
         QCOMPARE(view.layerTable()->item(0, 0)->text(), QString("2"));
         QVERIFY(view.layerTable()->item(0, 1)->text().contains("[11]"));

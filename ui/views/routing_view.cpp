@@ -118,13 +118,16 @@ RoutingView::RoutingView(const UiContext&, AnswerClient* engine, QWidget* parent
     m_heat->yAxis->setLabel(tr("routing layer"));
     m_heatMap = new QCPColorMap(m_heat->xAxis, m_heat->yAxis);
     m_heatMap->setInterpolate(false);
-    QCPColorGradient gradient(QCPColorGradient::gpThermal);
-    gradient.setNanHandling(QCPColorGradient::nhTransparent);
-    m_heatMap->setGradient(gradient);
     auto* scale = new QCPColorScale(m_heat);
     scale->setLabel(tr("score"));
     m_heat->plotLayout()->addElement(1, 1, scale);
     m_heatMap->setColorScale(scale);
+    // After setColorScale (which hands the scale's gradient to the map): documents outside a layer's
+    // top-N have no score and stay blank instead of looking like low scores.
+    QCPColorGradient gradient(QCPColorGradient::gpThermal);
+    gradient.setNanHandling(QCPColorGradient::nhTransparent);
+    scale->setGradient(gradient);
+    m_heatMap->setGradient(gradient);
     auto* group = new QCPMarginGroup(m_heat);
     m_heat->axisRect()->setMarginGroup(QCP::msBottom | QCP::msTop, group);
     scale->setMarginGroup(QCP::msBottom | QCP::msTop, group);
