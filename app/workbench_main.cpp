@@ -150,7 +150,8 @@ int main(int argc, char** argv) {
                 shoot();
             };
             QObject::connect(library, &msa::ui::LibraryView::settled, &window, once);
-            QTimer::singleShot(120000, &window, [once] {
+            QTimer::singleShot(120000, &window, [once, fired] {
+                if (*fired) return;   // settled in time (the grab may still be waiting for an answer)
                 std::fprintf(stderr, "msa-workbench: the library did not settle within 120 s; taking the screenshot anyway\n");
                 once();
             });

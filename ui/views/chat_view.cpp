@@ -213,14 +213,6 @@ void ChatView::onLink(const QUrl& url) {
     }
 }
 
-QString ChatView::titleOf(const Turn& t, int64_t id) const {
-    for (const auto& d : t.report.used)
-        if (d.id == id) return qs(d.title);
-    for (const auto& d : t.trace.documents)
-        if (d.id == id) return qs(d.title);
-    return {};
-}
-
 QString ChatView::memoryLine(const Turn& t) const {
     if (!t.done || !t.error.isEmpty()) return {};
     QStringList ids;

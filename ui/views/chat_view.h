@@ -83,7 +83,6 @@ private:
     void onLink(const QUrl& url);
     void render();
     void updateControls();
-    QString titleOf(const Turn& turn, int64_t id) const;
 
     AnswerClient* m_engine = nullptr;
     AnswerSetup m_setup;
