@@ -9,9 +9,11 @@
 //   --settings FILE     keep settings in this INI file instead of the user's (tests, demos)
 //   --catalog FILE      use this SQLite catalog instead of <AppDataLocation>/catalog.sqlite
 //   --bank FOLDER       answer and route over this memory bank (remembered as memory/bank)
+//   --build-memory      once the Library has settled, build the memory of the Memory tab's collection
+//                       (with --screenshot the picture is taken when that build has finished)
 // With --screenshot the Library first settles (first-run demo import finished and its documents listed,
 // at most 120 s) so the picture shows real catalog content; with --tab routing and a memory bank in
-// place (--bank, or QSettings memory/bank, default <AppDataLocation>/banks/demo) the suggested demo
+// place (--bank, or the Memory tab's active bank, QSettings memory/bank) the suggested demo
 // question is then routed ("Route only"; --tab routing) or answered (--tab chat), at most 180 s more,
 // so the picture shows a real trace or answer.
 #include "app/backend_setup.h"
@@ -21,6 +23,7 @@
 #include "ui/main_window.h"
 #include "ui/views/library_view.h"
 #include "ui/views/chat_view.h"
+#include "ui/views/memory_view.h"
 #include "ui/views/routing_view.h"
 
 #include <QApplication>
@@ -32,6 +35,7 @@
 #include <QTimer>
 
 #include <cstdio>
+#include <functional>
 #include <memory>
 
 int main(int argc, char** argv) {
@@ -52,7 +56,9 @@ int main(int argc, char** argv) {
     const QCommandLineOption catalogOpt("catalog", "Use this SQLite catalog FILE (default: catalog.sqlite in the app data folder).",
                                         "FILE");
     const QCommandLineOption bankOpt("bank", "Answer and route over this memory bank FOLDER (remembered).", "FOLDER");
-    parser.addOptions({screenshotOpt, tabOpt, sizeOpt, settingsOpt, catalogOpt, bankOpt});
+    const QCommandLineOption buildMemoryOpt("build-memory",
+                                            "Build the memory of the Memory tab's collection once the library has settled.");
+    parser.addOptions({screenshotOpt, tabOpt, sizeOpt, settingsOpt, catalogOpt, buildMemoryOpt, bankOpt});
     parser.process(app);   // exits with 0 for --help/--version and 1 with a message for unknown options
 
     std::unique_ptr<QSettings> settings;
@@ -88,6 +94,26 @@ int main(int argc, char** argv) {
     }
     window.show();
 
+    // --build-memory: start the build when the Library has settled; `then` runs when it has finished
+    // (or at once when it could not start: the Memory tab shows why).
+    const bool buildMemory = parser.isSet(buildMemoryOpt);
+    auto whenBuilt = [&window](std::function<void()> then) {
+        msa::ui::MemoryView* memory = window.memoryView();
+        const QMetaObject::Connection done = QObject::connect(
+            memory, &msa::ui::MemoryView::buildFinished, &window, [then](bool, bool) { then(); }, Qt::SingleShotConnection);
+        if (!memory->startBuild()) {
+            std::fprintf(stderr, "msa-workbench: the memory build did not start (see the Memory tab)\n");
+            QObject::disconnect(done);
+            then();
+        }
+    };
+    if (buildMemory && !parser.isSet(screenshotOpt)) {
+        msa::ui::LibraryView* library = window.libraryView();
+        auto start = [whenBuilt] { whenBuilt([] {}); };
+        if (library->isSettled()) start();
+        else QObject::connect(library, &msa::ui::LibraryView::settled, &window, start, Qt::SingleShotConnection);
+    }
+
     if (parser.isSet(screenshotOpt)) {
         const QString path = parser.value(screenshotOpt);
         // Give layouts and the file-system model a moment to settle, then grab the window itself
@@ -110,10 +136,9 @@ int main(int argc, char** argv) {
         msa::ui::LibraryView* library = window.libraryView();
         // Open the newest document too, so the picture shows the viewer with text and segments.
         const QString tab = parser.value(tabOpt);
-        auto shoot = [&window, library, grab, tab] {
-            library->selectFirstDocument();
-            // With a memory bank in place, the Routing and Chat pictures show real work: the suggested
-            // question routed (Routing) or answered (Chat), waiting at most 180 s for it.
+        // With a memory bank in place, the Routing and Chat pictures show real work: the suggested
+        // question routed (Routing) or answered (Chat), waiting at most 180 s for it.
+        auto shootNow = [&window, grab, tab] {
             auto done = std::make_shared<bool>(false);
             auto finish = [done, &window, grab] {
                 if (*done) return;
@@ -135,10 +160,14 @@ int main(int argc, char** argv) {
                 return;
             }
             QTimer::singleShot(180000, &window, [finish] {
-                std::fprintf(stderr, "msa-workbench: the %s did not finish within 180 s; taking the screenshot anyway\n",
-                             "question");
+                std::fprintf(stderr, "msa-workbench: the question did not finish within 180 s; taking the screenshot anyway\n");
                 finish();
             });
+        };
+        auto shoot = [library, buildMemory, whenBuilt, shootNow] {
+            library->selectFirstDocument();
+            if (buildMemory) whenBuilt(shootNow);
+            else shootNow();
         };
         if (library->isSettled()) {
             shoot();
@@ -151,7 +180,7 @@ int main(int argc, char** argv) {
             };
             QObject::connect(library, &msa::ui::LibraryView::settled, &window, once);
             QTimer::singleShot(120000, &window, [once, fired] {
-                if (*fired) return;   // settled in time (the grab may still be waiting for an answer)
+                if (*fired) return;   // settled in time (a --build-memory build or the question may still be running)
                 std::fprintf(stderr, "msa-workbench: the library did not settle within 120 s; taking the screenshot anyway\n");
                 once();
             });

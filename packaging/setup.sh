@@ -8,6 +8,9 @@
 #                              offscreen and say how to see the window)
 #   packaging/setup.sh test    set up, then run the whole test suite (ctest)
 #   packaging/setup.sh build   set up only
+#   packaging/setup.sh package set up, then build the Debian package (CPack DEB, dependencies from
+#                              dpkg-shlibdeps) and check it: file list, Depends, and `msa doctor` plus
+#                              an offscreen screenshot run from a `dpkg -x` of it
 #
 # Idempotent: every step is skipped when its result is already there, so after the first run it
 # works offline. Environment: BUILD_DIR (default build), JOBS (default 2), CI=true (warnings are errors,
@@ -28,7 +31,7 @@ MODEL_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
-case "$MODE" in demo|test|build) ;; *) die "unknown mode '$MODE' (use: demo, test or build)";; esac
+case "$MODE" in demo|test|build|package) ;; *) die "unknown mode '$MODE' (use: demo, test, build or package)";; esac
 
 # ---- 1. system packages ---------------------------------------------------------------------------
 install_packages() {
@@ -122,22 +125,14 @@ run_demo() {
   [ -n "${XDG_RUNTIME_DIR:-}" ] || export XDG_RUNTIME_DIR="$(mktemp -d)"   # Qt wants one; avoids a warning
   mkdir -p "$out"
   say "no display: rendering the workbench offscreen, one screenshot per tab"
-  shoot() {
-    QT_QPA_PLATFORM=offscreen "$bin/msa-workbench" --settings "$out/settings.ini" --catalog "$out/catalog.sqlite" --tab "$1" \
-      --size 1280x800 --screenshot "$out/$1.png" "${@:2}"
-  }
-  shoot library   # the first run imports the demo archive into $out/catalog.sqlite
-  # The demo memory bank (incremental: a rerun only checks it), so Chat can answer and the Routing
-  # inspector shows the suggested question routed over it.
-  local bank_args=()
-  say "building the demo memory bank ($out/bank; the first time takes a few minutes on 2 cores)"
-  if "$bin/msa" build --catalog "$out/catalog.sqlite" --collection "Demo archive" --model "$CACHE/models/$MODEL_FILE" \
-       --bank "$out/bank" -q; then
-    bank_args=(--bank "$out/bank")
-  else
-    say "the demo memory bank could not be built; Chat and Routing will say so"
-  fi
-  for tab in memory chat routing settings; do shoot "$tab" "${bank_args[@]}"; done
+  # The Library run imports the demo archive; the Memory run builds its bank with the demo model and
+  # shoots when the build has finished (live plot, bank facts); later runs reuse both.
+  for tab in library memory chat routing settings; do
+    local extra=()
+    [ "$tab" = memory ] && extra=(--build-memory)
+    QT_QPA_PLATFORM=offscreen "$bin/msa-workbench" --settings "$out/settings.ini" --catalog "$out/catalog.sqlite" --tab "$tab" \
+      --size 1280x800 "${extra[@]}" --screenshot "$out/$tab.png"
+  done
   cat <<MSG
 
 The workbench was rendered without a display: see $out/*.png
@@ -156,6 +151,13 @@ case "$MODE" in
   test)
     say "running the whole test suite"
     ctest --test-dir "$ROOT/$BUILD_DIR" --output-on-failure -j "$JOBS"
+    ;;
+  package)
+    say "building the Debian package"
+    (cd "$ROOT/$BUILD_DIR" && cpack -G DEB)
+    deb="$(ls -t "$ROOT/$BUILD_DIR"/msa-workbench_*.deb | head -n 1)"
+    bash "$ROOT/packaging/check_deb.sh" "$ROOT/$BUILD_DIR" "$deb"
+    say "package: $deb (install with: sudo apt install $deb)"
     ;;
   build) say "set-up complete: binaries in $BUILD_DIR/app (msa, msa-workbench)" ;;
 esac

@@ -39,7 +39,9 @@ void AnswerHost::ask(quint64 id, const jobs::AskRequest& request, const std::sha
         pending.clear();
         last = Clock::now();
     };
+    std::string streamed;   // everything sent, for an answer cancelled inside the engine
     auto onPiece = [&](std::string_view p) {
+        streamed.append(p);
         pending.append(p);
         // A piece may end inside a UTF-8 sequence; hold back an incomplete tail.
         size_t keep = 0;
@@ -64,6 +66,15 @@ void AnswerHost::ask(quint64 id, const jobs::AskRequest& request, const std::sha
     };
     auto report = jobs::askQuestion(req, onPiece);
     flush();
+    if (!report.ok() && report.status().code() == ErrorCode::Cancelled) {
+        // Some answer paths (Memory Interleave) end a cancelled answer with a Cancelled status: to the
+        // user it is the same Stop, with what was written so far kept.
+        jobs::AskReport r;
+        r.answer = streamed;
+        r.stopReason = "cancelled";
+        emit answered(id, r);
+        return;
+    }
     if (!report.ok()) {
         QString summary, detail;
         splitStatus(report.status(), summary, detail);

@@ -1,28 +1,27 @@
 #include "ui/answer_setup.h"
 
+#include "ui/app_settings.h"
+#include "ui/views/library_view.h"
+
 #include <QDir>
 #include <QFileInfo>
 #include <QSettings>
-#include <QStandardPaths>
 
 namespace msa::ui {
 
-QString AnswerSetup::defaultBankPath() {
-    return QDir(QStandardPaths::writableLocation(QStandardPaths::AppDataLocation)).filePath("banks/demo");
-}
-
 AnswerSetup AnswerSetup::fromSettings(const UiContext& context, const QString& catalogPath) {
     AnswerSetup s;
-    const QString demoModel = QString::fromStdString(context.doctor.demoModel.path.string());
-    if (context.settings) {
-        s.bank = context.settings->value(kBankKey, defaultBankPath()).toString();
-        s.model = context.settings->value("engine/model", demoModel).toString();
-        s.nThreads = context.settings->value("engine/threads", 0).toInt();
-    } else {
-        s.bank = defaultBankPath();
-        s.model = demoModel;
-    }
-    if (s.model.isEmpty()) s.model = demoModel;
+    UiContext c = context;
+    if (c.catalogPath.isEmpty()) c.catalogPath = catalogPath;
+    const AppSettings defaults = AppSettings::defaults(c);
+    const AppSettings app = context.settings ? AppSettings::load(*context.settings, defaults) : defaults;
+    const QString demoBank = app.bankPathFor(QString::fromLatin1(LibraryView::kDemoCollection));
+    s.bank = context.settings ? context.settings->value(kBankKey, demoBank).toString() : demoBank;
+    s.model = app.modelPath;
+    s.nThreads = app.threads;
+    s.maxTokens = app.maxAnswerTokens;
+    s.hops = app.maxHops;
+    s.injection = app.injection == QLatin1String("kv") ? jobs::Injection::Compressed : jobs::Injection::Original;
     s.catalog = catalogPath;
     return s;
 }

@@ -1,6 +1,7 @@
 #include "ui/main_window.h"
 
 #include "ui/answer_host.h"
+#include "ui/app_settings.h"
 #include "ui/catalog_host.h"
 #include "ui/views/chat_view.h"
 #include "ui/views/library_view.h"
@@ -33,9 +34,12 @@ MainWindow::MainWindow(UiContext context, QWidget* parent)
     m_tabs = new QTabWidget(this);
     m_tabs->setObjectName("mainTabs");
     m_tabs->setDocumentMode(true);
+    // The catalog: --catalog (UiContext) first, then the Settings tab's choice, else the default.
+    if (m_context.catalogPath.isEmpty())
+        m_context.catalogPath = m_context.settings->value(AppSettings::kCatalogKey).toString();
     m_catalog = new CatalogClient(m_context.catalogPath, this);
     m_library = new LibraryView(m_context, m_catalog, m_tabs);
-    m_memory = new MemoryView(m_context, m_tabs);
+    m_memory = new MemoryView(m_context, m_catalog, m_tabs);
     m_engine = new AnswerClient(this);
     m_chat = new ChatView(m_context, m_engine, m_tabs);
     m_routing = new RoutingView(m_context, m_engine, m_tabs);
@@ -64,6 +68,10 @@ MainWindow::MainWindow(UiContext context, QWidget* parent)
                                  : tr("Demo model missing: run packaging/setup.sh"));
 
     connect(m_library, &LibraryView::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m); });
+    connect(m_memory, &MemoryView::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m); });
+    // Settings changes reach every view through the window (views that use them connect to settingsChanged).
+    connect(m_settingsView, &SettingsView::settingsChanged, this, &MainWindow::settingsChanged);
+    connect(this, &MainWindow::settingsChanged, m_memory, &MemoryView::applySettings);
     connect(m_chat, &ChatView::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m); });
     connect(m_routing, &RoutingView::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m); });
     // A document named by an answer or a routing trace opens in the Library.
@@ -77,7 +85,8 @@ MainWindow::MainWindow(UiContext context, QWidget* parent)
     connect(m_chat, &ChatView::inspectRouting, this, [this] { selectTab("routing"); });
     // The bank may have been built (Memory tab) or the model changed (Settings) since: re-check on tab switches.
     connect(m_tabs, &QTabWidget::currentChanged, this, [this] { refreshAnswerSetup(); });
-    connect(m_settingsView, &SettingsView::settingsChanged, this, &MainWindow::refreshAnswerSetup);
+    connect(this, &MainWindow::settingsChanged, this, &MainWindow::refreshAnswerSetup);
+    connect(m_memory, &MemoryView::activeBankChanged, this, &MainWindow::refreshAnswerSetup);
     refreshAnswerSetup();
     restoreWindowState();
     m_catalog->open();
@@ -86,6 +95,7 @@ MainWindow::MainWindow(UiContext context, QWidget* parent)
 MainWindow::~MainWindow() {
     // Stop the engine and catalog threads before the views that listen to them go away.
     m_engine->shutdown();
+    m_memory->shutdown();
     m_catalog->shutdown();
 }
 
@@ -144,9 +154,10 @@ void MainWindow::saveWindowState() {
 
 void MainWindow::closeEvent(QCloseEvent* event) {
     saveWindowState();
-    // Stop a running answer (between tokens), cancel a running import (what it finished stays
-    // committed) and stop both threads.
+    // Stop a running answer (between tokens), cancel a running build and import (what they finished
+    // stays committed) and stop their threads.
     m_engine->shutdown();
+    m_memory->shutdown();
     m_catalog->shutdown();
     event->accept();
 }

@@ -1,7 +1,8 @@
 // main_window.h: the workbench's main window: the Library, Memory, Chat, Routing and Settings tabs
 // (DESIGN.md §6), a status bar naming the backend and device, and window state remembered in
-// QSettings (geometry, splitter/tab state). It owns the CatalogClient (the catalog's thread) and opens
-// the catalog at construction; closing the window cancels a running import and stops that thread.
+// QSettings (geometry, splitter/tab state); Settings tab changes are re-emitted as settingsChanged()
+// for the views. It owns the CatalogClient (the catalog's thread) and opens
+// the catalog at construction; closing the window cancels a running import or memory build and stops those threads.
 //
 // Thread affinity: GUI thread only. Ownership: the window owns its views (Qt parent/child); the
 // UiContext's QSettings is borrowed and must outlive the window.
@@ -11,6 +12,7 @@
 //     w.show();
 #pragma once
 
+#include "ui/app_settings.h"
 #include "ui/ui_context.h"
 
 #include <QMainWindow>
@@ -46,6 +48,12 @@ public:
     AnswerClient* engine() const { return m_engine; }
     // Re-reads where the bank, model and catalog are (QSettings; AnswerSetup) for Chat and Routing.
     void refreshAnswerSetup();
+    MemoryView* memoryView() const { return m_memory; }
+    SettingsView* settingsView() const { return m_settingsView; }
+
+signals:
+    // Forwarded from the Settings tab to every view (connect a view's slot to it).
+    void settingsChanged(const msa::ui::AppSettings& settings);
 
 protected:
     void closeEvent(QCloseEvent* event) override;

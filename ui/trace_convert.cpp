@@ -82,6 +82,19 @@ std::vector<int64_t> citedIds(std::string_view text) {
 }
 
 memory::RoutingTrace traceFromAsk(const jobs::AskReport& r) {
+    // The engine's own trace (every hop) when it filled one.
+    if (!r.trace.hops.empty()) {
+        memory::RoutingTrace t = r.trace;
+        if (t.answer.empty()) t.answer = r.answer;
+        if (t.documents.empty()) t.aggregate();
+        return t;
+    }
+    if (r.routing.layers.empty()) {   // stopped before routing: no trace at all
+        memory::RoutingTrace t;
+        t.answer = r.answer;
+        t.seconds = r.seconds;
+        return t;
+    }
     memory::RoutingTrace t = traceFromRoute(r.routing);
     t.method = "training-free";
     t.answer = r.answer;

@@ -4,8 +4,8 @@
 // one hop (hop 0): per routing layer the top-N with the top-k flagged as selected; no citations.
 // traceFromAsk: an answer's AskReport becomes hop 0 from its routing, with the documents whose text was
 // given to the model (AskReport::used) as `injected` and the `[id]` citations the answer actually wrote
-// (restricted to those injected documents) as `citations`. When AskReport carries a RoutingTrace of its
-// own (the engine filling it per hop), that one replaces this conversion (the lead switches it over).
+// (restricted to those injected documents) as `citations` — used only when the AskReport carries no
+// trace of its own (AskReport::trace, filled per hop by the engine, is taken as it is).
 // citedIds: the distinct `[n]` / `[n, m]` numbers in a text, in order of first appearance.
 //
 // Plain functions on values; no thread affinity; cannot fail.

@@ -220,6 +220,33 @@ Result<std::vector<SearchHit>> Catalog::search(const SearchQuery& q) const {
     return hits;
 }
 
+Result<std::vector<int64_t>> Catalog::memoryDocumentIds(const SearchQuery& q) const {
+    std::string sql = "SELECT m.id FROM memory_documents m JOIN documents d ON d.id = m.document_id WHERE 1";
+    if (q.collection)
+        sql += R"SQL( AND EXISTS (SELECT 1 FROM document_sources ds JOIN source_files f ON f.id = ds.source_file_id
+                   JOIN collections c ON c.id = f.collection_id WHERE ds.document_id = d.id AND c.name = ?1))SQL";
+    if (q.kind) sql += " AND d.kind = ?2";
+    if (q.fromUnix) sql += " AND d.date_unix >= ?3";
+    if (q.toUnix) sql += " AND d.date_unix < ?4";
+    if (q.participant)
+        sql += R"SQL( AND (d.author LIKE ?5 OR EXISTS (SELECT 1 FROM json_each(d.participants_json) p
+                   WHERE p.value LIKE ?5)))SQL";
+    sql += " ORDER BY m.id";
+    MSA_ASSIGN_OR_RETURN(Stmt s, m_db.prepare(sql));
+    if (q.collection) s.bind(1, *q.collection);
+    if (q.kind) s.bind(2, *q.kind);
+    if (q.fromUnix) s.bind(3, *q.fromUnix);
+    if (q.toUnix) s.bind(4, *q.toUnix);
+    if (q.participant) s.bind(5, "%" + *q.participant + "%");
+    std::vector<int64_t> ids;
+    for (;;) {
+        MSA_ASSIGN_OR_RETURN(bool row, s.step());
+        if (!row) break;
+        ids.push_back(s.int64(0));
+    }
+    return ids;
+}
+
 namespace {
 // The span is in bytes: substr over the BLOB cast counts bytes (over TEXT it would count characters).
 constexpr const char* kMemoryDocumentSelect =

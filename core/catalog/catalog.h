@@ -166,6 +166,10 @@ public:
     Result<MemoryDocumentText> memoryDocument(int64_t memoryDocumentId) const;
     // Every memory document of a collection with its text, by ascending id (one query).
     Result<std::vector<MemoryDocumentText>> memoryDocuments(const std::string& collection) const;
+    // Ids of the memory documents whose catalog document passes the filter fields of `filter`
+    // (collection, kind, date range, participant; `match`, limit and offset are ignored): the
+    // candidate set a user restricts routing to. Ascending ids.
+    Result<std::vector<int64_t>> memoryDocumentIds(const SearchQuery& filter) const;
     // Lists documents (newest first by id) of an optional collection, without their text.
     Result<std::vector<DocumentInfo>> listDocuments(const std::optional<std::string>& collection, int limit,
                                                     int offset) const;

@@ -47,19 +47,6 @@ struct LayerTensors {
 };
 using LayerHook = std::function<void(const LayerTensors&)>;
 
-struct ForwardOptions {
-    bool allLogits = false;          // logits for every token (else only the last one)
-    bool computeLogits = true;       // false: skip the final norm and lm_head (encoding)
-    int stopAfterLayer = -1;         // >= 0: stop once this layer's K/V are computed (skip the rest)
-    LayerHook layerHook = {};        // called on the session's thread after each layer's K/V exist
-    const CancelToken* cancel = nullptr;
-};
-
-struct SessionOptions {
-    size_t maxTokens = 4096;   // KV-cache capacity; the cache grows up to this on demand
-    size_t nThreads = 0;       // 0: hardware_concurrency
-};
-
 // Key/value rows placed in front of a layer's local tokens: the template head and, in routing layers,
 // the selected memory chunks (msa-spec §2.8). Rows are [nRows][nKvHeads][headDim], already rotated
 // (chunks keep their document-local RoPE; nothing is re-rotated). Every local token attends to all of
@@ -68,6 +55,33 @@ struct LayerPrefix {
     std::vector<float> k;
     std::vector<float> v;
     size_t nRows = 0;
+};
+
+// Memory assembly during a prefill (msa-spec §2.8): called in each layer after its Q/K/V exist and
+// before its attention, while the session holds no local tokens yet. The rows it returns (possibly
+// none) are appended to that layer's prefix, after the template head, and stay there for the later
+// decode calls of the same round. This is where routing layers pick their documents: the hook reads
+// the layer's normed hidden state (router_q_proj) or Q, scores the memory, and returns the selected
+// documents' pooled K̄/V̄ rows. An error status aborts the forward with that status.
+using MemoryHook = std::function<Result<LayerPrefix>(const LayerTensors&)>;
+
+
+struct ForwardOptions {
+    bool allLogits = false;          // logits for every token (else only the last one)
+    bool computeLogits = true;       // false: skip the final norm and lm_head (encoding)
+    int stopAfterLayer = -1;         // >= 0: stop once this layer's K/V are computed (skip the rest)
+    LayerHook layerHook = {};        // called on the session's thread after each layer's K/V exist
+    MemoryHook memoryHook = {};      // prefill only (nPast() == 0): extra prefix rows per layer, see above
+    // false: the tokens of this call attend to each other in both directions (every one sees all of
+    // them), as the reference does when it feeds a multi-token injection during decoding (msa-spec
+    // §9 B3). Only the reference-compatibility mode of Memory Interleave asks for it.
+    bool causal = true;
+    const CancelToken* cancel = nullptr;
+};
+
+struct SessionOptions {
+    size_t maxTokens = 4096;   // KV-cache capacity; the cache grows up to this on demand
+    size_t nThreads = 0;       // 0: hardware_concurrency
 };
 
 class Session {

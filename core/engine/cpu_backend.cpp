@@ -126,6 +126,8 @@ public:
 
     size_t nPast() const override { return m_nPast; }
     Status setPrefix(std::vector<LayerPrefix> perLayer) override;
+    Status appendPrefixRows(size_t layer, const LayerPrefix& rows, size_t nCall);
+    Status sizeScratch(size_t nCall);
     Result<LayerPrefix> exportRows(size_t layer, size_t begin, size_t end) const override;
     size_t prefixRows(size_t layer) const override { return layer < m_prefix.size() ? m_prefix[layer] : 0; }
     size_t vocabSize() const override { return m_vocab; }
@@ -177,9 +179,11 @@ Status CpuSession::reserve(size_t needed) {
         for (size_t l = 0; l < m_nLayers; ++l) {
             for (auto* cache : {&m_k[l], &m_v[l]}) {
                 std::vector<float> grown(m_nKv * cap * m_hd);
+                // Whole old rows: a forward in progress may already have appended this call's
+                // tokens to earlier layers (a memory hook grows the cache mid-forward).
                 for (size_t g = 0; g < m_nKv && m_capacity; ++g)
                     std::memcpy(grown.data() + g * cap * m_hd, cache->data() + g * m_capacity * m_hd,
-                                (m_prefix[l] + m_nPast) * m_hd * sizeof(float));
+                                m_capacity * m_hd * sizeof(float));
                 cache->swap(grown);
             }
         }
@@ -220,6 +224,39 @@ Status CpuSession::setPrefix(std::vector<LayerPrefix> perLayer) {
             }
         m_prefix[l] = p.nRows;
     }
+    return Status::ok();
+}
+
+Status CpuSession::sizeScratch(size_t n) {
+    try {
+        m_scratch.resize(m_team.size());
+        const size_t ctxMax = m_maxPrefix + m_nPast + n;
+        const size_t scratchFloats = n >= kGemmAttentionMinTokens ? cpu::attentionGemmScratch(n, ctxMax) : ctxMax;
+        for (auto& s : m_scratch)
+            if (s.size() < scratchFloats) s.resize(scratchFloats);
+    } catch (const std::bad_alloc&) {
+        return Status(ErrorCode::OutOfMemory, "attention scratch for " + std::to_string(n) + " tokens");
+    }
+    return Status::ok();
+}
+
+// Called from forward() (nPast == 0) before layer `layer` appends this call's nCall tokens.
+Status CpuSession::appendPrefixRows(size_t layer, const LayerPrefix& p, size_t nCall) {
+    const size_t rowFloats = m_nKv * m_hd;
+    if (p.k.size() != p.nRows * rowFloats || p.v.size() != p.nRows * rowFloats)
+        return invalidArgument("memory rows for layer " + std::to_string(layer) + ": " + std::to_string(p.k.size()) + "/" +
+                               std::to_string(p.v.size()) + " K/V floats for " + std::to_string(p.nRows) + " rows of " +
+                               std::to_string(rowFloats));
+    const size_t begin = m_prefix[layer];
+    m_maxPrefix = std::max(m_maxPrefix, begin + p.nRows);
+    MSA_RETURN_IF_ERROR(reserve(m_nPast + nCall));
+    MSA_RETURN_IF_ERROR(sizeScratch(nCall));
+    for (size_t r = 0; r < p.nRows; ++r)
+        for (size_t g = 0; g < m_nKv; ++g) {
+            std::memcpy(m_k[layer].data() + (g * m_capacity + begin + r) * m_hd, p.k.data() + (r * m_nKv + g) * m_hd, m_hd * sizeof(float));
+            std::memcpy(m_v[layer].data() + (g * m_capacity + begin + r) * m_hd, p.v.data() + (r * m_nKv + g) * m_hd, m_hd * sizeof(float));
+        }
+    m_prefix[layer] = begin + p.nRows;
     return Status::ok();
 }
 
@@ -264,13 +301,13 @@ Result<std::span<const float>> CpuSession::forward(std::span<const int32_t> toke
         m_o.resize(n * m_hidden);
         m_gate.resize(n * m_ffn);
         m_up.resize(n * m_ffn);
-        m_scratch.resize(m_team.size());
-        const size_t ctxMax = m_maxPrefix + m_nPast + n;
-        const size_t scratchFloats = n >= kGemmAttentionMinTokens ? cpu::attentionGemmScratch(n, ctxMax) : ctxMax;
-        for (auto& s : m_scratch) s.resize(scratchFloats);
     } catch (const std::bad_alloc&) {
         return Status(ErrorCode::OutOfMemory, "activations for " + std::to_string(n) + " tokens");
     }
+    MSA_RETURN_IF_ERROR(sizeScratch(n));
+    if (opt.memoryHook && m_nPast != 0)
+        return invalidArgument("forward(): memory is assembled in a round's prefill, but the session already holds " +
+                               std::to_string(m_nPast) + " tokens");
 
     const TensorView& embed = *m_model->m_embed;
     for (size_t t = 0; t < n; ++t)
@@ -297,6 +334,11 @@ Result<std::span<const float>> CpuSession::forward(std::span<const int32_t> toke
         cpu::rope(m_q.data(), n, m_nHeads, m_hd, m_hd, positions.data(), m_theta, m_rope);
         cpu::rope(m_kNew.data(), n, m_nKv, m_hd, m_hd, positions.data(), m_theta, m_rope);
 
+        if (opt.memoryHook) {
+            Result<LayerPrefix> mem = opt.memoryHook({static_cast<int>(l), n, m_h.data(), m_q.data(), m_kNew.data(), m_vNew.data()});
+            if (!mem.ok()) return mem.status();
+            if (mem->nRows) MSA_RETURN_IF_ERROR(appendPrefixRows(l, *mem, n));
+        }
         // Append to the cache after this layer's prefix: head-major so each head's keys are one run.
         const size_t base = m_prefix[l] + m_nPast;
         const size_t nCtx = base + n;
@@ -311,7 +353,13 @@ Result<std::span<const float>> CpuSession::forward(std::span<const int32_t> toke
         // Many queries (prefill, encoding): two sgemm per head; few (decode): the direct loop.
         const bool gemm = n >= kGemmAttentionMinTokens;
         m_team.parallelFor(m_nHeads, [&](size_t begin, size_t end, size_t thread) {
-            if (gemm)
+            if (!opt.causal && n > 1) {
+                // Bidirectional inside this call (msa-spec B3): query i is the last row of the whole
+                // context, so it sees every key, including the later tokens of this call.
+                for (size_t i = 0; i < n; ++i)
+                    cpu::attention(m_q.data() + i * qDim, m_k[l].data(), m_v[l].data(), m_attn.data() + i * qDim, 1, nCtx,
+                                   m_nHeads, m_nKv, m_hd, m_capacity, begin, end, m_scratch[thread].data());
+            } else if (gemm)
                 cpu::attentionGemm(m_q.data(), m_k[l].data(), m_v[l].data(), m_attn.data(), n, nCtx, m_nHeads, m_nKv, m_hd,
                                    m_capacity, begin, end, m_scratch[thread].data());
             else

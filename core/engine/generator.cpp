@@ -40,7 +40,7 @@ Result<GenerateResult> generate(Session& session, const model::Tokenizer& tokeni
     for (size_t start = 0; start < prompt.size(); start += chunk) {
         const size_t n = std::min(chunk, prompt.size() - start);
         positions.resize(n);
-        std::iota(positions.begin(), positions.end(), static_cast<int32_t>(session.nPast()));
+        std::iota(positions.begin(), positions.end(), options.positionOffset + static_cast<int32_t>(session.nPast()));
         auto r = session.forward(prompt.subspan(start, n), positions, fwd);
         if (!r) {
             if (r.status().code() == ErrorCode::Cancelled) {
@@ -105,7 +105,7 @@ Result<GenerateResult> generate(Session& session, const model::Tokenizer& tokeni
                 break;
             }
         }
-        const int32_t pos = static_cast<int32_t>(session.nPast());
+        const int32_t pos = options.positionOffset + static_cast<int32_t>(session.nPast());
         auto r = session.forward(std::span<const int32_t>(&token, 1), std::span<const int32_t>(&pos, 1), fwd);
         if (!r) {
             if (r.status().code() == ErrorCode::Cancelled) {

@@ -34,6 +34,9 @@ struct GenerateOptions {
     bool stopAtEos = true;                 // the tokenizer's EOS / EOT ids end generation
     size_t prefillChunk = 256;             // prompt tokens per forward call
     const CancelToken* cancel = nullptr;
+    // Position of the session's first cached token: positions are positionOffset + index. Sparse
+    // generation starts its local tokens after the memory slots (template length + k, msa-spec §4).
+    int32_t positionOffset = 0;
 };
 
 struct GenerateResult {

@@ -5,6 +5,8 @@
 #include "core/jobs/model_runtime.h"
 #include "core/memory/bank.h"
 #include "core/memory/encoder.h"
+#include "core/memory/interleave.h"
+#include "core/memory/sparse.h"
 #include "core/memory/wrap.h"
 #include "core/util/checksum.h"
 #include "core/util/log.h"
@@ -18,6 +20,7 @@
 #include <map>
 #include <numeric>
 #include <set>
+#include <unordered_set>
 
 namespace fs = std::filesystem;
 
@@ -210,6 +213,17 @@ struct RoutingContext {
     };
     std::vector<ShardTable> shards;
     std::optional<catalog::Catalog> catalog;
+    std::optional<std::unordered_set<int64_t>> candidates;   // the request's filter, as memory document ids
+    std::map<int64_t, std::string> titles;
+
+    std::string titleOf(int64_t memoryId) {
+        if (!catalog) return {};
+        auto it = titles.find(memoryId);
+        if (it != titles.end()) return it->second;
+        auto m = catalog->memoryDocument(memoryId);
+        std::string t = m ? (m->label.empty() || m->label == m->title ? m->title : m->title + " — " + m->label) : "";
+        return titles[memoryId] = t;
+    }
 };
 
 Result<std::unique_ptr<RoutingContext>> openRouting(const RouteRequest& r, engine::Backend& backend) {
@@ -238,7 +252,22 @@ Result<std::unique_ptr<RoutingContext>> openRouting(const RouteRequest& r, engin
     if (r.catalog) {
         auto cat = catalog::Catalog::open(*r.catalog, {.readOnly = true, .create = false});
         if (cat) ctx->catalog = std::move(cat).value();
+        else if (!r.filter.empty()) return cat.status().withContext("the candidate filter needs the catalog");
         else MSA_LOG(Warning) << "titles unavailable: " << cat.status().toString();
+    }
+    if (!r.filter.empty()) {
+        if (!ctx->catalog) return invalidArgument("a candidate filter (collection, date, participant) needs --catalog");
+        catalog::SearchQuery f;
+        f.collection = r.filter.collection;
+        f.kind = r.filter.kind;
+        f.fromUnix = r.filter.fromUnix;
+        f.toUnix = r.filter.toUnix;
+        f.participant = r.filter.participant;
+        MSA_ASSIGN_OR_RETURN(std::vector<int64_t> ids, ctx->catalog->memoryDocumentIds(f));
+        ctx->candidates.emplace(ids.begin(), ids.end());
+        for (auto& t : ctx->shards)
+            for (size_t i = 0; i < t.ids.size(); ++i)
+                if (!ctx->candidates->count(static_cast<int64_t>(t.ids[i]))) t.allowed[i] = 0;
     }
     return ctx;
 }
@@ -305,19 +334,11 @@ Result<RouteReport> routeWith(RoutingContext& c, memory::Router& router, const R
     });
 
     if (c.catalog) {
-        std::map<int64_t, std::string> titles;
-        auto titleOf = [&](int64_t memoryId) -> std::string {
-            auto it = titles.find(memoryId);
-            if (it != titles.end()) return it->second;
-            auto m = c.catalog->memoryDocument(memoryId);
-            std::string t = m ? (m->label.empty() || m->label == m->title ? m->title : m->title + " — " + m->label) : "";
-            return titles[memoryId] = t;
-        };
         for (auto& l : out.layers) {
-            for (auto& d : l.selected) d.title = titleOf(d.id);
-            for (auto& d : l.top) d.title = titleOf(d.id);
+            for (auto& d : l.selected) d.title = c.titleOf(d.id);
+            for (auto& d : l.top) d.title = c.titleOf(d.id);
         }
-        for (auto& o : out.overall) o.title = titleOf(o.id);
+        for (auto& o : out.overall) o.title = c.titleOf(o.id);
     }
     out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     return out;
@@ -332,39 +353,267 @@ Result<RouteReport> routeQuestion(const RouteRequest& r) {
     return routeWith(*ctx, router, r);
 }
 
-Result<AskReport> askQuestion(const AskRequest& a, const AnswerStream& onPiece) {
-    const auto t0 = Clock::now();
-    if (!a.route.catalog) return invalidArgument("answering needs the catalog that holds the documents' text (--catalog)");
-    AskReport out;
-    auto backend = engine::createCpuBackend();
-    MSA_ASSIGN_OR_RETURN(std::unique_ptr<RoutingContext> ctx, openRouting(a.route, *backend));
-    if (!ctx->catalog) return notFound("cannot open the catalog " + quotedName(a.route.catalog->string()));
-    memory::Router router(a.route.nThreads);
-    MSA_ASSIGN_OR_RETURN(out.routing, routeWith(*ctx, router, a.route));
-    const catalog::Catalog& cat = *ctx->catalog;
+std::string_view answerMethodName(AnswerMethod m) {
+    switch (m) {
+    case AnswerMethod::Auto: return "auto";
+    case AnswerMethod::Interleave: return "interleave";
+    case AnswerMethod::TrainingFree: return "training-free";
+    }
+    return "?";
+}
+std::string_view injectionName(Injection i) { return i == Injection::Original ? "original" : "compressed"; }
 
-    std::string documents;
-    for (const auto& o : out.routing.overall) {
-        if (out.used.size() >= a.nDocuments) break;
-        auto m = cat.memoryDocument(o.id);
-        if (!m) {
-            MSA_LOG(Warning) << "memory document " << o.id << " is in the bank but not in the catalog: " << m.status().message();
-            continue;
+namespace {
+
+double secondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// generation_config's eos_token_id and the tokenizer's end tokens: Qwen lists <|im_end|> and
+// <|endoftext|> (msa-spec §5.4 item 2).
+std::vector<int32_t> eosIdsOf(const ModelRuntime& rt) {
+    std::set<int32_t> ids;
+    if (auto e = rt.files->config().eosTokenId) ids.insert(*e);
+    const auto& sp = rt.tokenizer->specialIds();
+    if (sp.eos) ids.insert(*sp.eos);
+    if (sp.eot) ids.insert(*sp.eot);
+    for (const char* name : {"<|im_end|>", "<|endoftext|>"})
+        if (auto t = rt.tokenizer->findToken(name)) ids.insert(*t);
+    return {ids.begin(), ids.end()};
+}
+
+void sortOverall(std::vector<OverallDocument>& v) {
+    std::sort(v.begin(), v.end(), [](const OverallDocument& a, const OverallDocument& b) {
+        if (a.votes != b.votes) return a.votes > b.votes;
+        if (a.bestScore != b.bestScore) return a.bestScore > b.bestScore;
+        return a.id < b.id;
+    });
+}
+
+// The sparse prefill's per-layer decisions as a RouteReport (what `msa route` prints).
+RouteReport routeReportOf(RoutingContext& c, const std::vector<memory::LayerRouting>& layers, const std::string& question) {
+    RouteReport r;
+    r.question = question;
+    r.routing = c.cfg.describe();
+    r.topK = c.cfg.topK;
+    std::map<int64_t, OverallDocument> overall;
+    for (const memory::LayerRouting& l : layers) {
+        LayerRoute lr;
+        lr.layer = l.layer;
+        for (size_t i = 0; i < l.top.size(); ++i) {
+            const int64_t id = static_cast<int64_t>(l.top[i].id);
+            RoutedDocument d{id, l.top[i].score, c.titleOf(id)};
+            lr.top.push_back(d);
+            if (i < l.selected.size()) {
+                lr.selected.push_back(d);
+                OverallDocument& o = overall[id];
+                o.bestScore = o.votes ? std::max(o.bestScore, d.score) : d.score;
+                o.id = id;
+                o.title = d.title;
+                ++o.votes;
+            }
         }
-        std::string text = m->text.substr(0, a.maxDocumentBytes);
-        if (m->text.size() > a.maxDocumentBytes) text += " …";
-        // Appended piece by piece: GCC 12 raises a false -Wrestrict on "literal" + std::string.
-        documents += '[';
-        documents += std::to_string(o.id);
-        documents += "] ";
-        documents += m->title;
-        documents += '\n';
-        documents += text;
-        documents += "\n\n";
+        r.nCandidates = l.nCandidates;
+        r.layers.push_back(std::move(lr));
+    }
+    for (auto& [id, o] : overall) r.overall.push_back(o);
+    sortOverall(r.overall);
+    return r;
+}
+
+std::vector<memory::TraceLayer> traceLayersOf(const RouteReport& r) {
+    std::vector<memory::TraceLayer> out;
+    for (const LayerRoute& l : r.layers) {
+        memory::TraceLayer t;
+        t.layer = l.layer;
+        for (size_t i = 0; i < l.top.size(); ++i)
+            t.top.push_back({l.top[i].id, l.top[i].score, i < l.selected.size(), l.top[i].title});
+        out.push_back(std::move(t));
+    }
+    return out;
+}
+
+// [n] citations of `text` that are among `allowed`, in order of first appearance.
+std::vector<int64_t> citationsIn(std::string_view text, const std::set<int64_t>& allowed) {
+    std::vector<int64_t> out;
+    for (int64_t id : memory::parseIds(text))
+        if (allowed.count(id) && std::find(out.begin(), out.end(), id) == out.end()) out.push_back(id);
+    return out;
+}
+
+Status askInterleave(RoutingContext& c, const AskRequest& a, const AnswerStream& onPiece, AskReport& out) {
+    MSA_ASSIGN_OR_RETURN(memory::MemoryIndex index, memory::MemoryIndex::create(c.bank, *c.rt.files, c.cfg, a.route.nThreads));
+    if (c.candidates) index.setFilter(*c.candidates);
+    // Regenerate rounds re-encode the whole transcript, injected documents included.
+    MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session,
+                         c.rt.model->createSession({.maxTokens = 65536, .nThreads = a.route.nThreads}));
+    memory::InterleaveOptions o;
+    o.reference = a.reference;
+    o.maxGenerateTokens = a.maxGenerateTokens;
+    o.maxRounds = a.maxRounds;
+    o.topN = std::max(a.route.topN, c.cfg.topK);
+    o.eosIds = eosIdsOf(c.rt);
+    o.cancel = a.cancel;
+    if (onPiece) o.onText = [&](std::string_view piece, bool) { return onPiece(piece); };
+    const catalog::Catalog& cat = *c.catalog;
+    auto lookup = [&](int64_t id) -> std::optional<std::string> {
+        if (!index.bank().findDocument(id)) return std::nullopt;   // idx_to_doc: documents in memory only
+        auto m = cat.memoryDocument(id);
+        if (!m) return std::nullopt;
+        return std::move(m->text);
+    };
+    MSA_ASSIGN_OR_RETURN(memory::InterleaveResult r,
+                         memory::memoryInterleave(*session, index, *c.rt.tokenizer, c.wrap, a.route.question, lookup, o));
+    out.method = a.reference ? "msa-interleave (reference quirks)" : "msa-interleave";
+    out.answer = r.answer;
+    out.transcript = r.response;
+    out.stopReason = r.stopReason;
+    out.firstTokenSeconds = r.firstTokenSeconds;
+    std::map<int64_t, OverallDocument> votes;
+    for (size_t i = 0; i < r.rounds.size(); ++i) {
+        const memory::InterleaveRound& round = r.rounds[i];
+        const RouteReport rep = routeReportOf(c, round.routing, a.route.question);
+        if (i == 0) out.routing = rep;
+        for (const OverallDocument& d : rep.overall) {
+            OverallDocument& v = votes[d.id];
+            v.bestScore = v.votes ? std::max(v.bestScore, d.bestScore) : d.bestScore;
+            v.votes += d.votes;
+            v.id = d.id;
+            v.title = d.title;
+        }
+        memory::TraceHop h;
+        h.hop = static_cast<int>(i);
+        h.layers = traceLayersOf(rep);
+        std::set<int64_t> generated;
+        for (int64_t id : memory::parseIds(round.generatedText)) generated.insert(id);
+        h.generatedIds.assign(generated.begin(), generated.end());
+        h.injected = round.injectedIds;
+        h.promptTokens = round.prompt.size();
+        h.generatedTokens = round.generated.size();
+        h.routeSeconds = round.prefillSeconds;
+        h.generateSeconds = round.decodeSeconds;
+        h.text = round.generatedText;
+        out.promptTokens += round.prompt.size();
+        out.answerTokens += round.generated.size();
+        out.trace.hops.push_back(std::move(h));
+        for (int64_t id : round.injectedIds)
+            if (std::find(out.trace.citations.begin(), out.trace.citations.end(), id) == out.trace.citations.end())
+                out.trace.citations.push_back(id);
+    }
+    for (int64_t id : out.trace.citations) {
+        OverallDocument d = votes.count(id) ? votes[id] : OverallDocument{id, 0, 0.0f, c.titleOf(id)};
+        out.used.push_back(d);
+    }
+    return Status::ok();
+}
+
+Status askCompressed(RoutingContext& c, const AskRequest& a, const AnswerStream& onPiece, AskReport& out) {
+    MSA_ASSIGN_OR_RETURN(memory::MemoryIndex index, memory::MemoryIndex::create(c.bank, *c.rt.files, c.cfg, a.route.nThreads));
+    if (c.candidates) index.setFilter(*c.candidates);
+    const memory::QueryPrompt q = memory::round1Query(*c.rt.tokenizer, c.wrap, a.route.question, c.cfg.topK);
+    if (q.tokens.size() < 2) return invalidArgument("the question is empty");
+    MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session,
+                         c.rt.model->createSession({.maxTokens = q.tokens.size() + a.maxTokens + 16, .nThreads = a.route.nThreads}));
+    // All but the last prompt token with routing; generate() feeds the last one and decodes, all
+    // against the same assembled memory.
+    const size_t n = q.tokens.size() - 1;
+    std::vector<int32_t> pos(n);
+    std::iota(pos.begin(), pos.end(), q.firstPosition);
+    const auto t0 = Clock::now();
+    MSA_ASSIGN_OR_RETURN(memory::SparsePrefill p,
+                         memory::sparsePrefill(*session, index, std::span<const int32_t>(q.tokens).first(n), pos,
+                                               std::span<const uint8_t>(q.routeMask).first(n),
+                                               {.topN = std::max(a.route.topN, c.cfg.topK), .cancel = a.cancel}));
+    const double routeSeconds = secondsSince(t0);
+    out.routing = routeReportOf(c, p.layers, a.route.question);
+    engine::GenerateOptions go;
+    go.maxTokens = a.maxTokens;
+    go.sampler.repetitionPenalty = a.repetitionPenalty;
+    go.stopStrings = chatStopStrings(c.rt);
+    go.cancel = a.cancel;
+    go.positionOffset = q.firstPosition;
+    const auto tg = Clock::now();
+    std::optional<double> first;
+    MSA_ASSIGN_OR_RETURN(engine::GenerateResult g,
+                         engine::generate(*session, *c.rt.tokenizer, std::span<const int32_t>(q.tokens).last(1), go,
+                                          [&](std::string_view piece, int32_t) {
+                                              if (!first) first = secondsSince(tg) + routeSeconds;
+                                              return onPiece ? onPiece(piece) : true;
+                                          }));
+    out.method = "training-free (compressed memory)";
+    out.answer = g.text;
+    out.answerTokens = g.tokens.size();
+    out.promptTokens = q.tokens.size();
+    out.stopReason = g.stopReason;
+    out.firstTokenSeconds = first.value_or(secondsSince(t0));
+    memory::TraceHop h;
+    h.layers = traceLayersOf(out.routing);
+    h.promptTokens = q.tokens.size();
+    h.generatedTokens = g.tokens.size();
+    h.routeSeconds = routeSeconds;
+    h.generateSeconds = secondsSince(tg);
+    h.text = g.text;
+    out.trace.hops.push_back(std::move(h));
+    std::set<int64_t> inContext;
+    for (const auto& l : out.routing.layers)
+        for (const auto& d : l.selected) inContext.insert(d.id);
+    out.trace.citations = citationsIn(g.text, inContext);
+    for (const OverallDocument& o : out.routing.overall) {
+        if (out.used.size() >= a.nDocuments) break;
         out.used.push_back(o);
     }
+    return Status::ok();
+}
 
-    const ModelRuntime& rt = ctx->rt;
+Status askOriginal(RoutingContext& c, const AskRequest& a, const AnswerStream& onPiece, AskReport& out) {
+    memory::Router router(a.route.nThreads);
+    const catalog::Catalog& cat = *c.catalog;
+    std::set<int64_t> given;
+    std::string documents, lastHopText;
+    const auto t0 = Clock::now();
+    for (size_t hop = 0; hop < std::max<size_t>(1, a.hops); ++hop) {
+        RouteRequest rr = a.route;
+        if (hop > 0) {
+            if (lastHopText.empty()) break;
+            // The injected text joins the routing query of the next hop (issue 5 item 5).
+            rr.question = a.route.question + "\n" + lastHopText;
+        }
+        const auto th = Clock::now();
+        MSA_ASSIGN_OR_RETURN(RouteReport rep, routeWith(c, router, rr));
+        memory::TraceHop h;
+        h.hop = static_cast<int>(hop);
+        h.layers = traceLayersOf(rep);
+        h.routeSeconds = secondsSince(th);
+        const size_t budget = hop == 0 ? a.nDocuments : std::max<size_t>(1, a.nDocuments / 2);
+        lastHopText.clear();
+        for (const auto& o : rep.overall) {
+            if (h.injected.size() >= budget) break;
+            if (given.count(o.id)) continue;
+            auto m = cat.memoryDocument(o.id);
+            if (!m) {
+                MSA_LOG(Warning) << "memory document " << o.id << " is in the bank but not in the catalog: " << m.status().message();
+                continue;
+            }
+            std::string text = m->text.substr(0, a.maxDocumentBytes);
+            if (m->text.size() > a.maxDocumentBytes) text += " …";
+            // Appended piece by piece: GCC 12 raises a false -Wrestrict on "literal" + std::string.
+            documents += '[';
+            documents += std::to_string(o.id);
+            documents += "] ";
+            documents += m->title;
+            documents += '\n';
+            documents += text;
+            documents += "\n\n";
+            lastHopText += m->text.substr(0, a.maxDocumentBytes / 2);
+            lastHopText += '\n';
+            given.insert(o.id);
+            h.injected.push_back(o.id);
+            out.used.push_back(o);
+        }
+        if (hop == 0) out.routing = std::move(rep);
+        out.trace.hops.push_back(std::move(h));
+    }
+    const double routeSeconds = secondsSince(t0);
+
+    const ModelRuntime& rt = c.rt;
     const std::vector<model::ChatMessage> messages = {
         {"system", "You answer questions about the user's personal archive. Use only the numbered documents below and "
                    "cite the numbers of the documents you used, like [12]. If they do not contain the answer, say so."},
@@ -378,14 +627,65 @@ Result<AskReport> askQuestion(const AskRequest& a, const AnswerStream& onPiece) 
     go.sampler.repetitionPenalty = a.repetitionPenalty;
     go.stopStrings = chatStopStrings(rt);
     go.cancel = a.cancel;
+    const auto tg = Clock::now();
+    std::optional<double> first;
     MSA_ASSIGN_OR_RETURN(engine::GenerateResult g,
                          engine::generate(*session, *rt.tokenizer, prompt, go, [&](std::string_view piece, int32_t) {
+                             if (!first) first = secondsSince(tg) + routeSeconds;
                              return onPiece ? onPiece(piece) : true;
                          }));
+    out.method = a.hops > 1 ? "training-free (original text, " + std::to_string(out.trace.hops.size()) + " hops)"
+                            : "training-free (original text)";
     out.answer = g.text;
     out.answerTokens = g.tokens.size();
     out.stopReason = g.stopReason;
-    out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    out.firstTokenSeconds = first.value_or(secondsSince(t0));
+    memory::TraceHop& last = out.trace.hops.back();
+    last.promptTokens = prompt.size();
+    last.generatedTokens = g.tokens.size();
+    last.generateSeconds = secondsSince(tg);
+    last.text = g.text;
+    out.trace.citations = citationsIn(g.text, given);
+    return Status::ok();
+}
+
+}  // namespace
+
+Result<AskReport> askQuestion(const AskRequest& a, const AnswerStream& onPiece) {
+    const auto t0 = Clock::now();
+    if (!a.route.catalog) return invalidArgument("answering needs the catalog that holds the documents' text (--catalog)");
+    if (a.route.question.empty()) return invalidArgument("empty question");
+    auto backend = engine::createCpuBackend();
+    MSA_ASSIGN_OR_RETURN(std::unique_ptr<RoutingContext> ctx, openRouting(a.route, *backend));
+    if (!ctx->catalog) return notFound("cannot open the catalog " + quotedName(a.route.catalog->string()));
+    const bool trained = isMsaModel(*ctx->rt.files) && ctx->cfg.decoupled;
+    const AnswerMethod method = a.method == AnswerMethod::Auto ? (trained ? AnswerMethod::Interleave : AnswerMethod::TrainingFree)
+                                                               : a.method;
+    if (method == AnswerMethod::Interleave && !trained)
+        return Status(ErrorCode::Unsupported, "Memory Interleave needs an MSA-trained model (router projections and the [i] "
+                                              "id protocol); answer with the training-free method instead");
+    AskReport out;
+    memory::RoutingTrace& t = out.trace;
+    t.question = a.route.question;
+    t.routing = ctx->cfg.describe();
+    t.model = ctx->rt.files->fingerprint().hex();
+    t.bank = a.route.bank.string();
+    t.topK = ctx->cfg.topK;
+    if (method == AnswerMethod::Interleave) MSA_RETURN_IF_ERROR(askInterleave(*ctx, a, onPiece, out));
+    else if (a.injection == Injection::Compressed) MSA_RETURN_IF_ERROR(askCompressed(*ctx, a, onPiece, out));
+    else MSA_RETURN_IF_ERROR(askOriginal(*ctx, a, onPiece, out));
+    t.method = out.method;
+    t.answer = out.answer;
+    for (memory::TraceHop& h : t.hops)
+        for (memory::TraceLayer& l : h.layers)
+            for (memory::TraceDocument& d : l.top)
+                if (d.title.empty()) d.title = ctx->titleOf(d.id);
+    t.aggregate();
+    for (memory::TraceAggregate& d : t.documents)
+        if (d.title.empty()) d.title = ctx->titleOf(d.id);
+    out.seconds = secondsSince(t0);
+    t.seconds = out.seconds;
+    t.firstTokenSeconds = out.firstTokenSeconds;
     return out;
 }
 
@@ -504,9 +804,10 @@ nlohmann::json toJson(const EvalReport& r) {
 nlohmann::json toJson(const AskReport& r) {
     nlohmann::json used = nlohmann::json::array();
     for (const auto& o : r.used) used.push_back({{"id", o.id}, {"votes", o.votes}, {"best_score", o.bestScore}, {"title", o.title}});
-    return {{"answer", r.answer}, {"method", r.method}, {"documents", used}, {"routing", toJson(r.routing)},
+    return {{"answer", r.answer}, {"method", r.method}, {"documents", used}, {"citations", r.trace.citations},
+            {"routing", toJson(r.routing)}, {"trace", memory::toJson(r.trace)}, {"transcript", r.transcript},
             {"prompt_tokens", r.promptTokens}, {"answer_tokens", r.answerTokens}, {"stop_reason", r.stopReason},
-            {"seconds", r.seconds}};
+            {"seconds", r.seconds}, {"first_token_seconds", r.firstTokenSeconds}};
 }
 
 nlohmann::json toJson(const BuildReport& r) {

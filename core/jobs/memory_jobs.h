@@ -17,6 +17,7 @@
 #pragma once
 
 #include "core/memory/router.h"
+#include "core/memory/trace.h"
 #include "core/model/dtype.h"
 #include "core/util/progress.h"
 #include "core/util/status.h"
@@ -59,13 +60,24 @@ struct BuildReport {
 
 Result<BuildReport> buildMemory(const BuildOptions& options);
 
+// Restricts which memory documents routing may select (issue 5 item 3): by the catalog metadata of
+// their documents. Needs the catalog. Empty: every live document of the bank.
+struct CandidateFilter {
+    std::optional<std::string> collection;
+    std::optional<std::string> kind;             // 'email', 'chat', 'pdf', ...
+    std::optional<int64_t> fromUnix, toUnix;     // document date, [from, to)
+    std::optional<std::string> participant;      // substring of the author or a participant
+    bool empty() const { return !collection && !kind && !fromUnix && !toUnix && !participant; }
+};
+
 struct RouteRequest {
     std::filesystem::path bank;
     std::filesystem::path model;
-    std::optional<std::filesystem::path> catalog;   // for titles
+    std::optional<std::filesystem::path> catalog;   // for titles (and required by a filter)
     std::string question;
     size_t topN = 10;
     size_t nThreads = 0;
+    CandidateFilter filter;
 };
 
 struct RoutedDocument {
@@ -96,26 +108,46 @@ struct RouteReport {
 
 Result<RouteReport> routeQuestion(const RouteRequest& request);
 
-// Answering from memory. Today's method, for every model, is the training-free one of DESIGN.md §3.4:
-// round-1 routing, then the original text of the documents most layers selected is placed in the
-// prompt (numbered [id]) and the model answers in its chat template. The MSA generative-retrieval
-// protocol (Memory Interleave with [i] ids and chunk K/V in the context) is not wired yet.
+// Answering from memory (issue 5 items 4-6):
+//  - Memory Interleave (MSA-trained models, msa-spec §5): sparse generation with the selected
+//    documents' K̄/V̄ in the routing layers' context; the model writes document ids, their original
+//    text is injected, the next round routes again, until it answers. core/memory/interleave.h.
+//  - Training-free (ordinary models, DESIGN.md §3.4): route with the model's own Q/K in the upper
+//    half of its layers, then either inject the selected documents' original text into a chat
+//    prompt (Injection::Original; with hops > 1 each further hop routes again with the question plus
+//    the text injected by the previous hop), or answer with sparse generation over their K̄/V̄
+//    chunks (Injection::Compressed), so the two can be compared.
+// Every answer carries a RoutingTrace (core/memory/trace.h).
+enum class AnswerMethod { Auto, Interleave, TrainingFree };   // Auto: Interleave iff the model has router tensors
+enum class Injection { Original, Compressed };
+std::string_view answerMethodName(AnswerMethod m);
+std::string_view injectionName(Injection i);
+
 struct AskRequest {
-    RouteRequest route;                 // bank, model, question (catalog is required here)
-    size_t nDocuments = 4;              // documents whose text is given to the model
+    RouteRequest route;                 // bank, model, question, filter (catalog is required here)
+    AnswerMethod method = AnswerMethod::Auto;
+    Injection injection = Injection::Original;   // training-free only
+    size_t hops = 1;                    // training-free, original text: routing hops
+    size_t nDocuments = 4;              // documents whose text is given to the model (hop 1; later hops add half as many)
     size_t maxTokens = 256;
     size_t maxDocumentBytes = 4000;     // each document's text is cut to this many bytes
     float repetitionPenalty = 1.2f;     // greedy small models loop without it (HF rule, sampler.h)
+    bool reference = false;             // Memory Interleave: reproduce the reference's B3/B10 behaviour
+    size_t maxRounds = 8;               // Memory Interleave round cap (the reference has none)
+    size_t maxGenerateTokens = 2048;    // Memory Interleave per-call iteration cap
     const CancelToken* cancel = nullptr;
 };
 struct AskReport {
     std::string answer;
-    std::string method = "training-free routing + text injection";
-    std::vector<OverallDocument> used;  // in the order given to the model
-    RouteReport routing;
+    std::string method;                 // "msa-interleave", "training-free (original text)", ...
+    std::vector<OverallDocument> used;  // documents whose text reached the model / cited, in order
+    RouteReport routing;                // the first hop's routing
+    memory::RoutingTrace trace;
+    std::string transcript;             // Memory Interleave: the final response with ids and injections
     size_t promptTokens = 0;
     size_t answerTokens = 0;
     double seconds = 0;
+    double firstTokenSeconds = 0;
     std::string stopReason;
 };
 using AnswerStream = std::function<bool(std::string_view piece)>;

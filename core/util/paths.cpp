@@ -50,6 +50,12 @@ std::vector<fs::path> demoArchiveCandidates() {
     std::vector<fs::path> out;
     if (const char* a = env("MSA_DEMO_ARCHIVE")) return {fs::path(a)};
     if (!sourceDir().empty()) out.push_back(fs::path(sourceDir()) / "resources" / "demo" / "archive");
+    // Beside the running executable (<prefix>/bin/../share/msa-workbench): a package unpacked or
+    // installed under any prefix finds its own copy, whatever prefix it was configured with.
+    std::error_code ec;
+    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec && exe.has_parent_path())
+        out.push_back(exe.parent_path().parent_path() / "share" / "msa-workbench" / "demo" / "archive");
     out.push_back(fs::path(installDataDir()) / "demo" / "archive");
     return out;
 }

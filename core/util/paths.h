@@ -3,7 +3,7 @@
 //   demo model:   $MSA_DEMO_MODEL (a file) → $MSA_CACHE_DIR/models/ → <source tree>/.cache/models/
 //                 → $XDG_CACHE_HOME (or ~/.cache)/msa-workbench/models/
 //   demo archive: $MSA_DEMO_ARCHIVE (a folder) → <source tree>/resources/demo/archive
-//                 → <datadir>/msa-workbench/demo/archive
+//                 → <executable's folder>/../share/msa-workbench/demo/archive → <datadir>/msa-workbench/demo/archive
 // The archive folder holds only the fictional person's files; the evaluation questions (with their
 // answers) lie beside it, never inside, so importing the archive cannot leak answers into memory.
 // When $MSA_DEMO_MODEL / $MSA_DEMO_ARCHIVE is set it is the only candidate (an explicit choice is

@@ -36,6 +36,7 @@ private slots:
         QSettings settings(m_dir.filePath("s.ini"), QSettings::IniFormat);
         settings.setValue(AnswerSetup::kBankKey, QString::fromStdString(m_bank.bank));
         settings.setValue("engine/model", QString::fromStdString(m_model));
+        settings.setValue("memory/maxHops", 2);   // training-free over two routing hops
         UiContext c;
         c.registry = engine::BackendRegistry::withCpu();
         c.doctor = jobs::runDoctor(c.registry);
@@ -65,6 +66,9 @@ private slots:
         for (const auto& d : turn.report.used) QVERIFY(m_bank.memoryIds.count(d.id));
         for (int64_t id : turn.trace.citations) QVERIFY(m_bank.memoryIds.count(id));
         QVERIFY(chat->transcript()->toPlainText().contains("memory used:"));
+        QVERIFY(turn.trace.hops.size() >= 1 && turn.trace.hops.size() <= 2);
+        for (const auto& hop : turn.trace.hops)
+            for (int64_t id : hop.injected) QVERIFY(m_bank.memoryIds.count(id));
 
         // Stop after the first piece of a long answer.
         setup.maxTokens = 400;

@@ -78,11 +78,17 @@ private slots:
         settings.setValue(AnswerSetup::kBankKey, QString::fromStdString(m_bank.bank));
         settings.setValue("engine/model", QString::fromStdString(kMsa));
         settings.setValue("engine/threads", 2);
+        settings.setValue("memory/maxHops", 1);
         MainWindow w(makeContext(&settings, QString::fromStdString(m_bank.catalog)));
         w.show();
         ChatView* chat = w.chatView();
         QVERIFY(chat->input()->isEnabled());
         QVERIFY(chat->hint()->isHidden());
+        // Training-free, one hop: its sources and trace are deterministic (Memory Interleave is below).
+        AnswerSetup setup = chat->setup();
+        QCOMPARE(setup.hops, 1);
+        setup.method = jobs::AnswerMethod::TrainingFree;
+        chat->setSetup(setup);
 
         QSignalSpy pieces(w.engine(), &AnswerClient::piece);
         QSignalSpy finished(chat, &ChatView::answerFinished);
@@ -137,12 +143,39 @@ private slots:
         chat->stop();
         QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 2, 120000);
         QCOMPARE(chat->turns().size(), size_t(2));
+        QVERIFY2(chat->turns().back().error.isEmpty(), qPrintable(chat->turns().back().errorDetail));
         QCOMPARE(chat->turns().back().report.stopReason, std::string("cancelled"));
         QCOMPARE(chat->turns().back().report.answerTokens, size_t(0));
         QVERIFY(chat->memoryLine(chat->turns().back()).endsWith("stopped"));
         QVERIFY(!chat->answering());
         QVERIFY(chat->input()->isEnabled());
         QVERIFY(!chat->stopButton()->isEnabled());
+    }
+
+    void memoryInterleaveAnswer() {
+        // The tiny checkpoint is an MSA model: by default it answers by Memory Interleave, and the
+        // engine's own trace (not the hop-0 conversion) reaches the Routing tab.
+        QSettings settings(m_dir.filePath("i.ini"), QSettings::IniFormat);
+        settings.setValue(AnswerSetup::kBankKey, QString::fromStdString(m_bank.bank));
+        settings.setValue("engine/model", QString::fromStdString(kMsa));
+        settings.setValue("engine/threads", 2);
+        settings.setValue("generation/maxTokens", 24);
+        MainWindow w(makeContext(&settings, QString::fromStdString(m_bank.catalog)));
+        ChatView* chat = w.chatView();
+        QCOMPARE(chat->setup().method, jobs::AnswerMethod::Auto);
+        QSignalSpy finished(chat, &ChatView::answerFinished);
+        QVERIFY(chat->ask("Who refitted the boat Wenna?"));
+        QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 1, 120000);
+        const ChatView::Turn& turn = chat->turns().back();
+        QVERIFY2(turn.error.isEmpty(), qPrintable(turn.errorDetail));
+        QCOMPARE(turn.report.method.rfind("msa-interleave", 0), size_t(0));
+        QVERIFY(!turn.report.trace.hops.empty());
+        QCOMPARE(turn.trace.hops.size(), turn.report.trace.hops.size());
+        QCOMPARE(w.routingView()->trace().hops.size(), turn.report.trace.hops.size());
+        for (const auto& hop : turn.trace.hops)
+            for (const auto& layer : hop.layers)
+                for (const auto& d : layer.top) QVERIFY(m_bank.memoryIds.count(d.id));
+        QVERIFY(chat->transcript()->toPlainText().contains("memory used:"));
     }
 
     void closingDuringAnAnswerStopsIt() {

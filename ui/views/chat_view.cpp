@@ -146,6 +146,9 @@ bool ChatView::ask(const QString& question) {
     req.route.nThreads = static_cast<size_t>(std::max(0, m_setup.nThreads));
     req.nDocuments = static_cast<size_t>(std::max(1, m_setup.nDocuments));
     req.maxTokens = static_cast<size_t>(std::max(1, m_setup.maxTokens));
+    req.hops = static_cast<size_t>(std::max(1, m_setup.hops));
+    req.method = m_setup.method;
+    req.injection = m_setup.injection;
     m_request = m_engine->ask(req);
     if (m_request == 0) return false;
     Turn t;
@@ -180,7 +183,7 @@ void ChatView::onAnswered(quint64 id, const jobs::AskReport& report) {
     render();
     updateControls();
     emit statusMessage(report.stopReason == "cancelled" ? tr("Answer stopped") : tr("Answered in %1 s").arg(report.seconds, 0, 'f', 1));
-    emit traceSelected(t.trace);
+    if (!t.trace.hops.empty()) emit traceSelected(t.trace);
     emit answerFinished(static_cast<int>(m_turns.size()) - 1);
 }
 
@@ -206,7 +209,7 @@ void ChatView::onLink(const QUrl& url) {
         bool ok = false;
         const int i = url.path().toInt(&ok);
         if (ok && i >= 0 && i < static_cast<int>(m_turns.size()) && m_turns[static_cast<size_t>(i)].done &&
-            m_turns[static_cast<size_t>(i)].error.isEmpty()) {
+            m_turns[static_cast<size_t>(i)].error.isEmpty() && !m_turns[static_cast<size_t>(i)].trace.hops.empty()) {
             emit traceSelected(m_turns[static_cast<size_t>(i)].trace);
             emit inspectRouting();
         }
@@ -215,6 +218,9 @@ void ChatView::onLink(const QUrl& url) {
 
 QString ChatView::memoryLine(const Turn& t) const {
     if (!t.done || !t.error.isEmpty()) return {};
+    const bool stopped = t.report.stopReason == "cancelled";
+    if (t.trace.hops.empty() && t.report.used.empty())
+        return tr("memory used: none") + (stopped ? tr(" · stopped") : QString());
     QStringList ids;
     for (const auto& d : t.report.used) ids << QString("[%1]").arg(d.id);
     return tr("memory used: %n hop(s)", nullptr, static_cast<int>(std::max<size_t>(t.trace.hops.size(), 1))) +
@@ -222,7 +228,7 @@ QString ChatView::memoryLine(const Turn& t) const {
            tr(" · routed over %1 candidates in %2 layers").arg(t.report.routing.nCandidates).arg(t.report.routing.layers.size()) +
            tr(" · %1 prompt + %2 answer tokens").arg(t.report.promptTokens).arg(t.report.answerTokens) +
            tr(" · %1 s").arg(t.report.seconds, 0, 'f', 1) +
-           (t.report.stopReason == "cancelled" ? tr(" · stopped") : QString());
+           (stopped ? tr(" · stopped") : QString());
 }
 
 void ChatView::render() {
@@ -260,10 +266,9 @@ void ChatView::render() {
             sources << s;
         }
         if (!sources.isEmpty()) html += QString("<p><small>%1<br>%2</small></p>").arg(tr("Sources given to the model:"), sources.join("<br>"));
-        html += QString("<p style='color:#555'><small>%1 · <a href='trace:%2'>%3</a></small></p>")
-                    .arg(memoryLine(t).toHtmlEscaped())
-                    .arg(i)
-                    .arg(tr("Inspect routing"));
+        QString line = memoryLine(t).toHtmlEscaped();
+        if (!t.trace.hops.empty()) line += QString(" · <a href='trace:%1'>%2</a>").arg(i).arg(tr("Inspect routing"));
+        html += QString("<p style='color:#555'><small>%1</small></p>").arg(line);
     }
     m_transcript->setHtml(html);
     m_transcript->verticalScrollBar()->setValue(m_transcript->verticalScrollBar()->maximum());

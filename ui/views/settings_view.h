@@ -1,15 +1,27 @@
-// settings_view.h: Settings tab: model, device, threads, top-k, hops and temperature, persisted with QSettings.
+// settings_view.h: the Settings tab (issue 7 item 6): model (file picker, validated by opening its
+// header and tensor table), device, CPU threads, bank folder, catalog file, top-k documents, maximum
+// hops, bank storage dtype, injection mode, temperature and maximum answer tokens; chunk size shown
+// read-only (it is fixed by the bank); theme follows the system. Values are AppSettings, persisted in
+// QSettings on every change (nothing is lost if the app is killed) and announced with
+// settingsChanged(), which the main window forwards to the other views. Problems (a model that does not
+// open, a folder that cannot be written) show inline under the field, in red, with the reason.
 //
-// Thread affinity: GUI thread only. Ownership: Qt parent/child; the UiContext is read during
-// construction (and its QSettings borrowed for the view's lifetime where noted).
+// Thread affinity: GUI thread only. Ownership: Qt parent/child; the UiContext's QSettings is borrowed
+// for the view's lifetime.
+//
+// Usage:
+//     auto* view = new SettingsView(context, tabs);
+//     connect(view, &SettingsView::settingsChanged, memoryView, &MemoryView::applySettings);
 #pragma once
 
+#include "ui/app_settings.h"
 #include "ui/ui_context.h"
 
 #include <QWidget>
 
 class QComboBox;
 class QDoubleSpinBox;
+class QLabel;
 class QLineEdit;
 class QSpinBox;
 
@@ -22,27 +34,45 @@ class SettingsView : public QWidget {
 public:
     explicit SettingsView(const UiContext& context, QWidget* parent = nullptr);
 
-    // Keys under which the values are stored (shared with the engine host later).
-    static constexpr const char* kModelKey = "engine/model";
-    static constexpr const char* kDeviceKey = "engine/device";
-    static constexpr const char* kThreadsKey = "engine/threads";
-    static constexpr const char* kTopKKey = "memory/topK";
-    static constexpr const char* kHopsKey = "memory/maxHops";
-    static constexpr const char* kTemperatureKey = "generation/temperature";
+    // Keys under which the values are stored (AppSettings owns them).
+    static constexpr const char* kModelKey = AppSettings::kModelKey;
+    static constexpr const char* kDeviceKey = AppSettings::kDeviceKey;
+    static constexpr const char* kThreadsKey = AppSettings::kThreadsKey;
+    static constexpr const char* kTopKKey = AppSettings::kTopKKey;
+    static constexpr const char* kHopsKey = AppSettings::kHopsKey;
+    static constexpr const char* kTemperatureKey = AppSettings::kTemperatureKey;
+
+    const AppSettings& current() const { return m_current; }
+    // The inline message under the model field (empty when the model opens) and its summary.
+    QString modelProblem() const;
+    QString folderProblem() const;   // bank folder / catalog file problems, empty when none
 
 signals:
-    void settingsChanged();
+    void settingsChanged(const msa::ui::AppSettings& settings);
 
 private:
     void save();
+    void validate();
 
     QSettings* m_settings = nullptr;   // borrowed from the UiContext
+    AppSettings m_current;
     QLineEdit* m_model = nullptr;
+    QLabel* m_modelCheck = nullptr;
     QComboBox* m_device = nullptr;
     QSpinBox* m_threads = nullptr;
+    QLineEdit* m_bankDir = nullptr;
+    QLabel* m_bankDirCheck = nullptr;
+    QLineEdit* m_catalog = nullptr;
+    QLabel* m_catalogCheck = nullptr;
     QSpinBox* m_topK = nullptr;
     QSpinBox* m_hops = nullptr;
+    QComboBox* m_storage = nullptr;
+    QComboBox* m_injection = nullptr;
     QDoubleSpinBox* m_temperature = nullptr;
+    QSpinBox* m_maxTokens = nullptr;
+    bool m_modelOk = false;
+    bool m_modelChecked = false;
+    QString m_checkedModel;   // the path m_modelCheck speaks about
 };
 
 }  // namespace msa::ui

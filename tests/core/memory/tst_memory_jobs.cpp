@@ -128,6 +128,7 @@ private slots:
         req.route.model = kMsa;
         req.route.catalog = m_catalog;
         req.route.question = "Where did the spruce for the cello top come from?";
+        req.method = jobs::AnswerMethod::TrainingFree;   // original text injected into a chat prompt
         req.nDocuments = 2;
         req.maxTokens = 8;
         std::string streamed;
@@ -141,11 +142,88 @@ private slots:
         auto b = jobs::askQuestion(req);
         QVERIFY(b.ok());
         QCOMPARE(b->answer, a->answer);   // greedy
+        QCOMPARE(a->trace.hops.size(), size_t(1));
+        QCOMPARE(a->trace.hops[0].injected, (std::vector<int64_t>{a->used[0].id, a->used[1].id}));
+        QCOMPARE(a->trace.hops[0].layers.size(), size_t(2));
         req.route.catalog.reset();
         QCOMPARE(jobs::askQuestion(req).status().code(), ErrorCode::InvalidArgument);
     }
 
+    void askHopsRouteAgainWithInjectedText() {
+        jobs::AskRequest req = askRequest();
+        req.method = jobs::AnswerMethod::TrainingFree;
+        req.hops = 2;
+        req.nDocuments = 2;
+        auto a = jobs::askQuestion(req);
+        QVERIFY2(a.ok(), a.status().toString().c_str());
+        QCOMPARE(a->trace.hops.size(), size_t(2));
+        QCOMPARE(a->trace.hops[1].injected.size(), size_t(1));   // half the first hop's budget, new documents only
+        QVERIFY(a->trace.hops[1].injected[0] != a->trace.hops[0].injected[0]);
+        QCOMPARE(a->used.size(), size_t(3));
+    }
+
+    void askInterleaveIsTheDefaultForMsaModels() {
+        jobs::AskRequest req = askRequest();
+        req.maxGenerateTokens = 6;
+        std::string streamed;
+        auto a = jobs::askQuestion(req, [&](std::string_view p) { streamed += p; return true; });
+        QVERIFY2(a.ok(), a.status().toString().c_str());
+        QCOMPARE(a->method, std::string("msa-interleave"));
+        QVERIFY(!a->trace.hops.empty());
+        const auto& hop = a->trace.hops[0];
+        QCOMPARE(hop.layers.size(), size_t(2));
+        for (const auto& l : hop.layers) {
+            const auto nSel = std::count_if(l.top.begin(), l.top.end(), [](const memory::TraceDocument& d) { return d.selected; });
+            QCOMPARE(size_t(nSel), size_t(6));   // k = 16 > 6 documents: all selected
+        }
+        QVERIFY(hop.generatedTokens >= 1 && hop.generatedTokens <= 7);
+        QVERIFY(!streamed.empty());
+        auto back = memory::traceFromJson(memory::toJson(a->trace));
+        QVERIFY(back.ok());
+        // Interleave needs the trained router; a stock model is refused with a clear reason.
+        req.route.model = MSA_SOURCE_DIR "/tests/fixtures/models/qwen3-f32";
+        req.method = jobs::AnswerMethod::Interleave;
+        auto refused = jobs::askQuestion(req);
+        QVERIFY(!refused.ok());
+        QVERIFY(refused.status().code() == ErrorCode::Unsupported || refused.status().code() == ErrorCode::Mismatch);
+    }
+
+    void askCompressedAnswersOverChunkMemory() {
+        jobs::AskRequest req = askRequest();
+        req.method = jobs::AnswerMethod::TrainingFree;
+        req.injection = jobs::Injection::Compressed;
+        auto a = jobs::askQuestion(req);
+        QVERIFY2(a.ok(), a.status().toString().c_str());
+        QCOMPARE(a->method, std::string("training-free (compressed memory)"));
+        QCOMPARE(a->trace.hops.size(), size_t(1));
+        QVERIFY(a->answerTokens >= 1 && a->answerTokens <= 8);
+        QCOMPARE(a->routing.layers.size(), size_t(2));
+    }
+
+    void filterRestrictsRouting() {
+        jobs::RouteRequest r = askRequest().route;
+        r.filter.collection = "no-such-collection";
+        auto none = jobs::routeQuestion(r);
+        QVERIFY2(none.ok(), none.status().toString().c_str());
+        QCOMPARE(none->nCandidates, size_t(0));
+        r.filter.collection = "notes";
+        auto all = jobs::routeQuestion(r);
+        QVERIFY(all.ok());
+        QCOMPARE(all->nCandidates, size_t(6));
+        r.catalog.reset();
+        QCOMPARE(jobs::routeQuestion(r).status().code(), ErrorCode::InvalidArgument);
+    }
+
 private:
+    jobs::AskRequest askRequest() const {
+        jobs::AskRequest req;
+        req.route.bank = m_bank;
+        req.route.model = kMsa;
+        req.route.catalog = m_catalog;
+        req.route.question = "Where did the spruce for the cello top come from?";
+        req.maxTokens = 8;
+        return req;
+    }
     Status importNow() {
         auto cat = catalog::Catalog::open(m_catalog);
         if (!cat) return cat.status();

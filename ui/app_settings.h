@@ -1,0 +1,79 @@
+// app_settings.h: the workbench's user settings as one value type, stored in QSettings under fixed
+// keys, plus the checks the Settings tab shows inline (model file, folders) and the bank folder that a
+// collection gets. The Settings tab edits it; MainWindow forwards every change to the views
+// (MemoryView uses model, bank folder, threads and storage; Chat uses top-k, hops, temperature,
+// injection and max answer tokens); the catalog path is read when the window starts.
+//
+// Thread affinity: a plain value (copy it to any thread); load()/save() touch the QSettings and run on
+// the GUI thread. checkModel() reads the model's header (a few KiB through a mapping, no weights) and is
+// reentrant.
+//
+// Usage:
+//     AppSettings s = AppSettings::load(*context.settings, AppSettings::defaults(context));
+//     s.topK = 32; s.save(*context.settings);
+//     ModelCheck m = checkModel(s.modelPath);   // m.ok, m.summary or m.problem
+#pragma once
+
+#include "ui/ui_context.h"
+
+#include <QMetaType>
+#include <QString>
+
+class QSettings;
+
+namespace msa::ui {
+
+struct AppSettings {
+    // Keys (also read by tests and by views that only need one value).
+    static constexpr const char* kModelKey = "engine/model";
+    static constexpr const char* kDeviceKey = "engine/device";
+    static constexpr const char* kThreadsKey = "engine/threads";
+    static constexpr const char* kBankDirKey = "paths/bankDir";
+    static constexpr const char* kCatalogKey = "paths/catalog";
+    static constexpr const char* kTopKKey = "memory/topK";
+    static constexpr const char* kHopsKey = "memory/maxHops";
+    static constexpr const char* kStorageKey = "memory/storage";
+    static constexpr const char* kInjectionKey = "memory/injection";
+    static constexpr const char* kTemperatureKey = "generation/temperature";
+    static constexpr const char* kMaxTokensKey = "generation/maxTokens";
+    // The bank Chat and Routing answer from: written by the Memory tab when a build finishes or a valid
+    // bank is opened (not edited in the Settings tab).
+    static constexpr const char* kActiveBankKey = "memory/bank";
+
+    QString modelPath;                 // .gguf file or Hugging Face folder
+    QString device = "cpu";            // backend device id
+    int threads = 0;                   // 0: all cores
+    QString bankDir;                   // banks live in <bankDir>/<collection slug>
+    QString catalogPath;               // empty: CatalogClient::defaultPath()
+    int topK = 16;                     // documents selected per routing layer
+    int maxHops = 3;
+    QString storage = "bf16";          // bank storage dtype: bf16 | f32
+    QString injection = "text";        // text (training-free text injection) | kv (MSA chunk K/V, not wired yet)
+    double temperature = 0.0;
+    int maxAnswerTokens = 256;
+
+    // Defaults for this machine: the demo model when found, all cores, banks beside the catalog.
+    static AppSettings defaults(const UiContext& context);
+    static AppSettings load(const QSettings& settings, const AppSettings& defaults);
+    void save(QSettings& settings) const;
+
+    // <bankDir>/<collection as a file name>: letters, digits, '-', '_' and '.' kept, the rest '_'.
+    QString bankPathFor(const QString& collection) const;
+
+    bool operator==(const AppSettings&) const = default;
+};
+
+struct ModelCheck {
+    bool ok = false;
+    QString summary;   // "llama, 30 layers, GGUF, 138 MB, training-free routing"
+    QString problem;   // the Status message when !ok
+};
+// Opens the model's header and tensor table (core/model ModelFiles::open) without reading weights.
+ModelCheck checkModel(const QString& path);
+
+// Empty when `path` names a folder that exists or can be created and written; else why not.
+QString checkWritableFolder(const QString& path);
+
+}  // namespace msa::ui
+
+Q_DECLARE_METATYPE(msa::ui::AppSettings)
