@@ -14,7 +14,7 @@
 // With --screenshot the Library first settles (first-run demo import finished and its documents listed,
 // at most 120 s) so the picture shows real catalog content; with --tab routing and a memory bank in
 // place (--bank, or the Memory tab's active bank, QSettings memory/bank) the suggested demo
-// question is then routed ("Route only"; --tab routing) or answered (--tab chat), at most 180 s more,
+// question is then routed ("Route only"; --tab routing) or answered (--tab chat), at most 420 s more,
 // so the picture shows a real trace or answer.
 #include "app/backend_setup.h"
 #include "core/jobs/doctor.h"
@@ -137,7 +137,8 @@ int main(int argc, char** argv) {
         // Open the newest document too, so the picture shows the viewer with text and segments.
         const QString tab = parser.value(tabOpt);
         // With a memory bank in place, the Routing and Chat pictures show real work: the suggested
-        // question routed (Routing) or answered (Chat), waiting at most 180 s for it.
+        // question routed (Routing) or answered (Chat), waiting at most 420 s for it (several hops of a
+        // small model on a few cores).
         auto shootNow = [&window, grab, tab] {
             auto done = std::make_shared<bool>(false);
             auto finish = [done, &window, grab] {
@@ -159,8 +160,8 @@ int main(int argc, char** argv) {
                 QTimer::singleShot(600, &window, grab);
                 return;
             }
-            QTimer::singleShot(180000, &window, [finish] {
-                std::fprintf(stderr, "msa-workbench: the question did not finish within 180 s; taking the screenshot anyway\n");
+            QTimer::singleShot(420000, &window, [finish] {
+                std::fprintf(stderr, "msa-workbench: the question did not finish within 420 s; taking the screenshot anyway\n");
                 finish();
             });
         };

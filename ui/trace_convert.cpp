@@ -9,7 +9,7 @@ namespace msa::ui {
 memory::RoutingTrace traceFromRoute(const jobs::RouteReport& r) {
     memory::RoutingTrace t;
     t.question = r.question;
-    t.method = "training-free";
+    t.method = "route only (round-1 routing, no answer)";
     t.routing = r.routing;
     t.topK = r.topK;
     t.seconds = r.seconds;

@@ -196,6 +196,7 @@ private slots:
         QCOMPARE(t.documents[0].id, int64_t(5));   // ties on votes: best score first
         QCOMPARE(t.documents[0].title, std::string("five"));
         QVERIFY(t.citations.empty());
+        QCOMPARE(t.method.rfind("route only", 0), size_t(0));
 
         QCOMPARE(citedIds("As [7] and [5, 9] say; see [7]. [x] [] [12"), (std::vector<int64_t>{7, 5, 9}));
 
@@ -207,6 +208,7 @@ private slots:
         QCOMPARE(at.hops[0].injected, (std::vector<int64_t>{7, 5}));
         QCOMPARE(at.citations, (std::vector<int64_t>{7}));   // 99 was not given to the model
         QCOMPARE(at.answer, a.answer);
+        QCOMPARE(at.method, std::string("training-free"));
         bool sevenCited = false;
         for (const auto& d : at.documents) sevenCited = sevenCited || (d.id == 7 && d.cited);
         QVERIFY(sevenCited);
