@@ -8,16 +8,23 @@
 //   --size WxH          initial window size (default: the remembered geometry, else 1280x800)
 //   --settings FILE     keep settings in this INI file instead of the user's (tests, demos)
 //   --catalog FILE      use this SQLite catalog instead of <AppDataLocation>/catalog.sqlite
+//   --bank FOLDER       answer and route over this memory bank (remembered as memory/bank)
 //   --build-memory      once the Library has settled, build the memory of the Memory tab's collection
 //                       (with --screenshot the picture is taken when that build has finished)
 // With --screenshot the Library first settles (first-run demo import finished and its documents listed,
-// at most 120 s) so the picture shows real catalog content.
+// at most 120 s) so the picture shows real catalog content; with --tab routing and a memory bank in
+// place (--bank, or the Memory tab's active bank, QSettings memory/bank) the suggested demo
+// question is then routed ("Route only"; --tab routing) or answered (--tab chat), at most 420 s more,
+// so the picture shows a real trace or answer.
 #include "app/backend_setup.h"
 #include "core/jobs/doctor.h"
 #include "core/util/build_info.h"
+#include "ui/answer_setup.h"
 #include "ui/main_window.h"
 #include "ui/views/library_view.h"
+#include "ui/views/chat_view.h"
 #include "ui/views/memory_view.h"
+#include "ui/views/routing_view.h"
 
 #include <QApplication>
 #include <QCommandLineParser>
@@ -48,9 +55,10 @@ int main(int argc, char** argv) {
     const QCommandLineOption settingsOpt("settings", "Keep settings in this INI FILE.", "FILE");
     const QCommandLineOption catalogOpt("catalog", "Use this SQLite catalog FILE (default: catalog.sqlite in the app data folder).",
                                         "FILE");
+    const QCommandLineOption bankOpt("bank", "Answer and route over this memory bank FOLDER (remembered).", "FOLDER");
     const QCommandLineOption buildMemoryOpt("build-memory",
                                             "Build the memory of the Memory tab's collection once the library has settled.");
-    parser.addOptions({screenshotOpt, tabOpt, sizeOpt, settingsOpt, catalogOpt, buildMemoryOpt});
+    parser.addOptions({screenshotOpt, tabOpt, sizeOpt, settingsOpt, catalogOpt, buildMemoryOpt, bankOpt});
     parser.process(app);   // exits with 0 for --help/--version and 1 with a message for unknown options
 
     std::unique_ptr<QSettings> settings;
@@ -58,6 +66,9 @@ int main(int argc, char** argv) {
         settings = std::make_unique<QSettings>(parser.value(settingsOpt), QSettings::IniFormat);
     else
         settings = std::make_unique<QSettings>();
+
+    if (parser.isSet(bankOpt))
+        settings->setValue(msa::ui::AnswerSetup::kBankKey, QFileInfo(parser.value(bankOpt)).absoluteFilePath());
 
     msa::ui::UiContext context;
     context.registry = msa::app::makeBackendRegistry();
@@ -124,10 +135,40 @@ int main(int argc, char** argv) {
         // then give layouts a moment.
         msa::ui::LibraryView* library = window.libraryView();
         // Open the newest document too, so the picture shows the viewer with text and segments.
-        auto shoot = [&window, library, grab, buildMemory, whenBuilt] {
+        const QString tab = parser.value(tabOpt);
+        // With a memory bank in place, the Routing and Chat pictures show real work: the suggested
+        // question routed (Routing) or answered (Chat), waiting at most 420 s for it (several hops of a
+        // small model on a few cores).
+        auto shootNow = [&window, grab, tab] {
+            auto done = std::make_shared<bool>(false);
+            auto finish = [done, &window, grab] {
+                if (*done) return;
+                *done = true;
+                QTimer::singleShot(300, &window, grab);
+            };
+            bool started = false;
+            msa::ui::RoutingView* routing = window.routingView();
+            msa::ui::ChatView* chat = window.chatView();
+            if (tab == QLatin1String("routing") && routing->routeQuestion()) {
+                QObject::connect(routing, &msa::ui::RoutingView::routeFinished, &window, finish);
+                started = true;
+            } else if (tab == QLatin1String("chat") && chat->ask(chat->suggestedQuestion())) {
+                QObject::connect(chat, &msa::ui::ChatView::answerFinished, &window, finish);
+                started = true;
+            }
+            if (!started) {
+                QTimer::singleShot(600, &window, grab);
+                return;
+            }
+            QTimer::singleShot(420000, &window, [finish] {
+                std::fprintf(stderr, "msa-workbench: the question did not finish within 420 s; taking the screenshot anyway\n");
+                finish();
+            });
+        };
+        auto shoot = [library, buildMemory, whenBuilt, shootNow] {
             library->selectFirstDocument();
-            if (buildMemory) whenBuilt([&window, grab] { QTimer::singleShot(600, &window, grab); });
-            else QTimer::singleShot(600, &window, grab);
+            if (buildMemory) whenBuilt(shootNow);
+            else shootNow();
         };
         if (library->isSettled()) {
             shoot();
@@ -140,7 +181,7 @@ int main(int argc, char** argv) {
             };
             QObject::connect(library, &msa::ui::LibraryView::settled, &window, once);
             QTimer::singleShot(120000, &window, [once, fired] {
-                if (*fired) return;   // settled in time (a --build-memory build may still be running)
+                if (*fired) return;   // settled in time (a --build-memory build or the question may still be running)
                 std::fprintf(stderr, "msa-workbench: the library did not settle within 120 s; taking the screenshot anyway\n");
                 once();
             });

@@ -117,6 +117,13 @@ void CatalogHost::fetchDocument(qint64 documentId) {
     emit documentReady(doc.value());
 }
 
+void CatalogHost::fetchMemoryDocument(qint64 memoryDocumentId) {
+    if (!ready(tr("Opening a document"))) return;
+    auto m = m_catalog->memoryDocument(memoryDocumentId);
+    if (!m.ok()) return fail(tr("Opening a document"), m.status());
+    fetchDocument(m.value().documentId);
+}
+
 void CatalogHost::runImport(const QString& collection, const QStringList& paths,
                             const std::shared_ptr<CancelToken>& cancel) {
     ImportOutcome outcome;
@@ -218,6 +225,10 @@ quint64 CatalogClient::search(const QString& query, const QString& collection, i
 
 void CatalogClient::fetchDocument(qint64 documentId) {
     post([h = m_host, documentId] { h->fetchDocument(documentId); });
+}
+
+void CatalogClient::fetchMemoryDocument(qint64 memoryDocumentId) {
+    post([h = m_host, memoryDocumentId] { h->fetchMemoryDocument(memoryDocumentId); });
 }
 
 bool CatalogClient::startImport(const QString& collection, const QStringList& paths) {

@@ -89,6 +89,8 @@ public:
     void listDocuments(quint64 requestId, const QString& collection, int limit);
     void search(quint64 requestId, const QString& query, const QString& collection, int limit);
     void fetchDocument(qint64 documentId);
+    // The catalog document behind a memory document (routing traces name memory document ids).
+    void fetchMemoryDocument(qint64 memoryDocumentId);
     void runImport(const QString& collection, const QStringList& paths, const std::shared_ptr<CancelToken>& cancel);
 
 signals:
@@ -126,6 +128,8 @@ public:
     quint64 listDocuments(const QString& collection, int limit = 5000);
     quint64 search(const QString& query, const QString& collection, int limit = 200);
     void fetchDocument(qint64 documentId);
+    // → documentReady for the document holding this memory document (routing/citation ids).
+    void fetchMemoryDocument(qint64 memoryDocumentId);
     // Returns false (and emits failed) when an import is already running.
     bool startImport(const QString& collection, const QStringList& paths);
     void cancelImport();

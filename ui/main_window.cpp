@@ -1,5 +1,6 @@
 #include "ui/main_window.h"
 
+#include "ui/answer_host.h"
 #include "ui/app_settings.h"
 #include "ui/catalog_host.h"
 #include "ui/views/chat_view.h"
@@ -39,8 +40,10 @@ MainWindow::MainWindow(UiContext context, QWidget* parent)
     m_catalog = new CatalogClient(m_context.catalogPath, this);
     m_library = new LibraryView(m_context, m_catalog, m_tabs);
     m_memory = new MemoryView(m_context, m_catalog, m_tabs);
-    m_chat = new ChatView(m_context, m_tabs);
-    m_routing = new RoutingView(m_context, m_tabs);
+    m_engine = new AnswerClient(this);
+    m_chat = new ChatView(m_context, m_engine, m_tabs);
+    m_routing = new RoutingView(m_context, m_engine, m_tabs);
+    m_routing->setQuestion(m_chat->suggestedQuestion());
     m_settingsView = new SettingsView(m_context, m_tabs);
     // Stable object names let tests, --tab and saved state find a tab whatever its translated label.
     const struct { QWidget* w; const char* name; QString label; } tabs[] = {
@@ -69,14 +72,37 @@ MainWindow::MainWindow(UiContext context, QWidget* parent)
     // Settings changes reach every view through the window (views that use them connect to settingsChanged).
     connect(m_settingsView, &SettingsView::settingsChanged, this, &MainWindow::settingsChanged);
     connect(this, &MainWindow::settingsChanged, m_memory, &MemoryView::applySettings);
+    connect(m_chat, &ChatView::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m); });
+    connect(m_routing, &RoutingView::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m); });
+    // A document named by an answer or a routing trace opens in the Library.
+    auto open = [this](qint64 memoryDocumentId) {
+        selectTab("library");
+        m_library->showMemoryDocument(memoryDocumentId);
+    };
+    connect(m_chat, &ChatView::openDocument, this, open);
+    connect(m_routing, &RoutingView::openDocument, this, open);
+    connect(m_chat, &ChatView::traceSelected, m_routing, &RoutingView::showTrace);
+    connect(m_chat, &ChatView::inspectRouting, this, [this] { selectTab("routing"); });
+    // The bank may have been built (Memory tab) or the model changed (Settings) since: re-check on tab switches.
+    connect(m_tabs, &QTabWidget::currentChanged, this, [this] { refreshAnswerSetup(); });
+    connect(this, &MainWindow::settingsChanged, this, &MainWindow::refreshAnswerSetup);
+    connect(m_memory, &MemoryView::activeBankChanged, this, &MainWindow::refreshAnswerSetup);
+    refreshAnswerSetup();
     restoreWindowState();
     m_catalog->open();
 }
 
 MainWindow::~MainWindow() {
     // Stop the engine and catalog threads before the views that listen to them go away.
+    m_engine->shutdown();
     m_memory->shutdown();
     m_catalog->shutdown();
+}
+
+void MainWindow::refreshAnswerSetup() {
+    const AnswerSetup setup = AnswerSetup::fromSettings(m_context, m_catalog->path());
+    m_chat->setSetup(setup);
+    m_routing->setSetup(setup);
 }
 
 void MainWindow::buildMenus() {
@@ -128,7 +154,9 @@ void MainWindow::saveWindowState() {
 
 void MainWindow::closeEvent(QCloseEvent* event) {
     saveWindowState();
-    // Cancel a running build and import (what they finished stays committed) and stop their threads.
+    // Stop a running answer (between tokens), cancel a running build and import (what they finished
+    // stays committed) and stop their threads.
+    m_engine->shutdown();
     m_memory->shutdown();
     m_catalog->shutdown();
     event->accept();

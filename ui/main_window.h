@@ -22,6 +22,7 @@ class QTabWidget;
 
 namespace msa::ui {
 
+class AnswerClient;
 class CatalogClient;
 class LibraryView;
 class MemoryView;
@@ -42,6 +43,11 @@ public:
     QString backendStatusText() const;
     CatalogClient* catalog() const { return m_catalog; }
     LibraryView* libraryView() const { return m_library; }
+    ChatView* chatView() const { return m_chat; }
+    RoutingView* routingView() const { return m_routing; }
+    AnswerClient* engine() const { return m_engine; }
+    // Re-reads where the bank, model and catalog are (QSettings; AnswerSetup) for Chat and Routing.
+    void refreshAnswerSetup();
     MemoryView* memoryView() const { return m_memory; }
     SettingsView* settingsView() const { return m_settingsView; }
 
@@ -61,6 +67,7 @@ private:
     QTabWidget* m_tabs = nullptr;
     QLabel* m_backendLabel = nullptr;
     CatalogClient* m_catalog = nullptr;   // the catalog thread's front; shut down on close
+    AnswerClient* m_engine = nullptr;     // the engine thread's front (answering, routing); shut down on close
     LibraryView* m_library = nullptr;
     MemoryView* m_memory = nullptr;
     ChatView* m_chat = nullptr;

@@ -279,7 +279,9 @@ LibraryView::LibraryView(const UiContext& context, CatalogClient* catalog, QWidg
     connect(m_table->selectionModel(), &QItemSelectionModel::currentRowChanged, this,
             [this](const QModelIndex& current) {
                 if (!current.isValid()) return;
-                m_requestedDocument = current.data(DocumentTableModel::DocumentIdRole).toLongLong();
+                const qint64 id = current.data(DocumentTableModel::DocumentIdRole).toLongLong();
+                m_requestedDocument = id;
+                m_requestedMemoryDocument = -1;
                 m_catalog->fetchDocument(m_requestedDocument);
             });
 
@@ -418,7 +420,17 @@ void LibraryView::onDocuments(const DocumentList& list) {
 }
 
 void LibraryView::onDocument(const catalog::DocumentInfo& d) {
+    qint64 highlight = -1;
+    if (m_requestedMemoryDocument >= 0) {
+        bool holds = false;
+        for (const auto& seg : d.segments) holds = holds || seg.id == m_requestedMemoryDocument;
+        if (!holds) return;
+        highlight = m_requestedMemoryDocument;
+        m_requestedMemoryDocument = -1;
+        m_requestedDocument = d.id;
+    }
     if (d.id != m_requestedDocument) return;
+    m_shownMemoryDocument = highlight;
     const auto q = [](const std::string& s) { return QString::fromStdString(s).toHtmlEscaped(); };
     QString html;
     html += QString("<h2>%1</h2>").arg(d.title.empty() ? tr("(untitled)") : q(d.title));
@@ -444,7 +456,8 @@ void LibraryView::onDocument(const catalog::DocumentInfo& d) {
     html += "<table border='1' cellspacing='0' cellpadding='3'><tr><th>#</th><th>" + tr("Kind") + "</th><th>" +
             tr("Span") + "</th><th>" + tr("Tokens (est.)") + "</th><th>" + tr("Label") + "</th></tr>";
     for (const auto& s : d.segments) {
-        html += QString("<tr><td>%1</td><td>%2</td><td>%3–%4</td><td align='right'>%5%6</td><td>%7</td></tr>")
+        html += QString(s.id == highlight ? "<tr style='background-color:#ffe9b0'>" : "<tr>") +
+                QString("<td>%1</td><td>%2</td><td>%3–%4</td><td align='right'>%5%6</td><td>%7</td></tr>")
                     .arg(s.segmentIndex)
                     .arg(q(s.segmentKind))
                     .arg(s.spanStart)
@@ -572,6 +585,11 @@ bool LibraryView::resumeImport() {
     if (m_lastImportPaths.isEmpty() || m_catalog->importRunning()) return false;
     m_pendingSelect = m_lastImportCollection;
     return m_catalog->startImport(m_lastImportCollection, m_lastImportPaths);
+}
+
+void LibraryView::showMemoryDocument(qint64 memoryDocumentId) {
+    m_requestedMemoryDocument = memoryDocumentId;
+    m_catalog->fetchMemoryDocument(memoryDocumentId);
 }
 
 bool LibraryView::selectFirstDocument() {

@@ -64,6 +64,10 @@ public:
     bool resumeImport();
     // Selects the first row of the document table (the viewer then fills); false when it is empty.
     bool selectFirstDocument();
+    // Opens the document holding this memory document (a routing/citation id) in the viewer, with
+    // that memory segment highlighted; documentShown() follows (or an error in the error line).
+    void showMemoryDocument(qint64 memoryDocumentId);
+    qint64 shownMemoryDocumentId() const { return m_shownMemoryDocument; }
     // True once the first-run decision is taken (and its import, if any, finished) and the document
     // table has been filled after it.
     bool isSettled() const { return m_settled; }
@@ -122,6 +126,8 @@ private:
     quint64 m_settleRequest = 0;
     qint64 m_requestedDocument = -1;
     qint64 m_shownDocument = -1;
+    qint64 m_requestedMemoryDocument = -1;   // showMemoryDocument() waiting for its document
+    qint64 m_shownMemoryDocument = -1;
     bool m_haveCollections = false;
     bool m_firstRunImport = false;
     bool m_firstRunDone = false;
