@@ -1,5 +1,8 @@
 #include "ui/answer_host.h"
 
+#include "core/jobs/history.h"
+#include "core/util/log.h"
+
 #include <QThread>
 
 #include <chrono>
@@ -83,6 +86,12 @@ void AnswerHost::ask(quint64 id, const jobs::AskRequest& request, const std::sha
     }
     jobs::AskReport r = std::move(report).value();
     if (cancel->isCancelled()) r.stopReason = "cancelled";
+    if (req.route.catalog && r.stopReason != "cancelled") {
+        // The history is a convenience: a failure to save is logged, the answer is still shown.
+        auto saved = jobs::recordTurn(*req.route.catalog, r.trace, m_conversation);
+        if (saved) m_conversation = saved->conversationId;
+        else MSA_LOG(Warning) << "the answer was not saved to the history: " << saved.status().toString();
+    }
     emit answered(id, r);
 }
 

@@ -34,6 +34,7 @@
 #include <QString>
 
 #include <memory>
+#include <optional>
 
 class QThread;
 
@@ -51,6 +52,11 @@ signals:
     void answered(quint64 id, const msa::jobs::AskReport& report);
     void routed(quint64 id, const msa::jobs::RouteReport& report);
     void failed(quint64 id, const QString& operation, const QString& summary, const QString& detail);
+
+private:
+    // Answers of this window's session are turns of one conversation in the catalog's history
+    // (created with the first answer; `msa history` lists them).
+    std::optional<int64_t> m_conversation;
 };
 
 class AnswerClient : public QObject {
