@@ -53,6 +53,12 @@ struct ForwardOptions {
     int stopAfterLayer = -1;         // >= 0: stop once this layer's K/V are computed (skip the rest)
     LayerHook layerHook = {};        // called on the session's thread after each layer's K/V exist
     const CancelToken* cancel = nullptr;
+    // Packing (the memory encoder's batches): lengths of consecutive independent sequences that sum
+    // to the token count. Each token attends causally inside its own segment only (block-diagonal
+    // causal attention; masked blocks are not computed). Positions stay the caller's (each segment
+    // restarts at 0 for document-wise RoPE). Needs an empty context (no cached tokens, no prefix
+    // rows): InvalidArgument otherwise, or when the lengths do not sum to the token count.
+    std::span<const uint32_t> segments = {};
 };
 
 struct SessionOptions {

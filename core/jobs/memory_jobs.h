@@ -1,7 +1,8 @@
 // memory_jobs.h: the user-level memory operations shared by `msa build` / `msa route` and the GUI:
 //
 //   buildMemory   — encode every memory document of a catalog collection with a model into a bank
-//                   (msa-spec §3, §7): each document alone at positions 0..n-1 (document-wise RoPE),
+//                   (msa-spec §3, §7): each document alone at positions 0..n-1 (document-wise RoPE;
+//                   many documents share one forward as independent segments, up to batchTokens),
 //                   pooled per 64-token chunk in every routing layer, work after the last routing
 //                   layer skipped. Incremental (a document whose text hash is unchanged is skipped;
 //                   a changed one is replaced; one no longer in the collection is tombstoned) and
@@ -39,6 +40,7 @@ struct BuildOptions {
     size_t nThreads = 0;
     size_t commitEvery = 16;                      // documents per durable commit
     size_t maxDocumentTokens = 8192;              // longer wrapped documents are skipped with a reason
+    size_t batchTokens = 2048;                    // documents packed per encoder forward (0: one per forward)
     model::DType storage = model::DType::BF16;
     const CancelToken* cancel = nullptr;
     ProgressFn progress;                          // units: documents; bytes: tokens
@@ -52,6 +54,7 @@ struct BuildReport {
     uint64_t nTokens = 0;                         // tokens encoded in this run
     double seconds = 0;
     double tokensPerSecond = 0;
+    double encodeSeconds = 0;                     // of `seconds`, inside the encoder's forwards
     bool cancelled = false;
     std::vector<std::pair<int64_t, std::string>> skipped;   // memory document id, reason
     uint64_t bankDocuments = 0, bankChunks = 0, bankTokens = 0, bankBytes = 0;
