@@ -11,9 +11,11 @@
 #include "core/memory/router.h"
 #include "core/util/paths.h"
 
+#include <cblas.h>
 #include <nlohmann/json.hpp>
 
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,17 +41,27 @@ double median(std::vector<double> v) {
 
 double secondsSince(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// CPU seconds of the whole process (all threads): on a shared machine the wall clock also counts the
+// time other people's processes held the cores, so the scan and the bandwidth are also given per
+// on-CPU second (bytes × threads ÷ CPU seconds), which compares the kernel with the memory system.
+double processCpuSeconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
 // STREAM-like read: every thread sums its share of a buffer much larger than the caches, as 64-bit
 // integers (a reduction the compiler vectorises without reassociating floats). Bytes read per second,
 // median of 5.
-double measureReadBandwidth(engine::ComputeThreads& team) {
+double measureReadBandwidth(engine::ComputeThreads& team, double* onCpuBytesPerSecond) {
     const size_t nWords = (size_t(256) << 20) / sizeof(uint64_t);
     std::vector<uint64_t> buf(nWords);
     for (size_t i = 0; i < nWords; ++i) buf[i] = i;
     std::vector<uint64_t> sink(team.size());
-    std::vector<double> rates;
+    std::vector<double> rates, cpuRates;
     for (int rep = 0; rep < 6; ++rep) {
         const auto t0 = Clock::now();
+        const double c0 = processCpuSeconds();
         team.parallelFor(nWords / 4096, [&](size_t begin, size_t end, size_t thread) {
             const uint64_t* p = buf.data() + begin * 4096;
             const size_t n = (end - begin) * 4096;
@@ -62,10 +74,31 @@ double measureReadBandwidth(engine::ComputeThreads& team) {
             }
             sink[thread] += s0 + s1 + s2 + s3;
         });
-        if (rep > 0) rates.push_back(static_cast<double>(nWords * sizeof(uint64_t)) / secondsSince(t0));   // first: page faults
+        const double wall = secondsSince(t0), cpu = processCpuSeconds() - c0;
+        if (rep > 0) {   // the first pass is page faults
+            rates.push_back(static_cast<double>(nWords * sizeof(uint64_t)) / wall);
+            cpuRates.push_back(static_cast<double>(nWords * sizeof(uint64_t) * team.size()) / std::max(cpu, 1e-9));
+        }
     }
+    *onCpuBytesPerSecond = median(cpuRates);
     volatile uint64_t keep = std::accumulate(sink.begin(), sink.end(), uint64_t(0));
     (void)keep;
+    return median(rates);
+}
+
+// The compute side of the scan's roofline: the f32 sgemm rate for the scan's own block shape
+// (64 chunk rows × query tokens × G·D, operands in cache) per on-CPU second of one thread.
+double measureScanSgemm(size_t nQ, size_t width) {
+    std::vector<float> a(64 * width, 0.5f), b(nQ * width, 0.25f), c(64 * nQ);
+    const int iters = 2000;
+    std::vector<double> rates;
+    for (int rep = 0; rep < 5; ++rep) {
+        const double c0 = processCpuSeconds();
+        for (int it = 0; it < iters; ++it)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 64, static_cast<int>(nQ), static_cast<int>(width), 1.0f, a.data(),
+                        static_cast<int>(width), b.data(), static_cast<int>(width), 0.0f, c.data(), static_cast<int>(nQ));
+        rates.push_back(2.0 * 64 * static_cast<double>(nQ * width) * iters / std::max(processCpuSeconds() - c0, 1e-9));
+    }
     return median(rates);
 }
 
@@ -204,7 +237,12 @@ Status benchScan(const MemoryBenchOptions& o, MemoryBenchResult& r) {
     memory::prepareQueries(cfg, q.q, D);
 
     engine::ComputeThreads team(o.nThreads);
-    r.readBandwidthBytesPerSecond = measureReadBandwidth(team);
+    r.readBandwidthBytesPerSecond = measureReadBandwidth(team, &r.readBandwidthOnCpuBytesPerSecond);
+    // Roofline: 2 × nQ FLOP per key element of 2 bytes; the scan cannot read faster than the
+    // sgemm rate allows (per thread, on-CPU) divided by that intensity.
+    r.scanFlopsPerByte = 2.0 * static_cast<double>(o.scanQueryTokens) / 2.0;
+    r.scanSgemmFlopsPerCpuSecond = measureScanSgemm(o.scanQueryTokens, G * D);
+    r.scanComputeLimitOnCpuBytesPerSecond = r.scanSgemmFlopsPerCpuSecond * static_cast<double>(r.nThreads) / r.scanFlopsPerByte;
     memory::Router router(o.nThreads);
     for (uint64_t tokens : o.scanTokens) {
         ScanFigure f;
@@ -236,13 +274,21 @@ Status benchScan(const MemoryBenchOptions& o, MemoryBenchResult& r) {
         rk.headDim = D;
         rk.chunkOffsets = offsets;
         f.keyBytes = keys.size() * sizeof(uint16_t);
+        std::vector<double> cpuRuns;
         for (size_t rep = 0; rep <= std::max<size_t>(1, o.repeats); ++rep) {
             const auto t0 = Clock::now();
+            const double c0 = processCpuSeconds();
             MSA_ASSIGN_OR_RETURN(memory::RouteResult res, router.route(cfg, q, rk, {.topK = cfg.topK}));
             if (res.selected.empty()) return Status(ErrorCode::Internal, "the synthetic scan selected nothing");
-            if (rep > 0) f.runs.push_back(secondsSince(t0));   // first: page faults of the fresh keys
+            if (rep > 0) {   // the first: page faults of the fresh keys
+                f.runs.push_back(secondsSince(t0));
+                cpuRuns.push_back(processCpuSeconds() - c0);
+            }
         }
         f.layerSeconds = median(f.runs);
+        f.layerCpuSeconds = median(cpuRuns);
+        f.onCpuBytesPerSecond = f.layerCpuSeconds > 0 ? static_cast<double>(f.keyBytes * r.nThreads) / f.layerCpuSeconds : 0;
+        f.onCpuFractionOfBandwidth = r.readBandwidthOnCpuBytesPerSecond > 0 ? f.onCpuBytesPerSecond / r.readBandwidthOnCpuBytesPerSecond : 0;
         f.querySeconds = f.layerSeconds * static_cast<double>(r.nRoutingLayers);
         f.bytesPerSecond = f.layerSeconds > 0 ? static_cast<double>(f.keyBytes) / f.layerSeconds : 0;
         f.fractionOfBandwidth = r.readBandwidthBytesPerSecond > 0 ? f.bytesPerSecond / r.readBandwidthBytesPerSecond : 0;
@@ -281,7 +327,9 @@ nlohmann::json toJson(const MemoryBenchResult& r) {
         scans.push_back({{"memory_tokens", f.memoryTokens}, {"chunks", f.nChunks}, {"documents", f.nDocuments},
                          {"key_bytes_per_layer", f.keyBytes}, {"layer_seconds", f.layerSeconds},
                          {"query_seconds", f.querySeconds}, {"bytes_per_s", f.bytesPerSecond},
-                         {"fraction_of_bandwidth", f.fractionOfBandwidth}, {"runs", f.runs}});
+                         {"fraction_of_bandwidth", f.fractionOfBandwidth}, {"runs", f.runs},
+                         {"layer_cpu_seconds", f.layerCpuSeconds}, {"on_cpu_bytes_per_s", f.onCpuBytesPerSecond},
+                         {"on_cpu_fraction_of_bandwidth", f.onCpuFractionOfBandwidth}});
     return {{"model", r.model},
             {"archive", r.archive},
             {"cpu", r.cpu},
@@ -294,7 +342,10 @@ nlohmann::json toJson(const MemoryBenchResult& r) {
                       {"routing_layers", r.nRoutingLayers}, {"kv_heads", r.nKvHeads}, {"head_dim", r.headDim},
                       {"chunk_size", r.chunkSize}, {"tensors", r.nTensors}, {"bytes_per_token", r.bankBytesPerToken},
                       {"spec_bytes_per_token", r.specBytesPerToken}, {"spec_bytes_for_chunks", r.specBytesForChunks}}},
-            {"scan", {{"read_bandwidth_bytes_per_s", r.readBandwidthBytesPerSecond}, {"query_tokens", r.scanQueryTokens},
+            {"scan", {{"read_bandwidth_bytes_per_s", r.readBandwidthBytesPerSecond},
+                      {"read_bandwidth_on_cpu_bytes_per_s", r.readBandwidthOnCpuBytesPerSecond}, {"query_tokens", r.scanQueryTokens},
+                      {"flops_per_key_byte", r.scanFlopsPerByte}, {"sgemm_flops_per_cpu_s", r.scanSgemmFlopsPerCpuSecond},
+                      {"compute_limit_on_cpu_bytes_per_s", r.scanComputeLimitOnCpuBytesPerSecond},
                       {"sizes", scans}}},
             {"memory", {{"peak_rss_bytes", r.peakRssBytes}, {"mapped_bytes", r.mappedBytes}, {"model_bytes", r.modelBytes}}},
             {"ask", {{"question", r.question}, {"first_token_seconds", r.firstTokenSeconds},
@@ -321,13 +372,19 @@ std::string toText(const MemoryBenchResult& r) {
           << r.nKvHeads << " heads x " << r.headDim << " x " << r.storage << " / " << r.chunkSize << "; for these chunks "
           << r.specBytesForChunks << " bytes (" << pct(r.specBytesForChunks, static_cast<double>(r.bankBytes)) << " % of the bank)\n";
     }
-    o << "(c) scan       read bandwidth " << r.readBandwidthBytesPerSecond / 1e9 << " GB/s; " << r.scanQueryTokens
-      << " query tokens; per routing layer, and x " << r.nRoutingLayers << " layers per query:\n";
+    o << "(c) scan       read bandwidth " << r.readBandwidthBytesPerSecond / 1e9 << " GB/s (per on-CPU second "
+      << r.readBandwidthOnCpuBytesPerSecond / 1e9 << " GB/s); " << r.scanQueryTokens
+      << " query tokens; per routing layer, and x " << r.nRoutingLayers << " layers per query:\n"
+      << "               compute roofline: " << r.scanFlopsPerByte << " FLOP per key byte, sgemm " << r.scanSgemmFlopsPerCpuSecond / 1e9
+      << " GFLOP/s per thread -> at most " << r.scanComputeLimitOnCpuBytesPerSecond / 1e9 << " GB/s per on-CPU second\n";
     o.precision(2);
     for (const auto& f : r.scans)
         o << "               " << static_cast<double>(f.memoryTokens) / 1e6 << "M tokens (" << f.nChunks << " chunks, "
           << static_cast<double>(f.keyBytes) / 1e6 << " MB/layer): " << f.layerSeconds * 1e3 << " ms/layer, " << f.querySeconds * 1e3
-          << " ms/query, " << f.bytesPerSecond / 1e9 << " GB/s = " << 100.0 * f.fractionOfBandwidth << " % of bandwidth (target >= 50 %)\n";
+          << " ms/query, " << f.bytesPerSecond / 1e9 << " GB/s = " << 100.0 * f.fractionOfBandwidth << " % of bandwidth (target >= 50 %)\n"
+          << "                 per on-CPU second: " << f.layerCpuSeconds * 1e3 << " CPU ms/layer, " << f.onCpuBytesPerSecond / 1e9
+          << " GB/s = " << 100.0 * f.onCpuFractionOfBandwidth << " % of the on-CPU read rate, "
+          << 100.0 * f.onCpuBytesPerSecond / std::max(1.0, r.scanComputeLimitOnCpuBytesPerSecond) << " % of the compute roofline\n";
     o.precision(1);
     if (!r.archive.empty()) {
         o << "(d) memory     peak RSS " << static_cast<double>(r.peakRssBytes) / 1e6 << " MB vs mapped working set "

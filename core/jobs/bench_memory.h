@@ -7,6 +7,7 @@
 //   (c) the routing scan per query over synthetic bf16 routing keys at each size in scanTokens (P = 64;
 //       per routing layer, and × routing layers for a whole query), its GB/s, and the read bandwidth
 //       of this machine measured in the same process (a STREAM-like summing read on the same threads);
+//       both also per on-CPU second (process CPU time), which stays meaningful on a shared machine;
 //   (d) peak RSS (getrusage) after build and ask vs the mapped working set (model file + bank);
 //   (e) time to first token of the demo's suggested question over the demo bank (askQuestion's
 //       streaming callback), and the whole answer's time.
@@ -55,6 +56,9 @@ struct ScanFigure {
     double bytesPerSecond = 0;                   // keyBytes / layerSeconds
     double fractionOfBandwidth = 0;
     std::vector<double> runs;
+    double layerCpuSeconds = 0;                  // median process CPU time of one layer's scan
+    double onCpuBytesPerSecond = 0;              // keyBytes × threads / layerCpuSeconds
+    double onCpuFractionOfBandwidth = 0;
 };
 
 struct MemoryBenchResult {
@@ -75,6 +79,10 @@ struct MemoryBenchResult {
     double specBytesForChunks = 0;               // the same arithmetic for the bank's actual chunks
     // (c)
     double readBandwidthBytesPerSecond = 0;
+    double readBandwidthOnCpuBytesPerSecond = 0; // the same per on-CPU second (shared machines)
+    double scanFlopsPerByte = 0;                 // 2 × query tokens per 2-byte key element
+    double scanSgemmFlopsPerCpuSecond = 0;       // one thread, the scan's block shape
+    double scanComputeLimitOnCpuBytesPerSecond = 0;   // sgemm rate × threads ÷ FLOP per byte
     size_t scanQueryTokens = 0;
     std::vector<ScanFigure> scans;
     // (d)
