@@ -4,6 +4,7 @@
 #include "app/commands.h"
 #include "app/signal_cancel.h"
 
+#include "core/catalog/importer.h"
 #include "core/jobs/memory_jobs.h"
 #include "core/util/format.h"
 
@@ -14,6 +15,7 @@
 #include <optional>
 #include <cstdio>
 #include <iostream>
+#include <tuple>
 
 namespace msa::app {
 int runBuild(const BuildArgs& a) {
@@ -62,6 +64,23 @@ int runBuild(const BuildArgs& a) {
     return r->cancelled ? exitCodeFor(ErrorCode::Cancelled) : 0;
 }
 
+namespace {
+Result<jobs::MemoryFilter> memoryFilter(const MemoryFilterArgs& a) {
+    jobs::MemoryFilter f;
+    if (!a.collection.empty()) f.collection = a.collection;
+    if (!a.kind.empty()) f.kind = a.kind;
+    if (!a.participant.empty()) f.participant = a.participant;
+    for (const auto& [text, option, endOfDay] : {std::tuple{a.from, "--from", false}, std::tuple{a.to, "--to", true}}) {
+        if (text.empty()) continue;
+        std::optional<int64_t> t = catalog::parseDate(text);
+        if (!t) return invalidArgument(std::string(option) + " '" + text + "' is not a date (YYYY-MM-DD)");
+        if (endOfDay && text.size() == 10) *t += 86400;   // a bare --to date includes that day
+        (endOfDay ? f.toUnix : f.fromUnix) = *t;
+    }
+    return f;
+}
+}  // namespace
+
 int runRoute(const RouteArgs& a) {
     jobs::RouteRequest req;
     req.bank = a.bank;
@@ -70,6 +89,9 @@ int runRoute(const RouteArgs& a) {
     req.question = a.question;
     req.topN = static_cast<size_t>(std::max(1, a.topN));
     req.nThreads = static_cast<size_t>(std::max(0, a.threads));
+    auto filter = memoryFilter(a.filter);
+    if (!filter) return reportFailure("route", filter.status(), a.json);
+    req.filter = *filter;
     auto r = jobs::routeQuestion(req);
     if (!r) return reportFailure("route", r.status(), a.json);
     if (a.json) {
@@ -106,6 +128,9 @@ int runAsk(const AskArgs& a) {
     if (!a.catalog.empty()) req.route.catalog = a.catalog;
     req.route.question = a.question;
     req.route.nThreads = static_cast<size_t>(std::max(0, a.threads));
+    auto filter = memoryFilter(a.filter);
+    if (!filter) return reportFailure("ask", filter.status(), a.json);
+    req.route.filter = *filter;
     req.nDocuments = static_cast<size_t>(std::max(1, a.nDocuments));
     req.maxTokens = static_cast<size_t>(std::max(1, a.maxTokens));
     CancelToken cancel;

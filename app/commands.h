@@ -52,8 +52,14 @@ struct BuildArgs {
 };
 int runBuild(const BuildArgs& args);
 
+// The candidate filter of route/ask (jobs::MemoryFilter); dates are YYYY-MM-DD, --to inclusive.
+struct MemoryFilterArgs {
+    std::string collection, kind, from, to, participant;
+};
+
 struct RouteArgs {
     std::string bank, modelPath, catalog, question;
+    MemoryFilterArgs filter;
     int topN = 10;
     int threads = 0;
     bool json = false;
@@ -62,6 +68,7 @@ int runRoute(const RouteArgs& args);
 
 struct AskArgs {
     std::string bank, modelPath, catalog, question;
+    MemoryFilterArgs filter;
     int nDocuments = 4;
     int maxTokens = 256;
     int threads = 0;

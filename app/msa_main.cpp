@@ -700,6 +700,14 @@ int main(int argc, char** argv) {
     routeCmd->add_option("--top-n", routeArgs.topN, "Documents listed overall and kept per layer for inspection")->capture_default_str();
     routeCmd->add_option("--threads", routeArgs.threads, "CPU threads (0 = all cores)")->capture_default_str();
     routeCmd->add_flag("--json", routeArgs.json, "Print the routing as JSON");
+    auto addFilterOptions = [](CLI::App* cmd, msa::app::MemoryFilterArgs& f) {
+        cmd->add_option("--collection", f.collection, "Route only over memory documents of this collection (needs --catalog)");
+        cmd->add_option("--type", f.kind, "... of this document kind (email, chat, pdf, ...)");
+        cmd->add_option("--from", f.from, "... dated on or after DATE (YYYY-MM-DD)");
+        cmd->add_option("--to", f.to, "... dated on or before DATE (YYYY-MM-DD)");
+        cmd->add_option("--participant", f.participant, "... whose author or a participant contains TEXT");
+    };
+    addFilterOptions(routeCmd, routeArgs.filter);
     routeCmd->add_option("QUESTION", routeArgs.question, "The question")->required();
 
     msa::app::AskArgs askArgs;
@@ -712,6 +720,7 @@ int main(int argc, char** argv) {
     askCmd->add_option("--max-tokens,-n", askArgs.maxTokens, "Answer length limit")->capture_default_str();
     askCmd->add_option("--threads", askArgs.threads, "CPU threads (0 = all cores)")->capture_default_str();
     askCmd->add_flag("--json", askArgs.json, "Print the answer, documents and routing as JSON");
+    addFilterOptions(askCmd, askArgs.filter);
     askCmd->add_option("QUESTION", askArgs.question, "The question")->required();
 
     msa::app::EvalArgs evalArgs;

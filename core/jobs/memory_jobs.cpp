@@ -15,6 +15,7 @@
 #include <cctype>
 #include <fstream>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <set>
@@ -243,6 +244,58 @@ struct RoutingContext {
     std::optional<catalog::Catalog> catalog;
 };
 
+std::string lowered(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+}  // namespace
+
+Result<std::vector<int64_t>> filterMemoryDocuments(const fs::path& catalogPath, const MemoryFilter& f) {
+    MSA_ASSIGN_OR_RETURN(catalog::Catalog cat, catalog::Catalog::open(catalogPath, {.readOnly = true, .create = false}));
+    std::vector<std::string> collections;
+    if (f.collection) {
+        MSA_ASSIGN_OR_RETURN(std::optional<int64_t> id, cat.findCollection(*f.collection));
+        if (!id) return notFound("no collection " + quotedName(*f.collection) + " in " + quotedName(catalogPath.string()));
+        collections.push_back(*f.collection);
+    } else {
+        MSA_ASSIGN_OR_RETURN(std::vector<catalog::CollectionInfo> all, cat.collections());
+        for (const auto& c : all) collections.push_back(c.name);
+    }
+    // Catalog documents passing the metadata fields (all of them when none is given).
+    const bool byMetadata = f.kind || f.fromUnix || f.toUnix || f.participant;
+    std::set<int64_t> passing;
+    if (byMetadata) {
+        const std::string needle = f.participant ? lowered(*f.participant) : std::string();
+        for (const std::string& c : collections) {
+            MSA_ASSIGN_OR_RETURN(std::vector<catalog::DocumentInfo> docs,
+                                 cat.listDocuments(c, std::numeric_limits<int>::max(), 0));
+            for (const auto& d : docs) {
+                if (f.kind && d.kind != *f.kind) continue;
+                if ((f.fromUnix || f.toUnix) && !d.dateUnix) continue;
+                if (f.fromUnix && *d.dateUnix < *f.fromUnix) continue;
+                if (f.toUnix && *d.dateUnix >= *f.toUnix) continue;
+                if (f.participant) {
+                    bool hit = lowered(d.author).find(needle) != std::string::npos;
+                    for (const auto& p : d.participants) hit = hit || lowered(p).find(needle) != std::string::npos;
+                    if (!hit) continue;
+                }
+                passing.insert(d.id);
+            }
+        }
+    }
+    std::set<int64_t> ids;
+    for (const std::string& c : collections) {
+        MSA_ASSIGN_OR_RETURN(std::vector<catalog::MemoryDocumentText> mds, cat.memoryDocuments(c));
+        for (const auto& m : mds)
+            if (!byMetadata || passing.count(m.documentId)) ids.insert(m.id);
+    }
+    return std::vector<int64_t>(ids.begin(), ids.end());
+}
+
+namespace {
+
 Result<std::unique_ptr<RoutingContext>> openRouting(const RouteRequest& r, engine::Backend& backend) {
     auto ctx = std::make_unique<RoutingContext>();
     MSA_ASSIGN_OR_RETURN(ctx->rt, openModelRuntime(r.model, backend));
@@ -254,6 +307,12 @@ Result<std::unique_ptr<RoutingContext>> openRouting(const RouteRequest& r, engin
     if (bankLayers != ctx->cfg.layers)
         return Status(ErrorCode::Mismatch, "the bank's routing layers differ from the model's routing configuration");
     ctx->wrap = wrappingFor(ctx->rt);
+    std::optional<std::set<int64_t>> candidates;
+    if (!r.filter.empty()) {
+        if (!r.catalog) return invalidArgument("a candidate filter (collection, kind, dates, participant) needs the catalog");
+        MSA_ASSIGN_OR_RETURN(std::vector<int64_t> ids, filterMemoryDocuments(*r.catalog, r.filter));
+        candidates.emplace(ids.begin(), ids.end());
+    }
     if (!ctx->cfg.layers.empty()) {
         for (const memory::ShardSpan& span : ctx->bank.routingKeys(0)) {
             RoutingContext::ShardTable t;
@@ -261,7 +320,7 @@ Result<std::unique_ptr<RoutingContext>> openRouting(const RouteRequest& r, engin
                 if (d.firstChunk < span.firstChunk || d.firstChunk >= span.firstChunk + span.nChunks) continue;
                 t.offsets.push_back(d.firstChunk - span.firstChunk + d.nChunks);
                 t.ids.push_back(static_cast<uint64_t>(d.id));
-                t.allowed.push_back(d.live() ? 1 : 0);
+                t.allowed.push_back(d.live() && (!candidates || candidates->count(d.id)) ? 1 : 0);
             }
             ctx->shards.push_back(std::move(t));
         }

@@ -62,6 +62,19 @@ struct BuildReport {
 
 Result<BuildReport> buildMemory(const BuildOptions& options);
 
+// Candidate filter (issue 5 item 3): restricts routing to the memory documents of catalog documents
+// that match every given field. Needs the catalog. Documents without a date fail a date range.
+struct MemoryFilter {
+    std::optional<std::string> collection;   // collection name
+    std::optional<std::string> kind;         // document kind ('email', 'chat', ...)
+    std::optional<int64_t> fromUnix;         // inclusive
+    std::optional<int64_t> toUnix;           // exclusive
+    std::optional<std::string> participant;  // substring of the author or a participant, case-insensitive
+    bool empty() const { return !collection && !kind && !fromUnix && !toUnix && !participant; }
+};
+// The ids of the memory documents that pass `filter`, ascending. NotFound for an unknown collection.
+Result<std::vector<int64_t>> filterMemoryDocuments(const std::filesystem::path& catalog, const MemoryFilter& filter);
+
 struct RouteRequest {
     std::filesystem::path bank;
     std::filesystem::path model;
@@ -69,6 +82,7 @@ struct RouteRequest {
     std::string question;
     size_t topN = 10;
     size_t nThreads = 0;
+    MemoryFilter filter;                            // empty: every live document is a candidate
 };
 
 struct RoutedDocument {
