@@ -1,7 +1,7 @@
-// encoder.h: the model-running side of routing on the CPU backend: encoding ONE memory document into
-// its pooled per-routing-layer K̄, V̄ and routing keys K̄ᴿ (msa-spec §3, §7) — or many, packed
-// into one forward (encodeDocuments) —, and collecting the
-// routing queries of a prompt (msa-spec §2.3, §4). Both run a Session forward with a LayerHook and
+// encoder.h: the model-running side of routing on the CPU backend: encoding memory documents into
+// their pooled per-routing-layer K̄, V̄ and routing keys K̄ᴿ (msa-spec §3, §7) — one per forward
+// (encodeDocument) or many packed into one forward (encodeDocuments) — and collecting the routing
+// queries of a prompt (msa-spec §2.3, §4). Both run a Session forward with a LayerHook and
 // stop after the last routing layer (ForwardOptions.stopAfterLayer, computeLogits = false): nothing
 // after that layer's K/V projections is computed (the final norm and lm_head neither).
 //
