@@ -36,7 +36,7 @@ struct BenchArgs {
     std::vector<size_t> sizes;   // import: files per generated archive
     std::string archive;         // memory: the demo archive (default: found like the GUI finds it)
     std::vector<double> scanMillions = {1, 10};   // memory: synthetic routing scans, millions of tokens
-    int batchTokens = 2048;      // memory: encoder packing
+    int batchTokens = 512;      // memory: encoder packing
     bool scanOnly = false;       // memory: only the routing scan (no build, no ask)
     bool json = false;
 };
@@ -46,7 +46,7 @@ struct BuildArgs {
     std::string catalog, collection, modelPath, bank;
     std::string storage = "bf16";
     int threads = 0;
-    int batchTokens = 2048;
+    int batchTokens = 512;
     bool quiet = false;
     bool json = false;
 };

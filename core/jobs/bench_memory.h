@@ -39,7 +39,7 @@ struct MemoryBenchOptions {
     std::filesystem::path workDir;               // empty: a temporary folder
     bool keepWorkDir = false;
     size_t nThreads = 0;
-    size_t batchTokens = 2048;                   // encoder packing (BuildOptions::batchTokens)
+    size_t batchTokens = 512;                    // encoder packing (BuildOptions::batchTokens)
     size_t prefillTokens = 512;
     std::vector<uint64_t> scanTokens = {1000000, 10000000};
     size_t scanQueryTokens = 16;                 // routing-mask tokens of the synthetic question

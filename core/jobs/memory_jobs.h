@@ -40,7 +40,7 @@ struct BuildOptions {
     size_t nThreads = 0;
     size_t commitEvery = 16;                      // documents per durable commit
     size_t maxDocumentTokens = 8192;              // longer wrapped documents are skipped with a reason
-    size_t batchTokens = 2048;                    // documents packed per encoder forward (0: one per forward)
+    size_t batchTokens = 512;                     // documents packed per encoder forward (0: one per forward; 512 measured best)
     model::DType storage = model::DType::BF16;
     const CancelToken* cancel = nullptr;
     ProgressFn progress;                          // units: documents; bytes: tokens

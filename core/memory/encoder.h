@@ -55,7 +55,7 @@ Result<EncodedDocument> encodeDocument(engine::Session& session, const model::Mo
 // restarting at 0 per document, so each document sees only itself exactly as in encodeDocument();
 // the pooled outputs equal one-at-a-time encoding up to f32 summation order in the projections.
 // Returns one EncodedDocument per input, in order. tokenBudget 0: one document per forward.
-inline constexpr size_t kDefaultEncodeTokenBudget = 2048;
+inline constexpr size_t kDefaultEncodeTokenBudget = 512;   // measured: ROUTING.md "Batching"
 Result<std::vector<EncodedDocument>> encodeDocuments(engine::Session& session, const model::ModelFiles& files,
                                                      const RoutingConfig& cfg,
                                                      std::span<const std::span<const int32_t>> documents,
