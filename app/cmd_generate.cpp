@@ -6,6 +6,7 @@
 
 #include "core/jobs/bench.h"
 #include "core/jobs/bench_import.h"
+#include "core/jobs/bench_memory.h"
 #include "core/jobs/model_runtime.h"
 #include "core/util/status.h"
 
@@ -103,8 +104,30 @@ int runBench(const BenchArgs& a) {
         }
         return 0;
     }
+    if (a.what == "memory") {
+        if (a.modelPath.empty()) return reportFailure("bench", invalidArgument("msa bench memory needs --model PATH"), a.json);
+        jobs::MemoryBenchOptions mo;
+        mo.model = a.modelPath;
+        mo.archive = a.archive;
+        mo.nThreads = static_cast<size_t>(std::max(0, a.threads));
+        mo.batchTokens = static_cast<size_t>(std::max(0, a.batchTokens));
+        mo.repeats = static_cast<size_t>(std::max(1, a.repeats));
+        mo.skipBuild = a.scanOnly;
+        mo.scanTokens.clear();
+        for (double m : a.scanMillions) mo.scanTokens.push_back(static_cast<uint64_t>(std::max(1.0, m * 1e6)));
+        auto r = jobs::runMemoryBench(mo);
+        if (!r) return reportFailure("bench", r.status(), a.json);
+        if (a.json) {
+            nlohmann::json j = jobs::toJson(*r);
+            j["ok"] = true;
+            std::cout << j.dump(2) << std::endl;
+        } else {
+            std::cout << jobs::toText(*r);
+        }
+        return 0;
+    }
     if (a.what != "cpu")
-        return reportFailure("bench", unimplemented("'msa bench " + a.what + "' is not available yet (cpu and import are)"), a.json);
+        return reportFailure("bench", unimplemented("'msa bench " + a.what + "' is not available (cpu, import and memory are)"), a.json);
     if (a.modelPath.empty()) return reportFailure("bench", invalidArgument("msa bench cpu needs --model PATH"), a.json);
     jobs::CpuBenchOptions o;
     o.model = a.modelPath;

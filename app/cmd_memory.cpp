@@ -17,6 +17,7 @@
 #include <optional>
 #include <cstdio>
 #include <iostream>
+#include <tuple>
 
 namespace msa::app {
 int runBuild(const BuildArgs& a) {
@@ -26,6 +27,7 @@ int runBuild(const BuildArgs& a) {
     o.model = a.modelPath;
     o.bank = a.bank;
     o.nThreads = static_cast<size_t>(std::max(0, a.threads));
+    o.batchTokens = static_cast<size_t>(std::max(0, a.batchTokens));
     if (a.storage == "f32") o.storage = model::DType::F32;
     else if (a.storage != "bf16") return reportFailure("build", invalidArgument("--storage must be bf16 or f32"), a.json);
     CancelToken cancel;
@@ -53,8 +55,9 @@ int runBuild(const BuildArgs& a) {
                     static_cast<unsigned long long>(r->nDocuments), static_cast<unsigned long long>(r->nEncoded),
                     static_cast<unsigned long long>(r->nUnchanged), static_cast<unsigned long long>(r->nRemoved),
                     static_cast<unsigned long long>(r->nSkipped));
-        std::printf("  encoded %llu tokens in %.1f s (%.0f tokens/s)%s\n", static_cast<unsigned long long>(r->nTokens),
-                    r->seconds, r->tokensPerSecond, r->cancelled ? "; CANCELLED (run again to resume)" : "");
+        std::printf("  encoded %llu tokens in %.1f s (%.0f tokens/s; encoder forwards %.1f s, %.0f tokens/s)%s\n",
+                    static_cast<unsigned long long>(r->nTokens), r->seconds, r->tokensPerSecond, r->encodeSeconds,
+                    r->encodeSeconds > 0 ? static_cast<double>(r->nTokens) / r->encodeSeconds : 0.0, r->cancelled ? "; CANCELLED (run again to resume)" : "");
         std::printf("  bank: %llu documents, %llu chunks, %llu tokens, %s on disk\n",
                     static_cast<unsigned long long>(r->bankDocuments), static_cast<unsigned long long>(r->bankChunks),
                     static_cast<unsigned long long>(r->bankTokens), formatBytes(static_cast<double>(r->bankBytes)).c_str());

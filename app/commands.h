@@ -34,6 +34,10 @@ struct BenchArgs {
     int decodeTokens = 64;
     int repeats = 3;
     std::vector<size_t> sizes;   // import: files per generated archive
+    std::string archive;         // memory: the demo archive (default: found like the GUI finds it)
+    std::vector<double> scanMillions = {1, 10};   // memory: synthetic routing scans, millions of tokens
+    int batchTokens = 512;      // memory: encoder packing
+    bool scanOnly = false;       // memory: only the routing scan (no build, no ask)
     bool json = false;
 };
 int runBench(const BenchArgs& args);
@@ -42,6 +46,7 @@ struct BuildArgs {
     std::string catalog, collection, modelPath, bank;
     std::string storage = "bf16";
     int threads = 0;
+    int batchTokens = 512;
     bool quiet = false;
     bool json = false;
 };

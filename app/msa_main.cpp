@@ -686,13 +686,17 @@ int main(int argc, char** argv) {
     // ---- bench ---------------------------------------------------------------------------------
     msa::app::BenchArgs bench;
     CLI::App* benchCmd = app.add_subcommand("bench", "Measure throughput beside the physical limit of this machine");
-    benchCmd->add_option("WHAT", bench.what, "What to measure: cpu (model throughput) | import (catalog import)")->required();
+    benchCmd->add_option("WHAT", bench.what, "What to measure: cpu (model throughput) | import (catalog import) | memory (build, bank, routing scan, RSS, first token)")->required();
     benchCmd->add_option("--model", bench.modelPath, "Model file (GGUF) or Hugging Face folder (cpu)");
     benchCmd->add_option("--files", bench.sizes, "import: files per generated archive, e.g. --files 2000 10000");
     benchCmd->add_option("--threads", bench.threads, "CPU threads (0 = all cores)")->capture_default_str();
     benchCmd->add_option("--prompt-tokens", bench.promptTokens, "Prefill length")->capture_default_str();
     benchCmd->add_option("--decode-tokens", bench.decodeTokens, "Decoded tokens per run")->capture_default_str();
     benchCmd->add_option("--repeats", bench.repeats, "Runs (the median is reported)")->capture_default_str();
+    benchCmd->add_option("--archive", bench.archive, "memory: archive folder to build from (default: the demo archive)");
+    benchCmd->add_option("--scan-mtokens", bench.scanMillions, "memory: synthetic routing-scan sizes in millions of memory tokens")->capture_default_str();
+    benchCmd->add_option("--batch-tokens", bench.batchTokens, "memory: documents packed per encoder forward, in tokens")->capture_default_str();
+    benchCmd->add_flag("--scan-only", bench.scanOnly, "memory: only the routing scan");
     benchCmd->add_flag("--json", bench.json, "Print the figures as one JSON object");
 
     // ---- bank ----------------------------------------------------------------------------------
@@ -731,6 +735,7 @@ int main(int argc, char** argv) {
     buildCmd->add_option("--bank", buildArgs.bank, "Memory bank folder (created when missing)")->required();
     buildCmd->add_option("--storage", buildArgs.storage, "bf16 or f32")->capture_default_str();
     buildCmd->add_option("--threads", buildArgs.threads, "CPU threads (0 = all cores)")->capture_default_str();
+    buildCmd->add_option("--batch-tokens", buildArgs.batchTokens, "Documents packed per encoder forward, in tokens (0 = one document per forward)")->capture_default_str();
     buildCmd->add_flag("--quiet,-q", buildArgs.quiet, "No progress line");
     buildCmd->add_flag("--json", buildArgs.json, "Print the build report as JSON");
 
@@ -746,9 +751,9 @@ int main(int argc, char** argv) {
     // Candidate filter: restrict the documents routing may select (needs --catalog).
     auto addFilter = [](CLI::App* cmd, msa::app::FilterArgs& f) {
         cmd->add_option("--collection", f.collection, "Only documents of this collection");
-        cmd->add_option("--kind", f.kind, "Only documents of this kind (email, chat, pdf, note, ...)");
-        cmd->add_option("--since", f.since, "Only documents dated on or after this day (YYYY-MM-DD)");
-        cmd->add_option("--until", f.until, "Only documents dated on or before this day (YYYY-MM-DD)");
+        cmd->add_option("--kind,--type", f.kind, "Only documents of this kind (email, chat, pdf, note, ...)");
+        cmd->add_option("--since,--from", f.since, "Only documents dated on or after this day (YYYY-MM-DD)");
+        cmd->add_option("--until,--to", f.until, "Only documents dated on or before this day (YYYY-MM-DD)");
         cmd->add_option("--participant", f.participant, "Only documents whose author or a participant contains this");
     };
     addFilter(routeCmd, routeArgs.filter);

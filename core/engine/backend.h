@@ -76,6 +76,12 @@ struct ForwardOptions {
     // them), as the reference does when it feeds a multi-token injection during decoding (msa-spec
     // §9 B3). Only the reference-compatibility mode of Memory Interleave asks for it.
     bool causal = true;
+    // Packing (the memory encoder's batches): lengths of consecutive independent sequences that sum
+    // to the token count. Each token attends causally inside its own segment only (block-diagonal
+    // causal attention; masked blocks are not computed). Positions stay the caller's (each segment
+    // restarts at 0 for document-wise RoPE). Needs an empty context (no cached tokens, no prefix
+    // rows): InvalidArgument otherwise, or when the lengths do not sum to the token count.
+    std::span<const uint32_t> segments = {};
     const CancelToken* cancel = nullptr;
 };
 

@@ -288,6 +288,17 @@ Result<std::span<const float>> CpuSession::forward(std::span<const int32_t> toke
         if (t < 0 || static_cast<size_t>(t) >= m_model->m_embed->nRows())
             return invalidArgument("token id " + std::to_string(t) + " is outside the vocabulary (" +
                                    std::to_string(m_model->m_embed->nRows()) + ")");
+    if (!opt.segments.empty()) {
+        uint64_t sum = 0;
+        for (uint32_t len : opt.segments) {
+            if (len == 0) return invalidArgument("forward(): an empty segment");
+            sum += len;
+        }
+        if (sum != n)
+            return invalidArgument("forward(): segments cover " + std::to_string(sum) + " tokens, " + std::to_string(n) + " given");
+        if (m_nPast != 0 || std::any_of(m_prefix.begin(), m_prefix.end(), [](size_t p) { return p != 0; }))
+            return invalidArgument("forward(): segments need an empty context (no cached tokens and no prefix rows)");
+    }
     MSA_RETURN_IF_ERROR(reserve(m_nPast + n));
 
     const size_t qDim = m_nHeads * m_hd, kvDim = m_nKv * m_hd;
@@ -352,8 +363,13 @@ Result<std::span<const float>> CpuSession::forward(std::span<const int32_t> toke
 
         // Many queries (prefill, encoding): two sgemm per head; few (decode): the direct loop.
         const bool gemm = n >= kGemmAttentionMinTokens;
+        // Packed independent sequences: block-diagonal causal, each block like a forward of its own.
         m_team.parallelFor(m_nHeads, [&](size_t begin, size_t end, size_t thread) {
-            if (!opt.causal && n > 1) {
+            if (!opt.segments.empty()) {
+                cpu::segmentedAttention(m_q.data(), m_k[l].data(), m_v[l].data(), m_attn.data(), opt.segments.data(),
+                                        opt.segments.size(), m_nHeads, m_nKv, m_hd, m_capacity, begin, end,
+                                        kGemmAttentionMinTokens, m_scratch[thread].data());
+            } else if (!opt.causal && n > 1) {
                 // Bidirectional inside this call (msa-spec B3): query i is the last row of the whole
                 // context, so it sees every key, including the later tokens of this call.
                 for (size_t i = 0; i < n; ++i)

@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cmath>
 #include <vector>
@@ -147,6 +148,36 @@ void attentionGemm(const float* q, const float* k, const float* v, float* out, s
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, n, 1.0f, scratch, n, vh, hd, 0.0f,
                         out + i0 * rowStride + h * headDim, ld);
         }
+    }
+}
+
+size_t segmentedAttentionScratch(const uint32_t* segments, size_t nSegments, size_t gemmMinTokens) {
+    size_t need = 0;
+    for (size_t s = 0; s < nSegments; ++s) {
+        const size_t len = segments[s];
+        need = std::max(need, len >= gemmMinTokens ? attentionGemmScratch(len, len) : len);
+    }
+    return need;
+}
+
+void segmentedAttention(const float* q, const float* k, const float* v, float* out, const uint32_t* segments,
+                        size_t nSegments, size_t nHeads, size_t nKvHeads, size_t headDim, size_t kvStride,
+                        size_t headBegin, size_t headEnd, size_t gemmMinTokens, float* scratch) {
+    const size_t rowStride = nHeads * headDim;
+    size_t start = 0;
+    for (size_t s = 0; s < nSegments; ++s) {
+        const size_t len = segments[s];
+        // Row j of KV head g lives at (g * kvStride + j) * headDim: shifting the base by start rows
+        // makes the segment look like a sequence of its own with the same stride.
+        const float* qs = q + start * rowStride;
+        const float* ks = k + start * headDim;
+        const float* vs = v + start * headDim;
+        float* os = out + start * rowStride;
+        if (len >= gemmMinTokens)
+            attentionGemm(qs, ks, vs, os, len, len, nHeads, nKvHeads, headDim, kvStride, headBegin, headEnd, scratch);
+        else
+            attention(qs, ks, vs, os, len, len, nHeads, nKvHeads, headDim, kvStride, headBegin, headEnd, scratch);
+        start += len;
     }
 }
 

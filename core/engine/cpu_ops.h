@@ -65,4 +65,15 @@ inline size_t attentionGemmScratch(size_t nQuery, size_t nCtx) { return (nQuery 
 void attentionGemm(const float* q, const float* k, const float* v, float* out, size_t nQuery, size_t nCtx, size_t nHeads,
                    size_t nKvHeads, size_t headDim, size_t kvStride, size_t headBegin, size_t headEnd, float* scratch);
 
+// Block-diagonal causal attention over a packed batch: nSegments consecutive sequences of
+// segments[s] query rows each, with no context in front (nCtx == nQuery == sum of segments); row i
+// of segment s sees rows [start(s), start(s) + i] only. Blocks outside the diagonal are never
+// computed. Each segment of at least gemmMinTokens rows runs attentionGemm(), shorter ones the direct
+// loop, so every segment matches a separate forward of the same length bit for bit.
+// scratch: at least segmentedAttentionScratch(segments, gemmMinTokens) floats per calling thread.
+size_t segmentedAttentionScratch(const uint32_t* segments, size_t nSegments, size_t gemmMinTokens);
+void segmentedAttention(const float* q, const float* k, const float* v, float* out, const uint32_t* segments,
+                        size_t nSegments, size_t nHeads, size_t nKvHeads, size_t headDim, size_t kvStride,
+                        size_t headBegin, size_t headEnd, size_t gemmMinTokens, float* scratch);
+
 }  // namespace msa::cpu

@@ -17,6 +17,7 @@
 #include <cctype>
 #include <fstream>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <set>
@@ -93,7 +94,7 @@ Result<BuildReport> buildMemory(const BuildOptions& o) {
     report.routing = cfg.describe();
     const auto& mc = rt.files->config();
     MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session,
-                         rt.model->createSession({.maxTokens = o.maxDocumentTokens, .nThreads = o.nThreads}));
+                         rt.model->createSession({.maxTokens = std::max(o.maxDocumentTokens, o.batchTokens), .nThreads = o.nThreads}));
     const memory::DocumentWrapping wrap = wrappingFor(rt);
     const std::vector<int32_t> head = memory::templateHeadTokens(*rt.tokenizer, wrap);
 
@@ -140,6 +141,56 @@ Result<BuildReport> buildMemory(const BuildOptions& o) {
 
     ProgressMeter meter("build", texts.size(), o.progress);
     size_t sinceCommit = 0;
+    // Documents waiting for the next packed forward (encodeDocuments: up to batchTokens tokens).
+    struct Pending {
+        const MemoryText* text;
+        std::vector<int32_t> ids;
+    };
+    std::vector<Pending> pending;
+    size_t pendingTokens = 0;
+    auto flush = [&]() -> Status {
+        if (pending.empty()) return Status::ok();
+        std::vector<std::span<const int32_t>> docs;
+        for (const auto& p : pending) docs.emplace_back(p.ids);
+        const auto te = Clock::now();
+        auto enc = memory::encodeDocuments(*session, *rt.files, cfg, docs, o.batchTokens, o.cancel);
+        report.encodeSeconds += std::chrono::duration<double>(Clock::now() - te).count();
+        if (!enc) {
+            if (enc.status().code() == ErrorCode::Cancelled) {
+                report.cancelled = true;
+                pending.clear();
+                return Status::ok();
+            }
+            std::string which;
+            for (const auto& p : pending) which += (which.empty() ? "" : ", ") + std::to_string(p.text->id);
+            return enc.status().withContext("encoding memory documents " + which);
+        }
+        for (size_t i = 0; i < pending.size(); ++i) {
+            const memory::EncodedDocument& e = (*enc)[i];
+            const MemoryText& t = *pending[i].text;
+            memory::DocumentInput in;
+            in.id = t.id;
+            in.contentHash = t.hash;
+            in.nTokens = e.nTokens;
+            in.nChunks = e.layers.empty() ? 0 : static_cast<uint32_t>(e.layers.front().nChunks);
+            for (const auto& layer : e.layers) {
+                if (!shared) in.keys.emplace_back(layer.k);
+                in.values.emplace_back(layer.v);
+                in.routingKeys.emplace_back(shared ? std::span<const float>(layer.k) : std::span<const float>(layer.routeKey));
+            }
+            MSA_RETURN_IF_ERROR(writer.replace(in).withContext("memory document " + std::to_string(t.id)));
+            ++report.nEncoded;
+            report.nTokens += e.nTokens;
+            meter.advance(1, e.nTokens, "document " + std::to_string(t.id));
+            if (++sinceCommit >= o.commitEvery) {
+                MSA_RETURN_IF_ERROR(writer.commit());
+                sinceCommit = 0;
+            }
+        }
+        pending.clear();
+        pendingTokens = 0;
+        return Status::ok();
+    };
     for (const auto& t : texts) {
         if (o.cancel && o.cancel->isCancelled()) {
             report.cancelled = true;
@@ -150,7 +201,7 @@ Result<BuildReport> buildMemory(const BuildOptions& o) {
             meter.advance(1, 0, "document " + std::to_string(t.id));
             continue;
         }
-        const std::vector<int32_t> ids = memory::wrapDocumentTokens(*rt.tokenizer, wrap, static_cast<size_t>(t.id), t.text);
+        std::vector<int32_t> ids = memory::wrapDocumentTokens(*rt.tokenizer, wrap, static_cast<size_t>(t.id), t.text);
         if (ids.size() > o.maxDocumentTokens) {
             report.skipped.emplace_back(t.id, std::to_string(ids.size()) + " tokens exceed the limit of " +
                                                   std::to_string(o.maxDocumentTokens));
@@ -158,33 +209,14 @@ Result<BuildReport> buildMemory(const BuildOptions& o) {
             meter.advance(1, 0);
             continue;
         }
-        auto enc = memory::encodeDocument(*session, *rt.files, cfg, ids, o.cancel);
-        if (!enc) {
-            if (enc.status().code() == ErrorCode::Cancelled) {
-                report.cancelled = true;
-                break;
-            }
-            return enc.status().withContext("encoding memory document " + std::to_string(t.id));
+        if (!pending.empty() && pendingTokens + ids.size() > o.batchTokens) {
+            MSA_RETURN_IF_ERROR(flush());
+            if (report.cancelled) break;
         }
-        memory::DocumentInput in;
-        in.id = t.id;
-        in.contentHash = t.hash;
-        in.nTokens = enc->nTokens;
-        in.nChunks = enc->layers.empty() ? 0 : static_cast<uint32_t>(enc->layers.front().nChunks);
-        for (const auto& layer : enc->layers) {
-            if (!shared) in.keys.emplace_back(layer.k);
-            in.values.emplace_back(layer.v);
-            in.routingKeys.emplace_back(shared ? std::span<const float>(layer.k) : std::span<const float>(layer.routeKey));
-        }
-        MSA_RETURN_IF_ERROR(writer.replace(in).withContext("memory document " + std::to_string(t.id)));
-        ++report.nEncoded;
-        report.nTokens += enc->nTokens;
-        meter.advance(1, enc->nTokens, "document " + std::to_string(t.id));
-        if (++sinceCommit >= o.commitEvery) {
-            MSA_RETURN_IF_ERROR(writer.commit());
-            sinceCommit = 0;
-        }
+        pendingTokens += ids.size();
+        pending.push_back({&t, std::move(ids)});
     }
+    if (!report.cancelled) MSA_RETURN_IF_ERROR(flush());
     MSA_RETURN_IF_ERROR(writer.commit());
     meter.finish();
     report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -226,6 +258,25 @@ struct RoutingContext {
     }
 };
 
+}  // namespace
+
+Result<std::vector<int64_t>> filterMemoryDocuments(const fs::path& catalogPath, const CandidateFilter& f) {
+    MSA_ASSIGN_OR_RETURN(catalog::Catalog cat, catalog::Catalog::open(catalogPath, {.readOnly = true, .create = false}));
+    if (f.collection) {
+        MSA_ASSIGN_OR_RETURN(std::optional<int64_t> id, cat.findCollection(*f.collection));
+        if (!id) return notFound("no collection " + quotedName(*f.collection) + " in " + quotedName(catalogPath.string()));
+    }
+    catalog::SearchQuery q;
+    q.collection = f.collection;
+    q.kind = f.kind;
+    q.fromUnix = f.fromUnix;
+    q.toUnix = f.toUnix;
+    q.participant = f.participant;
+    return cat.memoryDocumentIds(q);
+}
+
+namespace {
+
 Result<std::unique_ptr<RoutingContext>> openRouting(const RouteRequest& r, engine::Backend& backend) {
     auto ctx = std::make_unique<RoutingContext>();
     MSA_ASSIGN_OR_RETURN(ctx->rt, openModelRuntime(r.model, backend));
@@ -256,14 +307,8 @@ Result<std::unique_ptr<RoutingContext>> openRouting(const RouteRequest& r, engin
         else MSA_LOG(Warning) << "titles unavailable: " << cat.status().toString();
     }
     if (!r.filter.empty()) {
-        if (!ctx->catalog) return invalidArgument("a candidate filter (collection, date, participant) needs --catalog");
-        catalog::SearchQuery f;
-        f.collection = r.filter.collection;
-        f.kind = r.filter.kind;
-        f.fromUnix = r.filter.fromUnix;
-        f.toUnix = r.filter.toUnix;
-        f.participant = r.filter.participant;
-        MSA_ASSIGN_OR_RETURN(std::vector<int64_t> ids, ctx->catalog->memoryDocumentIds(f));
+        if (!r.catalog) return invalidArgument("a candidate filter (collection, kind, dates, participant) needs --catalog");
+        MSA_ASSIGN_OR_RETURN(std::vector<int64_t> ids, filterMemoryDocuments(*r.catalog, r.filter));
         ctx->candidates.emplace(ids.begin(), ids.end());
         for (auto& t : ctx->shards)
             for (size_t i = 0; i < t.ids.size(); ++i)
@@ -815,7 +860,8 @@ nlohmann::json toJson(const BuildReport& r) {
     for (const auto& [id, why] : r.skipped) skipped.push_back({{"memory_document", id}, {"reason", why}});
     return {{"bank", r.bank}, {"routing", r.routing}, {"documents", r.nDocuments}, {"encoded", r.nEncoded},
             {"unchanged", r.nUnchanged}, {"removed", r.nRemoved}, {"skipped", r.nSkipped}, {"skipped_documents", skipped},
-            {"tokens", r.nTokens}, {"seconds", r.seconds}, {"tokens_per_s", r.tokensPerSecond}, {"cancelled", r.cancelled},
+            {"tokens", r.nTokens}, {"seconds", r.seconds}, {"tokens_per_s", r.tokensPerSecond}, {"encode_seconds", r.encodeSeconds},
+            {"cancelled", r.cancelled},
             {"bank_documents", r.bankDocuments}, {"bank_chunks", r.bankChunks}, {"bank_tokens", r.bankTokens},
             {"bank_bytes", r.bankBytes}};
 }

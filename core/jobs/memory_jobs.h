@@ -1,7 +1,8 @@
 // memory_jobs.h: the user-level memory operations shared by `msa build` / `msa route` and the GUI:
 //
 //   buildMemory   — encode every memory document of a catalog collection with a model into a bank
-//                   (msa-spec §3, §7): each document alone at positions 0..n-1 (document-wise RoPE),
+//                   (msa-spec §3, §7): each document alone at positions 0..n-1 (document-wise RoPE;
+//                   many documents share one forward as independent segments, up to batchTokens),
 //                   pooled per 64-token chunk in every routing layer, work after the last routing
 //                   layer skipped. Incremental (a document whose text hash is unchanged is skipped;
 //                   a changed one is replaced; one no longer in the collection is tombstoned) and
@@ -40,6 +41,7 @@ struct BuildOptions {
     size_t nThreads = 0;
     size_t commitEvery = 16;                      // documents per durable commit
     size_t maxDocumentTokens = 8192;              // longer wrapped documents are skipped with a reason
+    size_t batchTokens = 512;                     // documents packed per encoder forward (0: one per forward; 512 measured best)
     model::DType storage = model::DType::BF16;
     const CancelToken* cancel = nullptr;
     ProgressFn progress;                          // units: documents; bytes: tokens
@@ -53,6 +55,7 @@ struct BuildReport {
     uint64_t nTokens = 0;                         // tokens encoded in this run
     double seconds = 0;
     double tokensPerSecond = 0;
+    double encodeSeconds = 0;                     // of `seconds`, inside the encoder's forwards
     bool cancelled = false;
     std::vector<std::pair<int64_t, std::string>> skipped;   // memory document id, reason
     uint64_t bankDocuments = 0, bankChunks = 0, bankTokens = 0, bankBytes = 0;
@@ -60,15 +63,20 @@ struct BuildReport {
 
 Result<BuildReport> buildMemory(const BuildOptions& options);
 
-// Restricts which memory documents routing may select (issue 5 item 3): by the catalog metadata of
-// their documents. Needs the catalog. Empty: every live document of the bank.
+// Candidate filter (issue 5 item 3): restricts routing to the memory documents of catalog documents
+// that match every given field. Needs the catalog. Documents without a date fail a date range.
 struct CandidateFilter {
-    std::optional<std::string> collection;
-    std::optional<std::string> kind;             // 'email', 'chat', 'pdf', ...
-    std::optional<int64_t> fromUnix, toUnix;     // document date, [from, to)
-    std::optional<std::string> participant;      // substring of the author or a participant
+    std::optional<std::string> collection;   // collection name
+    std::optional<std::string> kind;         // document kind ('email', 'chat', ...)
+    std::optional<int64_t> fromUnix;         // inclusive
+    std::optional<int64_t> toUnix;           // exclusive
+    std::optional<std::string> participant;  // substring of the author or a participant, case-insensitive
     bool empty() const { return !collection && !kind && !fromUnix && !toUnix && !participant; }
 };
+using MemoryFilter = CandidateFilter;
+// The ids of the memory documents that pass `filter`, ascending (one SQL query in the catalog).
+// NotFound for an unknown collection.
+Result<std::vector<int64_t>> filterMemoryDocuments(const std::filesystem::path& catalog, const CandidateFilter& filter);
 
 struct RouteRequest {
     std::filesystem::path bank;
@@ -77,7 +85,7 @@ struct RouteRequest {
     std::string question;
     size_t topN = 10;
     size_t nThreads = 0;
-    CandidateFilter filter;
+    CandidateFilter filter;                            // empty: every live document is a candidate
 };
 
 struct RoutedDocument {

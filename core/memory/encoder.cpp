@@ -52,6 +52,92 @@ Result<EncodedDocument> encodeDocument(engine::Session& session, const model::Mo
     return out;
 }
 
+namespace {
+
+// Runs one packed forward over `docs` (one segment each) and pools every document's rows.
+Status encodePacked(engine::Session& session, const model::ModelFiles& files, const RoutingConfig& cfg,
+                    std::span<const std::span<const int32_t>> docs, std::span<EncodedDocument> out,
+                    const CancelToken* cancel) {
+    const size_t kvWidth = cfg.nRouteHeads * cfg.headDim;
+    std::vector<int32_t> tokens, positions;
+    std::vector<uint32_t> segments;
+    std::vector<size_t> starts;
+    for (size_t d = 0; d < docs.size(); ++d) {
+        starts.push_back(tokens.size());
+        tokens.insert(tokens.end(), docs[d].begin(), docs[d].end());
+        for (size_t i = 0; i < docs[d].size(); ++i) positions.push_back(static_cast<int32_t>(i));
+        segments.push_back(static_cast<uint32_t>(docs[d].size()));
+        out[d].nTokens = docs[d].size();
+        out[d].layers.clear();
+    }
+    Status hookStatus;
+    engine::ForwardOptions opt;
+    opt.computeLogits = false;
+    opt.stopAfterLayer = cfg.layers.back();
+    opt.cancel = cancel;
+    if (docs.size() > 1) opt.segments = segments;
+    opt.layerHook = [&](const engine::LayerTensors& lt) {
+        if (!hookStatus.isOk() || !cfg.isRoutingLayer(lt.layer)) return;
+        // Routing-key rows for the whole batch in one product (decoupled: router_k_proj).
+        std::vector<float> routeRows;
+        if (cfg.decoupled) {
+            auto rows = routingKeyRows(cfg, files, lt);
+            if (!rows.ok()) {
+                hookStatus = rows.status();
+                return;
+            }
+            routeRows = std::move(rows).value();
+        }
+        for (size_t d = 0; d < docs.size(); ++d) {
+            const size_t n = docs[d].size(), off = starts[d] * kvWidth;
+            PooledLayer p;
+            p.layer = lt.layer;
+            p.nChunks = chunkCount(n, cfg.chunkSize);
+            // K after k_norm and RoPE at doc-local positions, raw V (msa-spec §3).
+            p.k = meanPoolChunks({lt.k + off, n * kvWidth}, n, kvWidth, cfg.chunkSize);
+            p.v = meanPoolChunks({lt.v + off, n * kvWidth}, n, kvWidth, cfg.chunkSize);
+            if (cfg.decoupled)
+                p.routeKey = meanPoolChunks({routeRows.data() + off, n * kvWidth}, n, kvWidth, cfg.chunkSize);
+            else
+                p.routeKey = p.k;   // training-free: the pooled attention key itself (msa-spec §2.2, §2.9)
+            if (cfg.normalize) l2NormalizeRows(p.routeKey.data(), p.nChunks * cfg.nRouteHeads, cfg.headDim);
+            out[d].layers.push_back(std::move(p));
+        }
+    };
+    session.truncate(0);
+    auto r = session.forward(tokens, positions, opt);
+    session.truncate(0);
+    if (!r.ok()) return r.status();
+    MSA_RETURN_IF_ERROR(hookStatus);
+    for (const EncodedDocument& e : out)
+        if (e.layers.size() != cfg.layers.size())
+            return Status(ErrorCode::Internal, "the forward reported " + std::to_string(e.layers.size()) + " of " +
+                                                   std::to_string(cfg.layers.size()) + " routing layers");
+    return Status::ok();
+}
+
+}  // namespace
+
+Result<std::vector<EncodedDocument>> encodeDocuments(engine::Session& session, const model::ModelFiles& files,
+                                                     const RoutingConfig& cfg,
+                                                     std::span<const std::span<const int32_t>> documents,
+                                                     size_t tokenBudget, const CancelToken* cancel) {
+    if (cfg.layers.empty()) return Status(ErrorCode::InvalidArgument, "no routing layer");
+    for (size_t d = 0; d < documents.size(); ++d)
+        if (documents[d].empty())
+            return Status(ErrorCode::InvalidArgument, "empty memory document (index " + std::to_string(d) + ")");
+    std::vector<EncodedDocument> out(documents.size());
+    size_t begin = 0;
+    while (begin < documents.size()) {
+        size_t end = begin + 1, total = documents[begin].size();
+        while (end < documents.size() && total + documents[end].size() <= tokenBudget) total += documents[end++].size();
+        MSA_RETURN_IF_ERROR(encodePacked(session, files, cfg, documents.subspan(begin, end - begin),
+                                         std::span<EncodedDocument>(out).subspan(begin, end - begin), cancel));
+        begin = end;
+    }
+    return out;
+}
+
 Result<std::vector<RoutingQueries>> collectRoutingQueries(engine::Session& session, const model::ModelFiles& files,
                                                           const RoutingConfig& cfg, std::span<const int32_t> head,
                                                           std::span<const int32_t> prompt, std::span<const uint8_t> routeMask,

@@ -1,6 +1,7 @@
-// encoder.h: the model-running side of routing on the CPU backend: encoding ONE memory document into
-// its pooled per-routing-layer K̄, V̄ and routing keys K̄ᴿ (msa-spec §3, §7), and collecting the
-// routing queries of a prompt (msa-spec §2.3, §4). Both run a Session forward with a LayerHook and
+// encoder.h: the model-running side of routing on the CPU backend: encoding memory documents into
+// their pooled per-routing-layer K̄, V̄ and routing keys K̄ᴿ (msa-spec §3, §7) — one per forward
+// (encodeDocument) or many packed into one forward (encodeDocuments) — and collecting the routing
+// queries of a prompt (msa-spec §2.3, §4). Both run a Session forward with a LayerHook and
 // stop after the last routing layer (ForwardOptions.stopAfterLayer, computeLogits = false): nothing
 // after that layer's K/V projections is computed (the final norm and lm_head neither).
 //
@@ -47,6 +48,19 @@ struct EncodedDocument {
 
 Result<EncodedDocument> encodeDocument(engine::Session& session, const model::ModelFiles& files, const RoutingConfig& cfg,
                                        std::span<const int32_t> tokens, const CancelToken* cancel = nullptr);
+
+// Many documents packed into as few forwards as possible: consecutive documents share a forward
+// while their total stays within tokenBudget (a longer document runs alone). The forward gets one
+// segment per document (ForwardOptions::segments: block-diagonal causal attention) and positions
+// restarting at 0 per document, so each document sees only itself exactly as in encodeDocument();
+// the pooled outputs equal one-at-a-time encoding up to f32 summation order in the projections.
+// Returns one EncodedDocument per input, in order. tokenBudget 0: one document per forward.
+inline constexpr size_t kDefaultEncodeTokenBudget = 512;   // measured: ROUTING.md "Batching"
+Result<std::vector<EncodedDocument>> encodeDocuments(engine::Session& session, const model::ModelFiles& files,
+                                                     const RoutingConfig& cfg,
+                                                     std::span<const std::span<const int32_t>> documents,
+                                                     size_t tokenBudget = kDefaultEncodeTokenBudget,
+                                                     const CancelToken* cancel = nullptr);
 
 // The template head (positions 0..head.size()-1) then the prompt at queryStart.. (msa-spec §4:
 // 3 + k for MSA), memory-free (see above). Returns one RoutingQueries per routing layer.

@@ -1,5 +1,7 @@
 #include "core/memory/router.h"
 
+#include <cblas.h>
+
 #include "core/memory/pooling.h"
 
 #include <algorithm>
@@ -240,7 +242,22 @@ Result<std::vector<float>> Router::scoreDocuments(const RoutingConfig& cfg, cons
             }
     }
     std::vector<std::vector<float>> rowScratch(m_team->size(), std::vector<float>(nQ));
+    // Head-mean branch: blocks of kScanBlock chunk rows converted to f32 once and scored against every
+    // query token by one sgemm (S = K̄ᴿ_block · foldedᵀ): the dot-per-token loop re-converted each
+    // chunk nQ times and ran at a fraction of the FMA rate. Each S element is one dot product over
+    // G·D in the kernel's fixed order whatever the block's other rows, so scores still do not depend
+    // on tiles or threads (tst_router checks it).
+    constexpr size_t kScanBlock = 64;
+    const bool blocked = cfg.headReduce == HeadReduce::Mean;
+    std::vector<std::vector<float>> blockKeys(blocked ? m_team->size() : 0), blockScores(blocked ? m_team->size() : 0);
+    for (size_t i = 0; i < blockKeys.size(); ++i) {
+        blockKeys[i].resize(kScanBlock * G * D);
+        blockScores[i].resize(kScanBlock * nQ);
+    }
     std::atomic<bool> cancelled{false};
+
+    std::vector<double> chunkSums(blocked && cfg.chunkReduce == ChunkReduce::Mean ? nDocs : 0, 0.0);
+    const size_t width = G * D;
 
     m_team->parallelFor(nTiles, [&](size_t begin, size_t end, size_t thread) {
         float* a = rowScratch[thread].data();
@@ -249,43 +266,89 @@ Result<std::vector<float>> Router::scoreDocuments(const RoutingConfig& cfg, cons
                 cancelled = true;
                 return;
             }
+            if (blocked) {
+                // The tile's chunks in blocks of kScanBlock rows aligned on global chunk indices
+                // (a demo document is ~6 chunks, far too few rows for an efficient product): each
+                // chunk is always scored at the same row of the same block shape, whatever the tiles
+                // and threads, so its score is bit-identical for every tiling (a block shared by two
+                // tiles is computed by both; each folds only its own rows).
+                float* kb = blockKeys[thread].data();
+                float* sb = blockScores[thread].data();
+                const size_t d0 = tileStart[tile], d1 = tileStart[tile + 1];
+                if (d0 == d1) continue;   // no documents at all
+                const size_t C0 = keys.chunkOffsets[d0], C1 = keys.chunkOffsets[d1];
+                size_t d = d0;   // the document of chunk c, advanced as c grows
+                for (size_t b0 = C0 - C0 % kScanBlock; b0 < C1; b0 += kScanBlock) {
+                    const size_t b1 = std::min(b0 + kScanBlock, keys.nChunks);
+                    const size_t lo = std::max(b0, C0), hi = std::min(b1, C1);
+                    while (keys.chunkOffsets[d + 1] <= lo) ++d;
+                    bool any = options.allowed.empty();
+                    for (size_t e = d; !any && e < d1 && keys.chunkOffsets[e] < hi; ++e) any = options.allowed[e] != 0;
+                    if (!any) continue;
+                    // Converted even for f32 keys: a mapped section promises no float alignment.
+                    model::dequantizeRow(keys.dtype, keys.data.data() + b0 * chunkBytes, kb, (b1 - b0) * width);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(b1 - b0), static_cast<int>(nQ),
+                                static_cast<int>(width), invH, kb, static_cast<int>(width), folded.data(), static_cast<int>(width),
+                                0.0f, sb, static_cast<int>(nQ));
+                    for (size_t c = lo; c < hi; ++c) {
+                        while (keys.chunkOffsets[d + 1] <= c) ++d;
+                        if (!options.allowed.empty() && !options.allowed[d]) continue;
+                        const float* row = sb + (c - b0) * nQ;
+                        float sc = 0;
+                        switch (cfg.queryReduce) {
+                        case QueryReduce::Max: sc = *std::max_element(row, row + nQ); break;
+                        case QueryReduce::Mean: {
+                            float sum = 0;
+                            for (size_t t = 0; t < nQ; ++t) sum += row[t];
+                            sc = sum / static_cast<float>(nQ);
+                            break;
+                        }
+                        case QueryReduce::Last: sc = row[nQ - 1]; break;
+                        }
+                        if (cfg.chunkReduce == ChunkReduce::Max) scores[d] = std::max(scores[d], sc);
+                        else chunkSums[d] += sc;
+                    }
+                }
+                if (cfg.chunkReduce == ChunkReduce::Mean)
+                    for (size_t e = d0; e < d1; ++e) {
+                        const size_t n = keys.chunkOffsets[e + 1] - keys.chunkOffsets[e];
+                        if (n && (options.allowed.empty() || options.allowed[e]))
+                            scores[e] = static_cast<float>(chunkSums[e] / static_cast<double>(n));
+                    }
+                continue;
+            }
             for (size_t d = tileStart[tile]; d < tileStart[tile + 1]; ++d) {
                 if (!options.allowed.empty() && !options.allowed[d]) continue;
                 const size_t c0 = keys.chunkOffsets[d], c1 = keys.chunkOffsets[d + 1];
                 if (c0 == c1) continue;   // an empty document is not a candidate
                 float docScore = kNegInf;
                 double docSum = 0;
-                for (size_t c = c0; c < c1; ++c) {
-                    const std::byte* chunk = keys.data.data() + c * chunkBytes;
-                    // a[t] = head-reduce over h of q_t[h] · K̄ᴿ_c[h / group]  (GQA: msa_service.py:1100)
-                    if (cfg.headReduce == HeadReduce::Mean) {
-                        // mean_h q[h]·K[h/group] = (1/H) Σ_g (Σ_{h∈g} q[h])·K[g]: one dot of G·D per token.
-                        for (size_t t = 0; t < nQ; ++t)
-                            a[t] = model::dotRow(keys.dtype, chunk, folded.data() + t * G * D, G * D) * invH;
-                    } else
-                    for (size_t t = 0; t < nQ; ++t) {
-                        const float* qt = queries.q.data() + t * H * D;
-                        float r = headReduceInit(cfg.headReduce);
-                        for (size_t h = 0; h < H; ++h) {
-                            const float s = model::dotRow(keys.dtype, chunk + (h / group) * keyRowBytes, qt + h * D, D);
-                            if (cfg.headReduce == HeadReduce::Mean) r += s;
-                            else r = std::max(r, s);
-                        }
-                        a[t] = cfg.headReduce == HeadReduce::Mean ? r * invH : r;
-                    }
+                auto reduceChunk = [&](const float* row) {
                     float sc = 0;
                     switch (cfg.queryReduce) {
-                    case QueryReduce::Max: sc = *std::max_element(a, a + nQ); break;
+                    case QueryReduce::Max: sc = *std::max_element(row, row + nQ); break;
                     case QueryReduce::Mean: {
                         float sum = 0;
-                        for (size_t t = 0; t < nQ; ++t) sum += a[t];
+                        for (size_t t = 0; t < nQ; ++t) sum += row[t];
                         sc = sum / static_cast<float>(nQ);
                         break;
                     }
-                    case QueryReduce::Last: sc = a[nQ - 1]; break;
+                    case QueryReduce::Last: sc = row[nQ - 1]; break;
                     }
                     if (cfg.chunkReduce == ChunkReduce::Max) docScore = std::max(docScore, sc);
                     else docSum += sc;
+                };
+                for (size_t c = c0; c < c1; ++c) {
+                    const std::byte* chunk = keys.data.data() + c * chunkBytes;
+                    // a[t] = max over h of q_t[h] · K̄ᴿ_c[h / group]  (GQA: msa_service.py:1100)
+                    for (size_t t = 0; t < nQ; ++t) {
+                        const float* qt = queries.q.data() + t * H * D;
+                        float r = headReduceInit(cfg.headReduce);
+                        for (size_t h = 0; h < H; ++h)
+                            r = std::max(r, model::dotRow(keys.dtype, chunk + (h / group) * keyRowBytes, qt + h * D, D));
+                        a[t] = r;
+                    }
+                    reduceChunk(a);
                 }
                 scores[d] = cfg.chunkReduce == ChunkReduce::Max ? docScore
                                                                 : static_cast<float>(docSum / static_cast<double>(c1 - c0));

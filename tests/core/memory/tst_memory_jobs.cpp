@@ -203,9 +203,13 @@ private slots:
     void filterRestrictsRouting() {
         jobs::RouteRequest r = askRequest().route;
         r.filter.collection = "no-such-collection";
+        QCOMPARE(jobs::routeQuestion(r).status().code(), ErrorCode::NotFound);   // a misspelt collection is an error
+        r.filter.collection = "notes";
+        r.filter.kind = "no-such-kind";
         auto none = jobs::routeQuestion(r);
         QVERIFY2(none.ok(), none.status().toString().c_str());
         QCOMPARE(none->nCandidates, size_t(0));
+        r.filter.kind.reset();
         r.filter.collection = "notes";
         auto all = jobs::routeQuestion(r);
         QVERIFY(all.ok());
