@@ -1,4 +1,5 @@
 #include "core/jobs/memory_jobs.h"
+#include "core/jobs/routing_context.h"
 
 #include "core/catalog/catalog.h"
 #include "core/engine/generator.h"
@@ -194,24 +195,6 @@ Result<BuildReport> buildMemory(const BuildOptions& o) {
     return report;
 }
 
-namespace {
-
-// What routing needs, opened once and reused for every question (eval, ask).
-struct RoutingContext {
-    ModelRuntime rt;
-    memory::Bank bank;
-    memory::RoutingConfig cfg;
-    memory::DocumentWrapping wrap;
-    // Per shard, the layer-independent part of the router's document table.
-    struct ShardTable {
-        std::vector<uint64_t> offsets{0};   // relative to the shard's first chunk
-        std::vector<uint64_t> ids;
-        std::vector<uint8_t> allowed;       // 0 for tombstones
-    };
-    std::vector<ShardTable> shards;
-    std::optional<catalog::Catalog> catalog;
-};
-
 Result<std::unique_ptr<RoutingContext>> openRouting(const RouteRequest& r, engine::Backend& backend) {
     auto ctx = std::make_unique<RoutingContext>();
     MSA_ASSIGN_OR_RETURN(ctx->rt, openModelRuntime(r.model, backend));
@@ -323,7 +306,6 @@ Result<RouteReport> routeWith(RoutingContext& c, memory::Router& router, const R
     return out;
 }
 
-}  // namespace
 
 Result<RouteReport> routeQuestion(const RouteRequest& r) {
     auto backend = engine::createCpuBackend();
