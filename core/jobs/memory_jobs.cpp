@@ -306,7 +306,6 @@ Result<RouteReport> routeWith(RoutingContext& c, memory::Router& router, const R
     return out;
 }
 
-
 Result<RouteReport> routeQuestion(const RouteRequest& r) {
     auto backend = engine::createCpuBackend();
     MSA_ASSIGN_OR_RETURN(std::unique_ptr<RoutingContext> ctx, openRouting(r, *backend));
