@@ -197,6 +197,7 @@ int runDatasetEval(const EvalArgs& a) {
     req.k = static_cast<size_t>(a.k > 0 ? a.k : 10);
     req.answers = a.answers;
     req.maxAnswerTokens = static_cast<size_t>(std::max(1, a.answerTokens));
+    req.nAnswerDocuments = static_cast<size_t>(std::max(1, a.answerDocuments));
     req.nThreads = static_cast<size_t>(std::max(0, a.threads));
     CancelToken cancel;
     req.cancel = &cancel;
@@ -250,6 +251,7 @@ int runDatasetEval(const EvalArgs& a) {
     }
     std::printf("\nMean over %zu questions with gold documents (R = routing, all layers; B = BM25):\n", r->nScored);
     std::printf("  routing  recall@1 %.3f  recall@5 %.3f  recall@%zu %.3f\n", r->routed.at1, r->routed.at5, k, r->routed.atK);
+    std::printf("  routing, mean of the layers' recalls:  %.3f / %.3f / %.3f\n", r->layerMean.at1, r->layerMean.at5, r->layerMean.atK);
     std::printf("  BM25     recall@1 %.3f  recall@5 %.3f  recall@%zu %.3f\n", r->bm25.at1, r->bm25.at5, k, r->bm25.atK);
     std::printf("  per routing layer (recall@1 / @5 / @%zu):\n", k);
     for (size_t i = 0; i < r->layerMeans.size() && i < r->layers.size(); ++i)

@@ -71,6 +71,7 @@ struct EvalArgs {
     bool memoryOfLimit = false;
     bool answers = false;
     int answerTokens = 48;
+    int answerDocuments = 4;
     int k = 0;
     int threads = 0;
     bool json = false;

@@ -722,6 +722,7 @@ int main(int argc, char** argv) {
                       "Memory of only the limited questions' own documents (default: all the file's documents)");
     evalCmd->add_flag("--answers", evalArgs.answers, "Also answer each question and score exact match / F1");
     evalCmd->add_option("--answer-tokens", evalArgs.answerTokens, "Answer length limit")->capture_default_str();
+    evalCmd->add_option("--docs", evalArgs.answerDocuments, "Documents given to the model per answer")->capture_default_str();
     evalCmd->add_option("--workdir", evalArgs.workdir, "Work folder for the evaluation catalog and bank "
                                                        "(default: under the user cache folder, per file)");
     evalCmd->add_option("--questions", evalArgs.questions, "questions.json (question, supporting_files)");

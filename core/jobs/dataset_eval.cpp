@@ -206,7 +206,7 @@ Result<DatasetEvalReport> evaluateDataset(const DatasetEvalRequest& r) {
     memory::Router router(r.nThreads);
     MSA_ASSIGN_OR_RETURN(catalog::Catalog cat, catalog::Catalog::open(catalogPath, {.readOnly = true, .create = false}));
 
-    RecallSet routedSum, bm25Sum;
+    RecallSet routedSum, bm25Sum, layerMeanSum;
     std::vector<RecallSet> layerSums(out.layers.size());
     double emSum = 0, f1Sum = 0;
     for (size_t qi = 0; qi < ds.questions.size(); ++qi) {
@@ -237,7 +237,9 @@ Result<DatasetEvalReport> evaluateDataset(const DatasetEvalRequest& r) {
             std::vector<int64_t> ids;
             for (const auto& d : l.top) ids.push_back(d.id);
             q.layers.push_back(recallSet(toDocuments(ids, docOf), item.gold, out.k));
+            addTo(q.layerMean, q.layers.back());
         }
+        q.layerMean = divided(q.layerMean, q.layers.size());
         q.routeSeconds = since(tRoute);
 
         catalog::SearchQuery sq;
@@ -286,6 +288,7 @@ Result<DatasetEvalReport> evaluateDataset(const DatasetEvalRequest& r) {
         if (!item.gold.empty()) {
             addTo(routedSum, q.routed);
             addTo(bm25Sum, q.bm25);
+            addTo(layerMeanSum, q.layerMean);
             for (size_t li = 0; li < q.layers.size() && li < layerSums.size(); ++li) addTo(layerSums[li], q.layers[li]);
             ++out.nScored;
         }
@@ -293,6 +296,7 @@ Result<DatasetEvalReport> evaluateDataset(const DatasetEvalRequest& r) {
     }
     out.routed = divided(routedSum, out.nScored);
     out.bm25 = divided(bm25Sum, out.nScored);
+    out.layerMean = divided(layerMeanSum, out.nScored);
     for (const auto& s : layerSums) out.layerMeans.push_back(divided(s, out.nScored));
     if (out.nAnswerScored) {
         out.exactMatch = emSum / static_cast<double>(out.nAnswerScored);
@@ -332,6 +336,7 @@ nlohmann::json toJson(const DatasetEvalReport& r) {
         } else {
             j.update(recallJson(q.routed, ""));
             j.update(recallJson(q.bm25, "bm25_"));
+            j.update(recallJson(q.layerMean, "layer_mean_"));
         }
         j["gold_answers"] = q.goldAnswers;
         if (q.answered) {
@@ -357,6 +362,7 @@ nlohmann::json toJson(const DatasetEvalReport& r) {
               {"cancelled", r.cancelled}};
     j.update(recallJson(r.routed, ""));
     j.update(recallJson(r.bm25, "bm25_"));
+    j.update(recallJson(r.layerMean, "layer_mean_"));
     if (r.nAnswerScored) {
         j["exact_match"] = r.exactMatch;
         j["f1"] = r.f1;

@@ -60,6 +60,8 @@ struct DatasetEvalQuestion {
     std::vector<std::string> gold;        // document keys
     std::vector<std::string> goldTurns;   // LoCoMo evidence ids
     RecallSet routed, bm25;
+    RecallSet layerMean;                  // the mean of the per-layer recalls (the overall ranking's votes
+                                          // saturate when top-k is close to the memory's size)
     std::vector<RecallSet> layers;        // per routing layer, in DatasetEvalReport::layers order
     std::vector<std::string> routedTop, bm25Top;   // document keys, first k
     bool answered = false;                // an answer was generated
@@ -83,7 +85,7 @@ struct DatasetEvalReport {
     std::vector<DatasetEvalQuestion> questions;
     // Means over the questions that have gold documents (nScored of them).
     size_t nScored = 0;
-    RecallSet routed, bm25;
+    RecallSet routed, bm25, layerMean;
     std::vector<RecallSet> layerMeans;
     // Means over the answered questions with a gold answer (nAnswerScored of them).
     size_t nAnswerScored = 0;

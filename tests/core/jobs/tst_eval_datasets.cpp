@@ -237,6 +237,8 @@ private slots:
         for (const auto& q : a->questions) {
             QCOMPARE(q.layers.size(), size_t(2));
             for (const auto& l : q.layers) QCOMPARE(l.atK, 1.0);
+            QCOMPARE(q.layerMean.atK, 1.0);
+            QCOMPARE(q.layerMean.at1, (q.layers[0].at1 + q.layers[1].at1) / 2);
             QVERIFY(q.routed.at1 <= q.routed.at5 && q.routed.at5 <= q.routed.atK && q.routed.atK <= 1.0);
             QVERIFY(q.bm25.at1 <= q.bm25.at5 && q.bm25.at5 <= q.bm25.atK);
             QCOMPARE(q.routedTop.size() <= 7, true);
@@ -263,7 +265,7 @@ private slots:
         }
         const json j = toJson(*b);
         for (const char* f : {"recall_at_1", "recall_at_5", "recall_at_k", "bm25_recall_at_1", "bm25_recall_at_5", "bm25_recall_at_k",
-                              "exact_match", "f1", "layers", "questions"})
+                              "layer_mean_recall_at_k", "exact_match", "f1", "layers", "questions"})
             QVERIFY2(j.contains(f), f);
         QCOMPARE(j["questions"][1]["bm25_recall_at_k"].get<double>(), 1.0);
         QCOMPARE(j["layers"].size(), size_t(2));
