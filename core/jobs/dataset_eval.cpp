@@ -100,6 +100,35 @@ std::vector<std::string> keysOf(const std::vector<size_t>& docs, const EvalDatas
     return out;
 }
 
+// A work folder copied or moved elsewhere still has a catalog whose collection root is the old docs
+// folder: its documents would stay in the collection beside the re-imported ones (the import infers
+// deletions only under the roots it walks). Such a catalog and its banks are discarded.
+Status discardForeignCatalog(const fs::path& work, const fs::path& catalogPath, const fs::path& docsDir) {
+    std::error_code ec;
+    if (!fs::exists(catalogPath, ec)) return {};
+    const std::string want = fs::absolute(docsDir, ec).lexically_normal().string();
+    bool foreign = false;
+    {
+        auto cat = catalog::Catalog::open(catalogPath, {.readOnly = true, .create = false});
+        if (!cat) {
+            foreign = true;
+        } else if (auto cols = cat->collections()) {
+            for (const auto& c : *cols)
+                for (const auto& root : c.roots)
+                    if (fs::path(root).lexically_normal().string() != want) foreign = true;
+        }
+    }
+    if (!foreign) return {};
+    MSA_LOG(Warning) << "the evaluation catalog " << catalogPath.string() << " was made for another folder; starting it over";
+    for (const char* suffix : {"", "-wal", "-shm", ".import-lock"}) fs::remove(catalogPath.string() + suffix, ec);
+    for (const auto& e : fs::directory_iterator(work, ec))
+        if (e.is_directory() && e.path().filename().string().rfind("bank-", 0) == 0) {
+            fs::remove_all(e.path(), ec);
+            if (ec) return ioError("cannot remove " + quotedName(e.path().string()) + ": " + ec.message());
+        }
+    return {};
+}
+
 }  // namespace
 
 fs::path defaultEvalWorkdir(const fs::path& dataset, bool memoryOfLimit, size_t limit) {
@@ -132,6 +161,7 @@ Result<DatasetEvalReport> evaluateDataset(const DatasetEvalRequest& r) {
     // 1. The memory as files, imported into a real catalog.
     const auto tImport = Clock::now();
     std::map<std::string, size_t> byFile;
+    MSA_RETURN_IF_ERROR(discardForeignCatalog(work, catalogPath, docsDir));
     MSA_RETURN_IF_ERROR(writeDocuments(docsDir, ds, byFile));
     {
         MSA_ASSIGN_OR_RETURN(catalog::Catalog cat, catalog::Catalog::open(catalogPath));

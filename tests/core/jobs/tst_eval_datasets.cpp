@@ -270,16 +270,37 @@ private slots:
         QCOMPARE(j["questions"][1]["bm25_recall_at_k"].get<double>(), 1.0);
         QCOMPARE(j["layers"].size(), size_t(2));
 
+        // A copied work folder does not keep the old folder's documents in its collection.
+        {
+            std::error_code ec;
+            std::filesystem::copy(r.workdir, dir.filePath("moved").toStdString(), std::filesystem::copy_options::recursive, ec);
+            QVERIFY(!ec);
+            DatasetEvalRequest m = r;
+            m.workdir = dir.filePath("moved").toStdString();
+            auto moved = evaluateDataset(m);
+            QVERIFY2(moved.ok(), moved.status().toString().c_str());
+            QCOMPARE(moved->build.bankDocuments, uint64_t(7));
+            auto cat = catalog::Catalog::open(moved->catalog, {.readOnly = true, .create = false});
+            QVERIFY(cat.ok());
+            QCOMPARE(cat->memoryDocuments("eval")->size(), size_t(7));
+        }
+
         // Memory of the limited questions only; with answers (the tiny model's words are noise, but
         // the answer is generated and scored).
         r.limit = 1;
         r.memoryOfLimit = true;
         r.answers = true;
         r.maxAnswerTokens = 4;
-        r.workdir = dir.filePath("work1").toStdString();
-        auto c = evaluateDataset(r);
+        auto c = evaluateDataset(r);   // same work folder: the 3 other documents leave the collection and the bank
         QVERIFY2(c.ok(), c.status().toString().c_str());
         QCOMPARE(c->nMemoryDocuments, size_t(4));
+        QCOMPARE(c->build.nRemoved, uint64_t(3));
+        QCOMPARE(c->build.nEncoded, uint64_t(0));
+        {
+            auto cat = catalog::Catalog::open(c->catalog, {.readOnly = true, .create = false});
+            QVERIFY(cat.ok());
+            QCOMPARE(cat->memoryDocuments("eval")->size(), size_t(4));
+        }
         QCOMPARE(c->questions.size(), size_t(1));
         QVERIFY(c->questions[0].answered);
         QCOMPARE(c->nAnswerScored, size_t(1));
