@@ -131,11 +131,17 @@ Status discardForeignCatalog(const fs::path& work, const fs::path& catalogPath, 
 
 }  // namespace
 
-fs::path defaultEvalWorkdir(const fs::path& dataset, bool memoryOfLimit, size_t limit) {
+fs::path defaultEvalWorkdir(const fs::path& dataset, const EvalDataset* restricted) {
     std::string seed;
     if (auto bytes = readAll(dataset)) seed = xxh3_128(*bytes).hex();
     else seed = fs::absolute(dataset).lexically_normal().string();
-    seed += memoryOfLimit ? "|limit=" + std::to_string(limit) : std::string("|all");
+    if (restricted) {   // named by the documents it holds: limits that keep the same memory share it
+        std::string keys;
+        for (const auto& d : restricted->documents) keys.append(d.key).push_back('\n');
+        seed += "|docs=" + xxh3_128(keys).hex();
+    } else {
+        seed += "|all";
+    }
     return userCacheDir() / "eval" / (dataset.stem().string() + "-" + xxh3_128(seed).hex().substr(0, 16));
 }
 
@@ -150,7 +156,7 @@ Result<DatasetEvalReport> evaluateDataset(const DatasetEvalRequest& r) {
     out.format = datasetFormatName(ds.format);
     out.nMemoryDocuments = ds.documents.size();
 
-    const fs::path work = r.workdir.empty() ? defaultEvalWorkdir(r.dataset, r.memoryOfLimit, r.limit) : r.workdir;
+    const fs::path work = r.workdir.empty() ? defaultEvalWorkdir(r.dataset, r.memoryOfLimit ? &ds : nullptr) : r.workdir;
     out.workdir = work.string();
     const fs::path docsDir = work / "docs";
     const fs::path catalogPath = work / "catalog.msacat";

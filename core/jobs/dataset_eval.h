@@ -4,8 +4,8 @@
 // the same recall for BM25 (the catalog's FTS5) over the same documents, and, with `answers`, the
 // training-free answer (jobs::askQuestion) scored by SQuAD exact match / F1 and the documents it cites.
 //
-// The memory is a real catalog + bank in a work folder (default: userCacheDir()/eval/<hash of the
-// data set file and the memory scope>): each document is written as a text file docs/<key>.txt
+// The memory is a real catalog + bank in a work folder (default: userCacheDir()/eval/<file stem>-<hash
+// of the data set file and of the memory's document set when restricted>): each document is written as a text file docs/<key>.txt
 // (rewritten only when its content changed, so its mtime stays), imported with the ordinary import
 // pipeline into collection "eval" of catalog.msacat, and encoded by jobs::buildMemory into
 // bank-<model file stem>/. Both steps are incremental: a second run re-imports and re-encodes nothing.
@@ -97,7 +97,8 @@ struct DatasetEvalReport {
 Result<DatasetEvalReport> evaluateDataset(const DatasetEvalRequest& request);
 nlohmann::json toJson(const DatasetEvalReport& r);
 
-// The default work folder for a data set file and memory scope (exposed for tests and messages).
-std::filesystem::path defaultEvalWorkdir(const std::filesystem::path& dataset, bool memoryOfLimit, size_t limit);
+// The default work folder for a data set file: one for its whole memory (restricted == nullptr), and
+// one per restricted document set (so --limit 10 and --limit 20 that keep the same documents share it).
+std::filesystem::path defaultEvalWorkdir(const std::filesystem::path& dataset, const EvalDataset* restricted);
 
 }  // namespace msa::jobs

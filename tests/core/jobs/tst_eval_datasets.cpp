@@ -218,6 +218,17 @@ private slots:
         QCOMPARE(ftsQueryFor("Café 1907"), std::string("\"café\" OR \"1907\""));
     }
 
+    void defaultWorkdirs() {
+        const std::string f = kFixtures + "/locomo-mini.json";
+        auto ds = loadEvalDataset(f);
+        QVERIFY(ds.ok());
+        const EvalDataset one = limitDataset(*ds, 1, true), three = limitDataset(*ds, 3, true), four = limitDataset(*ds, 4, true);
+        QCOMPARE(defaultEvalWorkdir(f, &one), defaultEvalWorkdir(f, &three));   // same sessions (conv-a's)
+        QVERIFY(defaultEvalWorkdir(f, &one) != defaultEvalWorkdir(f, &four));
+        QVERIFY(defaultEvalWorkdir(f, nullptr) != defaultEvalWorkdir(f, &four));
+        QVERIFY(defaultEvalWorkdir(f, nullptr) != defaultEvalWorkdir(kFixtures + "/musique-mini.json", nullptr));
+    }
+
     void endToEndOnTinyModel() {
         QTemporaryDir dir;
         DatasetEvalRequest r;
