@@ -4,6 +4,7 @@
 #include "app/commands.h"
 #include "app/signal_cancel.h"
 
+#include "core/jobs/dataset_eval.h"
 #include "core/jobs/history.h"
 #include "core/jobs/memory_jobs.h"
 #include "core/util/format.h"
@@ -232,21 +233,32 @@ int runAsk(const AskArgs& a) {
 
 namespace msa::app {
 
+int runDatasetEval(const EvalArgs& a);
+
 int runEval(const EvalArgs& a) {
+    if (!a.file.empty()) {
+        auto format = jobs::detectDatasetFile(a.file);
+        if (!format) return reportFailure("eval", format.status(), a.json);
+        if (*format != jobs::DatasetFormat::DemoQuestions) return runDatasetEval(a);
+    }
+    if (a.bank.empty() || a.catalog.empty())
+        return reportFailure("eval", invalidArgument("demo questions are evaluated over an existing memory: give --bank and --catalog"),
+                             a.json);
     jobs::EvalRequest req;
     req.route.bank = a.bank;
     req.route.model = a.modelPath;
     req.route.catalog = a.catalog;
     req.route.nThreads = static_cast<size_t>(std::max(0, a.threads));
-    req.k = static_cast<size_t>(std::max(1, a.k));
-    if (a.questions.empty()) {
+    req.k = static_cast<size_t>(a.k > 0 ? a.k : 5);
+    const std::string questions = a.file.empty() ? a.questions : a.file;
+    if (questions.empty()) {
         req.archiveRoot = findDemoArchive();
         req.questions = demoQuestionsFile(req.archiveRoot);
         if (req.archiveRoot.empty())
             return reportFailure("eval", notFound("no --questions given and the demo archive was not found"), a.json);
     } else {
-        req.questions = a.questions;
-        req.archiveRoot = a.archiveRoot.empty() ? std::filesystem::path(a.questions).parent_path() : std::filesystem::path(a.archiveRoot);
+        req.questions = questions;
+        req.archiveRoot = a.archiveRoot.empty() ? std::filesystem::path(questions).parent_path() : std::filesystem::path(a.archiveRoot);
     }
     auto r = jobs::evaluateRouting(req);
     if (!r) return reportFailure("eval", r.status(), a.json);
@@ -429,6 +441,89 @@ int runHistory(const HistoryArgs& a) {
         std::printf("no conversations in %s yet (msa ask stores each answer)\n", a.catalog.c_str());
     }
     return 0;
+}
+
+}  // namespace msa::app
+
+namespace msa::app {
+
+// `msa eval FILE` on a MuSiQue/LoCoMo file: one memory from all its documents, then per question the
+// routing/BM25 recall (and with --answers the answer's EM/F1), as a table or JSON.
+int runDatasetEval(const EvalArgs& a) {
+    jobs::DatasetEvalRequest req;
+    req.dataset = a.file;
+    req.model = a.modelPath;
+    req.workdir = a.workdir;
+    req.limit = static_cast<size_t>(std::max(0, a.limit));
+    req.memoryOfLimit = a.memoryOfLimit;
+    req.k = static_cast<size_t>(a.k > 0 ? a.k : 10);
+    req.answers = a.answers;
+    req.maxAnswerTokens = static_cast<size_t>(std::max(1, a.answerTokens));
+    req.nAnswerDocuments = static_cast<size_t>(std::max(1, a.answerDocuments));
+    req.nThreads = static_cast<size_t>(std::max(0, a.threads));
+    CancelToken cancel;
+    req.cancel = &cancel;
+    const bool tty = ::isatty(STDERR_FILENO) != 0;
+    req.buildProgress = [tty](const Progress& p) {
+        std::fprintf(stderr, "%seval: memory %llu/%llu documents, %llu tokens, %.0f tokens/s, ETA %s%s", tty ? "\r" : "",
+                     static_cast<unsigned long long>(p.done), static_cast<unsigned long long>(p.total),
+                     static_cast<unsigned long long>(p.bytesDone), p.bytesPerSecond, formatDuration(p.etaSeconds).c_str(),
+                     tty ? "   " : "\n");
+    };
+    req.questionProgress = [tty](size_t done, size_t total) {
+        if (tty) std::fprintf(stderr, "\reval: question %zu/%zu        ", done + 1, total);
+    };
+    std::optional<CancelOnSignal> signals(std::in_place, cancel);
+    auto r = jobs::evaluateDataset(req);
+    signals.reset();
+    if (tty) std::fprintf(stderr, "\n");
+    if (!r) return reportFailure("eval", r.status(), a.json);
+    if (a.json) {
+        nlohmann::json j = jobs::toJson(*r);
+        j["ok"] = true;
+        std::cout << j.dump(2) << std::endl;
+        return r->cancelled ? exitCodeFor(ErrorCode::Cancelled) : 0;
+    }
+    const size_t k = r->k;
+    std::printf("Evaluation of %s (%s): %zu of %zu questions over one memory of %zu documents\n", r->dataset.c_str(),
+                r->format.c_str(), r->questions.size(), r->nQuestionsInFile, r->nMemoryDocuments);
+    std::printf("  work folder %s\n  bank: %llu encoded now, %llu unchanged, %llu tokens, %.1f s; routing %s, top-%zu\n\n",
+                r->workdir.c_str(), static_cast<unsigned long long>(r->build.nEncoded),
+                static_cast<unsigned long long>(r->build.nUnchanged), static_cast<unsigned long long>(r->build.bankTokens),
+                r->build.seconds, r->routing.c_str(), r->topK);
+    std::printf("%-24s %4s  %5s %5s %5s  %5s %5s %5s", "question", "gold", "R@1", "R@5", ("R@" + std::to_string(k)).c_str(),
+                "B@1", "B@5", ("B@" + std::to_string(k)).c_str());
+    if (a.answers) std::printf("  %4s %5s  %s", "EM", "F1", "answer");
+    std::printf("\n");
+    for (const auto& q : r->questions) {
+        std::string id = q.id.size() > 24 ? q.id.substr(0, 21) + "..." : q.id;
+        if (q.gold.empty()) std::printf("%-24s %4s  %5s %5s %5s  %5s %5s %5s", id.c_str(), "0", "-", "-", "-", "-", "-", "-");
+        else
+            std::printf("%-24s %4zu  %5.2f %5.2f %5.2f  %5.2f %5.2f %5.2f", id.c_str(), q.gold.size(), q.routed.at1, q.routed.at5,
+                        q.routed.atK, q.bm25.at1, q.bm25.at5, q.bm25.atK);
+        if (q.answered) {
+            std::string ans = q.answer;
+            for (char& c : ans)
+                if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+            if (ans.size() > 60) ans = ans.substr(0, 57) + "...";
+            if (q.hasGoldAnswer) std::printf("  %4.0f %5.2f  %s", q.exactMatch, q.f1, ans.c_str());
+            else std::printf("  %4s %5s  %s", "-", "-", ans.c_str());
+        }
+        std::printf("\n");
+    }
+    std::printf("\nMean over %zu questions with gold documents (R = routing, all layers; B = BM25):\n", r->nScored);
+    std::printf("  routing  recall@1 %.3f  recall@5 %.3f  recall@%zu %.3f\n", r->routed.at1, r->routed.at5, k, r->routed.atK);
+    std::printf("  routing, mean of the layers' recalls:  %.3f / %.3f / %.3f\n", r->layerMean.at1, r->layerMean.at5, r->layerMean.atK);
+    std::printf("  BM25     recall@1 %.3f  recall@5 %.3f  recall@%zu %.3f\n", r->bm25.at1, r->bm25.at5, k, r->bm25.atK);
+    std::printf("  per routing layer (recall@1 / @5 / @%zu):\n", k);
+    for (size_t i = 0; i < r->layerMeans.size() && i < r->layers.size(); ++i)
+        std::printf("    layer %2d  %.3f  %.3f  %.3f\n", r->layers[i], r->layerMeans[i].at1, r->layerMeans[i].at5, r->layerMeans[i].atK);
+    if (a.answers)
+        std::printf("  answers: exact match %.3f, F1 %.3f over %zu questions with a gold answer\n", r->exactMatch, r->f1,
+                    r->nAnswerScored);
+    std::printf("  time: %.1f s in all (import %.1f s, build %.1f s, routing %.1f s, answering %.1f s)%s\n", r->seconds,
+                r->importSeconds, r->build.seconds, r->routeSeconds, r->answerSeconds, r->cancelled ? "; CANCELLED" : "");
+    return r->cancelled ? exitCodeFor(ErrorCode::Cancelled) : 0;
 }
 
 }  // namespace msa::app

@@ -85,7 +85,13 @@ int runAsk(const AskArgs& args);
 
 struct EvalArgs {
     std::string bank, modelPath, catalog, questions, archiveRoot;
-    int k = 5;
+    std::string file, workdir;   // a MuSiQue/LoCoMo (or demo questions) file; its work folder
+    int limit = 0;
+    bool memoryOfLimit = false;
+    bool answers = false;
+    int answerTokens = 48;
+    int answerDocuments = 4;
+    int k = 0;
     int threads = 0;
     bool json = false;
 };

@@ -785,14 +785,25 @@ int main(int argc, char** argv) {
     askCmd->add_option("QUESTION", askArgs.question, "The question")->required();
 
     msa::app::EvalArgs evalArgs;
-    CLI::App* evalCmd = app.add_subcommand("eval", "Routing recall of supporting files beside a BM25 baseline "
-                                                   "(default: the demo archive's questions)");
-    evalCmd->add_option("--bank", evalArgs.bank, "Memory bank folder")->required();
-    evalCmd->add_option("--model", evalArgs.modelPath, "The model the bank was built with")->required();
-    evalCmd->add_option("--catalog", evalArgs.catalog, "Catalog the bank was built from")->required();
+    CLI::App* evalCmd = app.add_subcommand("eval", "Routing recall beside a BM25 baseline: on FILE (MuSiQue or LoCoMo JSON: "
+                                                   "one memory built from all its documents in a work folder) or on demo "
+                                                   "questions over --bank/--catalog (default: the demo archive's)");
+    evalCmd->add_option("--bank", evalArgs.bank, "Memory bank folder (demo questions)");
+    evalCmd->add_option("--model", evalArgs.modelPath, "The model (the bank's, for demo questions)")->required();
+    evalCmd->add_option("--catalog", evalArgs.catalog, "Catalog the bank was built from (demo questions)");
+    evalCmd->add_option("FILE", evalArgs.file, "Evaluation file: MuSiQue, LoCoMo or demo questions JSON (detected from the content)");
+    evalCmd->add_option("--limit", evalArgs.limit, "Questions evaluated (0 = all)")->capture_default_str();
+    evalCmd->add_flag("--memory-of-limit", evalArgs.memoryOfLimit,
+                      "Memory of only the limited questions' own documents (default: all the file's documents)");
+    evalCmd->add_flag("--answers", evalArgs.answers, "Also answer each question and score exact match / F1");
+    evalCmd->add_option("--answer-tokens", evalArgs.answerTokens, "Answer length limit")->capture_default_str();
+    evalCmd->add_option("--docs", evalArgs.answerDocuments, "Documents given to the model per answer")->capture_default_str();
+    evalCmd->add_option("--workdir", evalArgs.workdir, "Work folder for the evaluation catalog and bank "
+                                                       "(default: under the user cache folder, per file)");
     evalCmd->add_option("--questions", evalArgs.questions, "questions.json (question, supporting_files)");
     evalCmd->add_option("--archive", evalArgs.archiveRoot, "Folder the supporting_files are relative to");
-    evalCmd->add_option("--k", evalArgs.k, "Documents considered per question")->capture_default_str();
+    evalCmd->add_option("--k", evalArgs.k, "Documents considered per question (0: 5 for demo questions, 10 for data sets)")
+        ->capture_default_str();
     evalCmd->add_option("--threads", evalArgs.threads, "CPU threads (0 = all cores)")->capture_default_str();
     evalCmd->add_flag("--json", evalArgs.json, "Print the evaluation as JSON");
 

@@ -1,4 +1,5 @@
 #include "core/jobs/memory_jobs.h"
+#include "core/jobs/routing_context.h"
 
 #include "core/catalog/catalog.h"
 #include "core/engine/generator.h"
@@ -229,37 +230,6 @@ Result<BuildReport> buildMemory(const BuildOptions& o) {
     return report;
 }
 
-namespace {
-
-// What routing needs, opened once and reused for every question (eval, ask).
-struct RoutingContext {
-    ModelRuntime rt;
-    memory::Bank bank;
-    memory::RoutingConfig cfg;
-    memory::DocumentWrapping wrap;
-    // Per shard, the layer-independent part of the router's document table.
-    struct ShardTable {
-        std::vector<uint64_t> offsets{0};   // relative to the shard's first chunk
-        std::vector<uint64_t> ids;
-        std::vector<uint8_t> allowed;       // 0 for tombstones
-    };
-    std::vector<ShardTable> shards;
-    std::optional<catalog::Catalog> catalog;
-    std::optional<std::unordered_set<int64_t>> candidates;   // the request's filter, as memory document ids
-    std::map<int64_t, std::string> titles;
-
-    std::string titleOf(int64_t memoryId) {
-        if (!catalog) return {};
-        auto it = titles.find(memoryId);
-        if (it != titles.end()) return it->second;
-        auto m = catalog->memoryDocument(memoryId);
-        std::string t = m ? (m->label.empty() || m->label == m->title ? m->title : m->title + " — " + m->label) : "";
-        return titles[memoryId] = t;
-    }
-};
-
-}  // namespace
-
 Result<std::vector<int64_t>> filterMemoryDocuments(const fs::path& catalogPath, const CandidateFilter& f) {
     MSA_ASSIGN_OR_RETURN(catalog::Catalog cat, catalog::Catalog::open(catalogPath, {.readOnly = true, .create = false}));
     if (f.collection) {
@@ -274,8 +244,6 @@ Result<std::vector<int64_t>> filterMemoryDocuments(const fs::path& catalogPath, 
     q.participant = f.participant;
     return cat.memoryDocumentIds(q);
 }
-
-namespace {
 
 Result<std::unique_ptr<RoutingContext>> openRouting(const RouteRequest& r, engine::Backend& backend) {
     auto ctx = std::make_unique<RoutingContext>();
@@ -388,8 +356,6 @@ Result<RouteReport> routeWith(RoutingContext& c, memory::Router& router, const R
     out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     return out;
 }
-
-}  // namespace
 
 Result<RouteReport> routeQuestion(const RouteRequest& r) {
     auto backend = engine::createCpuBackend();

@@ -200,6 +200,40 @@ private slots:
         QCOMPARE(o["error"].toObject()["code"].toString(), QString("not_found"));
         QCOMPARE(runMsa({"ask", "--bank", "b", "--model", tiny, "q"}).exitCode, 2);   // --catalog is required
     }
+
+    void evalDatasetFile() {
+        // `msa eval FILE` detects the format, builds its memory in --workdir and prints JSON recall.
+        QTemporaryDir dir;
+        const QString msaTiny = QStringLiteral(MSA_SOURCE_DIR "/tests/fixtures/models/msa-qwen3-bf16");
+        const QString fixtures = QStringLiteral(MSA_SOURCE_DIR "/tests/fixtures/eval");
+        const Run r = runMsa({"eval", "--json", "--model", msaTiny, "--workdir", dir.filePath("w"), "--k", "3",
+                              fixtures + "/locomo-mini.json"});
+        QVERIFY2(r.exitCode == 0, qPrintable(r.err));
+        const QJsonObject o = QJsonDocument::fromJson(r.out.toUtf8()).object();
+        QCOMPARE(o["ok"].toBool(), true);
+        QCOMPARE(o["format"].toString(), QString("locomo"));
+        QCOMPARE(o["memory_documents"].toInt(), 3);
+        QCOMPARE(o["questions"].toArray().size(), 5);
+        for (const char* f : {"recall_at_1", "recall_at_5", "recall_at_k", "bm25_recall_at_1", "bm25_recall_at_5", "bm25_recall_at_k"})
+            QVERIFY2(o[f].isDouble(), f);
+        // k = 3 = every session: each routing layer's top 3 holds every gold session.
+        for (const auto& l : o["layers"].toArray()) QCOMPARE(l.toObject()["recall_at_k"].toDouble(), 1.0);
+        // The text table.
+        const Run t = runMsa({"eval", "--model", msaTiny, "--workdir", dir.filePath("w"), "--limit", "2",
+                              fixtures + "/musique-mini.json"});
+        QVERIFY2(t.exitCode == 0, qPrintable(t.err));
+        QVERIFY2(t.out.contains("routing  recall@1") && t.out.contains("BM25     recall@1") && t.out.contains("2hop__3_4"),
+                 qPrintable(t.out));
+        // A malformed file is Corrupt (exit 5) naming the field; demo questions need --bank/--catalog (usage, 2).
+        QFile bad(dir.filePath("bad.json"));
+        QVERIFY(bad.open(QIODevice::WriteOnly));
+        bad.write(R"([{"question": "q", "paragraphs": [{"paragraph_text": 3}]}])");
+        bad.close();
+        const Run c = runMsa({"eval", "--model", msaTiny, "--workdir", dir.filePath("w2"), bad.fileName()});
+        QCOMPARE(c.exitCode, 5);
+        QVERIFY2(c.err.contains("question 0: paragraphs[0]: paragraph_text is not a string"), qPrintable(c.err));
+        QCOMPARE(runMsa({"eval", "--model", msaTiny, QStringLiteral(MSA_SOURCE_DIR "/resources/demo/questions.json")}).exitCode, 2);
+    }
 };
 
 QTEST_GUILESS_MAIN(TestCli)
