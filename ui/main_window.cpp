@@ -83,6 +83,12 @@ MainWindow::MainWindow(UiContext context, QWidget* parent)
     connect(m_routing, &RoutingView::openDocument, this, open);
     connect(m_chat, &ChatView::traceSelected, m_routing, &RoutingView::showTrace);
     connect(m_chat, &ChatView::inspectRouting, this, [this] { selectTab("routing"); });
+    // The Chat tab's collection filter lists the catalog's collections.
+    connect(m_catalog, &CatalogClient::collectionsReady, m_chat, [this](const std::vector<catalog::CollectionInfo>& list) {
+        QStringList names;
+        for (const auto& c : list) names << QString::fromStdString(c.name);
+        m_chat->setCollections(names);
+    });
     // The bank may have been built (Memory tab) or the model changed (Settings) since: re-check on tab switches.
     connect(m_tabs, &QTabWidget::currentChanged, this, [this] { refreshAnswerSetup(); });
     connect(this, &MainWindow::settingsChanged, this, &MainWindow::refreshAnswerSetup);
@@ -103,6 +109,7 @@ void MainWindow::refreshAnswerSetup() {
     const AnswerSetup setup = AnswerSetup::fromSettings(m_context, m_catalog->path());
     m_chat->setSetup(setup);
     m_routing->setSetup(setup);
+    m_settingsView->showBank(setup.bank);
 }
 
 void MainWindow::buildMenus() {

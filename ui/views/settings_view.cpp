@@ -1,8 +1,11 @@
 #include "ui/views/settings_view.h"
 
+#include "core/memory/bank.h"
+
 #include "ui/catalog_host.h"
 
 #include <QComboBox>
+#include <QDir>
 #include <QDoubleSpinBox>
 #include <QFileDialog>
 #include <QFileInfo>
@@ -141,9 +144,9 @@ SettingsView::SettingsView(const UiContext& context, QWidget* parent)
     m_injection = new QComboBox(memoryBox);
     m_injection->setObjectName("settingsInjection");
     m_injection->addItem(tr("Document text (training-free)"), QStringLiteral("text"));
-    m_injection->addItem(tr("Chunk K/V (MSA-trained models; not in this version)"), QStringLiteral("kv"));
-    if (auto* m = qobject_cast<QStandardItemModel*>(m_injection->model())) m->item(1)->setEnabled(false);
-    m_injection->setToolTip(tr("How the selected documents reach the model when answering."));
+    m_injection->addItem(tr("Compressed: chunk K/V in the attention (training-free)"), QStringLiteral("kv"));
+    m_injection->setToolTip(tr("How the selected documents reach the model when answering (training-free method): "
+                               "their original text in the prompt, or their pooled chunk K/V from the bank."));
     memory->addRow(tr("&Injection:"), m_injection);
     m_temperature = new QDoubleSpinBox(memoryBox);
     m_temperature->setObjectName("settingsTemperature");
@@ -155,9 +158,10 @@ SettingsView::SettingsView(const UiContext& context, QWidget* parent)
     m_maxTokens->setObjectName("settingsMaxTokens");
     m_maxTokens->setRange(1, 8192);
     memory->addRow(tr("Maximum &answer tokens:"), m_maxTokens);
-    auto* chunk = new QLabel(tr("64 tokens (fixed by the model's routing configuration; the Memory tab shows the bank's)"), memoryBox);
-    chunk->setObjectName("settingsChunk");
-    memory->addRow(tr("Chunk size:"), chunk);
+    m_chunk = new QLabel(tr("no active bank (a bank fixes its chunk size and k when it is built)"), memoryBox);
+    m_chunk->setObjectName("settingsChunk");
+    m_chunk->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    memory->addRow(tr("Active bank:"), m_chunk);
     memory->addRow(tr("Theme:"), new QLabel(tr("follows the system"), memoryBox));
     outer->addWidget(memoryBox);
     outer->addStretch(1);
@@ -190,6 +194,25 @@ SettingsView::SettingsView(const UiContext& context, QWidget* parent)
     connect(m_hops, &QSpinBox::valueChanged, this, &SettingsView::save);
     connect(m_maxTokens, &QSpinBox::valueChanged, this, &SettingsView::save);
     connect(m_temperature, &QDoubleSpinBox::valueChanged, this, &SettingsView::save);
+}
+
+void SettingsView::showBank(const QString& bankPath) {
+    if (bankPath == m_bankShown && !bankPath.isEmpty()) return;
+    m_bankShown = bankPath;
+    if (bankPath.isEmpty() || !QFileInfo::exists(QDir(bankPath).filePath("manifest.json"))) {
+        m_chunk->setText(tr("no active bank (a bank fixes its chunk size and k when it is built)"));
+        return;
+    }
+    // Opening reads the manifest and maps the shards (no scan): cheap enough for the GUI thread.
+    auto bank = memory::Bank::open(bankPath.toStdString());
+    if (!bank) {
+        m_chunk->setText(tr("%1: %2").arg(QDir::toNativeSeparators(bankPath), QString::fromStdString(bank.status().message())));
+        return;
+    }
+    const auto& p = bank.value().params();
+    m_chunk->setText(tr("chunk size %1 tokens · k = %2 documents per routing layer · %3 (%4)")
+                         .arg(p.chunkSize).arg(p.topK).arg(bank.value().nDocuments() == 1 ? tr("1 document") : tr("%1 documents").arg(bank.value().nDocuments()))
+                         .arg(QDir::toNativeSeparators(bankPath)));
 }
 
 QString SettingsView::modelProblem() const { return m_modelOk ? QString() : m_modelCheck->text(); }
