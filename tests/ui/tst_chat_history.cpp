@@ -91,6 +91,10 @@ private slots:
         QCOMPARE(chat->methodBox()->currentData().toString(), QString("training-free"));
         QCOMPARE(chat->setup().method, jobs::AnswerMethod::TrainingFree);
         QVERIFY2(chat->topKLabel()->text().contains(QRegularExpression("k: \\d+")), qPrintable(chat->topKLabel()->text()));
+        // The Settings tab shows the active bank's chunk size and k (read-only).
+        auto* bankLabel = w.findChild<QLabel*>("settingsChunk");
+        QVERIFY(bankLabel);
+        QVERIFY2(bankLabel->text().contains(QRegularExpression("chunk size \\d+ tokens · k = \\d+")), qPrintable(bankLabel->text()));
         QListWidget* list = chat->conversationList();
         QAbstractItemModelTester tester(list->model(), QAbstractItemModelTester::FailureReportingMode::QtTest);
         const QString q1 = "Where does the spruce of the cello top come from?";
@@ -182,6 +186,7 @@ private slots:
         QVERIFY(chat->setup().filter.participant.has_value());
         QVERIFY(answer(chat, "Where does the spruce come from?"));
         const ChatView::Turn& t = chat->turns().back();
+        qInfo() << "filtered answer:" << (t.error.isEmpty() ? QString("no sources, answer: %1").arg(t.answer) : t.error);
         if (t.error.isEmpty()) {
             QVERIFY(t.report.used.empty());
             for (const auto& h : t.trace.hops)
