@@ -92,6 +92,8 @@ ChatView::ChatView(const UiContext& context, AnswerClient* engine, QWidget* pare
     m_conversations = new QListWidget(side);
     m_conversations->setObjectName("chatConversations");
     m_conversations->setToolTip(tr("Stored conversations (newest first); select one to read and continue it"));
+    m_conversations->setTextElideMode(Qt::ElideRight);
+    m_conversations->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
     sideLayout->addWidget(m_conversations, 1);
     auto* sideButtons = new QGridLayout;
     m_newConversation = new QPushButton(tr("New"), side);
