@@ -3,7 +3,8 @@
 // (tests/fixtures/models/msa-qwen3-bf16): two answers are two turns of one listed conversation; "New"
 // starts a second one; selecting the first shows its stored turns (question, answer, sources, memory
 // line) and "Inspect routing" of a stored turn shows its trace in the Routing tab; the Markdown
-// export writes the conversation (questions, answers, citations with titles); delete removes it from
+// export and the Copy button write the conversation (questions, answers, citations with titles);
+// a delete confirmation answered "No" keeps it, a confirmed delete removes it from
 // the list and the catalog; the options row reaches the AskRequest (a participant filter that no
 // document passes leaves the answer without sources, or fails with a message) and is saved in
 // QSettings; QAbstractItemModelTester runs on the conversation list's model. conversationMarkdown is
@@ -18,10 +19,14 @@
 #include "ui/views/routing_view.h"
 
 #include <QAbstractItemModelTester>
+#include <QClipboard>
 #include <QComboBox>
 #include <QLabel>
 #include <QLineEdit>
 #include <QListWidget>
+#include <QMessageBox>
+#include <QPushButton>
+#include <QTimer>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QTemporaryDir>
@@ -149,6 +154,10 @@ private slots:
         QVERIFY(md.contains(chat->turns()[0].answer.trimmed()));
         QVERIFY2(md.contains(QString("- [%1]").arg(ChatView::sources(chat->turns()[0]).front().first)) ||
                      !chat->turns()[0].trace.citations.empty(), qPrintable(md));
+        auto* copy = chat->findChild<QPushButton*>("chatCopyMarkdown");
+        QVERIFY(copy && copy->isEnabled());
+        QTest::mouseClick(copy, Qt::LeftButton);
+        QCOMPARE(QApplication::clipboard()->text(), md);
         const QString file = m_dir.filePath("export.md");
         QVERIFY(chat->exportMarkdown(file));
         QFile f(file);
@@ -157,6 +166,18 @@ private slots:
 
         // Delete the shown one: gone from the list, the catalog, and the view starts afresh.
         QSignalSpy deleted(chat, &ChatView::conversationDeleted);
+        // The confirmation answered "No" keeps it.
+        QString asked;
+        QTimer::singleShot(100, chat, [&asked] {
+            auto* box = qobject_cast<QMessageBox*>(QApplication::activeModalWidget());
+            if (!box) return;
+            asked = box->text();
+            box->button(QMessageBox::No)->click();
+        });
+        chat->deleteConversation(first, true);
+        QVERIFY2(asked.contains("Delete the conversation"), qPrintable(asked));
+        QVERIFY(!deleted.wait(500));
+        QCOMPARE(storedConversations(m_bank.catalog), int64_t(2));
         chat->deleteConversation(first, false);
         QVERIFY(deleted.wait(20000));
         QTRY_COMPARE_WITH_TIMEOUT(list->count(), 1, 20000);
