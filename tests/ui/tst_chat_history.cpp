@@ -7,7 +7,8 @@
 // a delete confirmation answered "No" keeps it, a confirmed delete removes it from
 // the list and the catalog; the options row reaches the AskRequest (a participant filter that no
 // document passes leaves the answer without sources, or fails with a message) and is saved in
-// QSettings; QAbstractItemModelTester runs on the conversation list's model. conversationMarkdown is
+// QSettings; compressed injection reaches the engine (a shorter prompt than the original
+// text); QAbstractItemModelTester runs on the conversation list's model. conversationMarkdown is
 // checked on its own.
 #include "chat_test_util.h"
 
@@ -230,9 +231,21 @@ private slots:
         QVERIFY(answer(chat, "Where does the spruce come from?"));
         QVERIFY2(chat->turns().back().error.isEmpty(), qPrintable(chat->turns().back().errorDetail));
         QVERIFY(!chat->turns().back().report.used.empty());
+        const size_t originalPrompt = chat->turns().back().report.promptTokens;
+        // Compressed injection reaches the engine (training-free, chunk K/V): an answer with sources.
+        o.injection = "kv";
+        chat->setOptions(o);
+        QCOMPARE(chat->setup().injection, jobs::Injection::Compressed);
+        QVERIFY(answer(chat, "Where does the spruce come from?"));
+        QVERIFY2(chat->turns().back().error.isEmpty(), qPrintable(chat->turns().back().errorDetail));
+        QVERIFY(!chat->turns().back().report.used.empty());
+        // The documents' text is not in the prompt any more (their K/V is in the attention).
+        QVERIFY2(chat->turns().back().report.promptTokens < originalPrompt,
+                 qPrintable(QString("prompt tokens: original %1, compressed %2").arg(originalPrompt).arg(chat->turns().back().report.promptTokens)));
         MainWindow w2(makeContext(&settings, QString::fromStdString(m_bank.catalog)));
         QCOMPARE(w2.chatView()->options().collection, QString("notes"));
         QCOMPARE(w2.chatView()->methodBox()->currentData().toString(), QString("training-free"));
+        QCOMPARE(w2.chatView()->injectionBox()->currentData().toString(), QString("kv"));
     }
 
 private:
