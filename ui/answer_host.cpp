@@ -1,11 +1,13 @@
 #include "ui/answer_host.h"
 
 #include "core/jobs/history.h"
+#include "core/memory/bank.h"
 #include "core/util/log.h"
 
 #include <QThread>
 
 #include <chrono>
+#include <filesystem>
 #include <string>
 
 namespace msa::ui {
@@ -19,6 +21,7 @@ void registerTypes() {
     qRegisterMetaType<jobs::RouteReport>();
     qRegisterMetaType<std::vector<catalog::ConversationInfo>>();
     qRegisterMetaType<std::vector<jobs::LoadedTurn>>();
+    qRegisterMetaType<BankSummary>();
 }
 
 // The first line of a Status message as the summary, the whole Status (with its code) as the detail.
@@ -160,6 +163,24 @@ void AnswerHost::deleteConversation(const QString& catalogPath, qint64 conversat
     emit conversationDeleted(conversationId);
 }
 
+void AnswerHost::readBank(const QString& bankPath) {
+    BankSummary b;
+    b.path = bankPath;
+    b.exists = !bankPath.isEmpty() && std::filesystem::exists(std::filesystem::path(bankPath.toStdString()) / "manifest.json");
+    if (b.exists) {
+        auto bank = memory::Bank::open(bankPath.toStdString());
+        if (bank) {
+            b.ok = true;
+            b.chunkSize = bank.value().params().chunkSize;
+            b.topK = bank.value().params().topK;
+            b.nDocuments = bank.value().nDocuments();
+        } else {
+            b.error = qs(bank.status().message());
+        }
+    }
+    emit bankRead(b);
+}
+
 // ---------------------------------------------------------------- AnswerClient (GUI thread)
 
 AnswerClient::AnswerClient(QObject* parent) : QObject(parent) {
@@ -189,6 +210,7 @@ AnswerClient::AnswerClient(QObject* parent) : QObject(parent) {
     connect(m_host, &AnswerHost::conversationLoaded, this, &AnswerClient::conversationLoaded);
     connect(m_host, &AnswerHost::conversationDeleted, this, &AnswerClient::conversationDeleted);
     connect(m_host, &AnswerHost::historyFailed, this, &AnswerClient::historyFailed);
+    connect(m_host, &AnswerHost::bankRead, this, &AnswerClient::bankRead);
     m_thread->start();
 }
 
@@ -245,6 +267,10 @@ void AnswerClient::loadConversation(const QString& catalogPath, qint64 id) {
 
 void AnswerClient::deleteConversation(const QString& catalogPath, qint64 id) {
     if (m_host) post([h = m_host, catalogPath, id] { h->deleteConversation(catalogPath, id); });
+}
+
+void AnswerClient::readBank(const QString& bankPath) {
+    if (m_host) post([h = m_host, bankPath] { h->readBank(bankPath); });
 }
 
 void AnswerClient::shutdown() {

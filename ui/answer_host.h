@@ -48,6 +48,17 @@ class QThread;
 
 namespace msa::ui {
 
+// The answering bank's fixed parameters, for read-only display (Chat's k, Settings' chunk size and k).
+struct BankSummary {
+    QString path;
+    bool exists = false;        // a manifest.json is there
+    bool ok = false;            // opened (manifest, shard headers and document tables checked)
+    quint32 chunkSize = 0;      // P
+    quint32 topK = 0;           // k
+    quint64 nDocuments = 0;
+    QString error;              // the Status message when exists && !ok
+};
+
 class AnswerHost : public QObject {
     Q_OBJECT
 public:
@@ -58,6 +69,7 @@ public:
     void listConversations(const QString& catalogPath);
     void loadConversation(const QString& catalogPath, qint64 conversationId);
     void deleteConversation(const QString& catalogPath, qint64 conversationId);
+    void readBank(const QString& bankPath);
 
 signals:
     void piece(quint64 id, const QString& text);
@@ -69,6 +81,7 @@ signals:
     void conversationLoaded(qint64 conversationId, const std::vector<msa::jobs::LoadedTurn>& turns);
     void conversationDeleted(qint64 conversationId);
     void historyFailed(const QString& operation, const QString& summary, const QString& detail);
+    void bankRead(const msa::ui::BankSummary& bank);
 
 private:
     // Answers of this window's session are turns of one conversation in the catalog's history
@@ -94,6 +107,8 @@ public:
     void listConversations(const QString& catalogPath);            // → conversationsReady
     void loadConversation(const QString& catalogPath, qint64 id);  // → conversationLoaded
     void deleteConversation(const QString& catalogPath, qint64 id);   // → conversationDeleted
+    // Opens the bank (no bulk data read) for its parameters: → bankRead.
+    void readBank(const QString& bankPath);
     bool busy() const { return m_running != 0; }
     quint64 runningRequest() const { return m_running; }
     void shutdown();
@@ -109,6 +124,7 @@ signals:
     void conversationLoaded(qint64 conversationId, const std::vector<msa::jobs::LoadedTurn>& turns);
     void conversationDeleted(qint64 conversationId);
     void historyFailed(const QString& operation, const QString& summary, const QString& detail);
+    void bankRead(const msa::ui::BankSummary& bank);
 
 private:
     template <typename F>
@@ -128,3 +144,4 @@ Q_DECLARE_METATYPE(msa::jobs::AskReport)
 Q_DECLARE_METATYPE(msa::jobs::RouteReport)
 Q_DECLARE_METATYPE(std::vector<msa::catalog::ConversationInfo>)
 Q_DECLARE_METATYPE(std::vector<msa::jobs::LoadedTurn>)
+Q_DECLARE_METATYPE(msa::ui::BankSummary)

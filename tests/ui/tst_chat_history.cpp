@@ -13,6 +13,7 @@
 #include "chat_test_util.h"
 
 #include "core/catalog/catalog.h"
+#include "core/memory/bank.h"
 #include "ui/answer_host.h"
 #include "ui/conversation_markdown.h"
 #include "ui/main_window.h"
@@ -96,11 +97,16 @@ private slots:
         ChatView* chat = w.chatView();
         QCOMPARE(chat->methodBox()->currentData().toString(), QString("training-free"));
         QCOMPARE(chat->setup().method, jobs::AnswerMethod::TrainingFree);
-        QVERIFY2(chat->topKLabel()->text().contains(QRegularExpression("k: \\d+")), qPrintable(chat->topKLabel()->text()));
+        // k from the bank (read on the engine thread): the bank's own value.
+        const auto bankParams = memory::Bank::open(m_bank.bank);
+        QVERIFY(bankParams.ok());
+        QTRY_COMPARE_WITH_TIMEOUT(chat->topKLabel()->text(), QString("k: %1").arg(bankParams.value().params().topK), 20000);
         // The Settings tab shows the active bank's chunk size and k (read-only).
         auto* bankLabel = w.findChild<QLabel*>("settingsChunk");
         QVERIFY(bankLabel);
-        QVERIFY2(bankLabel->text().contains(QRegularExpression("chunk size \\d+ tokens · k = \\d+")), qPrintable(bankLabel->text()));
+        QVERIFY2(bankLabel->text().startsWith(QString("chunk size %1 tokens · k = %2 documents per routing layer · 4 document")
+                                                  .arg(bankParams.value().params().chunkSize).arg(bankParams.value().params().topK)),
+                 qPrintable(bankLabel->text()));
         QListWidget* list = chat->conversationList();
         QAbstractItemModelTester tester(list->model(), QAbstractItemModelTester::FailureReportingMode::QtTest);
         const QString q1 = "Where does the spruce of the cello top come from?";

@@ -3,7 +3,6 @@
 #include "ui/answer_host.h"
 #include "ui/trace_convert.h"
 
-#include "core/memory/bank.h"
 #include "core/util/paths.h"
 
 #include <QApplication>
@@ -206,19 +205,15 @@ ChatView::ChatView(const UiContext& context, AnswerClient* engine, QWidget* pare
 void ChatView::setSetup(const AnswerSetup& setup) {
     const bool catalogChanged = setup.catalog != m_setup.catalog;
     m_setup = setup;
-    if (m_setup.bank != m_bankShown) {
-        m_bankShown = m_setup.bank;
-        QString k = tr("k: –");
-        if (!m_bankShown.isEmpty() && QFileInfo::exists(QDir(m_bankShown).filePath("manifest.json"))) {
-            // Opening reads the manifest and maps the shards: cheap enough here.
-            if (auto bank = memory::Bank::open(m_bankShown.toStdString()))
-                k = tr("k: %1").arg(bank.value().params().topK);
-        }
-        m_topK->setText(k);
-    }
+    if (m_setup.bank != m_bankShown) m_topK->setText(tr("k: –"));
     showOptions();
     if (catalogChanged) refreshConversations();
     updateControls();
+}
+
+void ChatView::showBank(const BankSummary& bank) {
+    m_bankShown = bank.path;
+    m_topK->setText(bank.ok ? tr("k: %1").arg(bank.topK) : tr("k: –"));
 }
 
 void ChatView::buildOptionsRow(QWidget* parent, QBoxLayout* layout) {

@@ -51,6 +51,7 @@ class QSettings;
 namespace msa::ui {
 
 class AnswerClient;
+struct BankSummary;
 
 class ChatView : public QWidget {
     Q_OBJECT
@@ -106,6 +107,7 @@ public:
     const ChatOptions& options() const { return m_options; }
     void setOptions(const ChatOptions& options);
     void setCollections(const QStringList& collections);
+    void showBank(const BankSummary& bank);   // the bank's k (read-only), from AnswerClient::bankRead
     QComboBox* methodBox() const { return m_method; }
     QComboBox* injectionBox() const { return m_injection; }
     QSpinBox* hopsBox() const { return m_hops; }
@@ -161,7 +163,7 @@ private:
     QLineEdit* m_participant = nullptr;
     QSettings* m_settings = nullptr;   // borrowed from the UiContext (may be null)
     ChatOptions m_options;
-    QString m_bankShown;               // the bank whose k m_topK shows
+    QString m_bankShown;               // the bank whose k m_topK shows (BankSummary::path)
     std::optional<qint64> m_conversation;   // the shown (and continued) conversation
     qint64 m_loading = 0;                   // the conversation being loaded
     std::vector<catalog::ConversationInfo> m_stored;

@@ -1,6 +1,5 @@
 #include "ui/views/settings_view.h"
 
-#include "core/memory/bank.h"
 
 #include "ui/catalog_host.h"
 
@@ -196,23 +195,16 @@ SettingsView::SettingsView(const UiContext& context, QWidget* parent)
     connect(m_temperature, &QDoubleSpinBox::valueChanged, this, &SettingsView::save);
 }
 
-void SettingsView::showBank(const QString& bankPath) {
-    if (bankPath == m_bankShown && !bankPath.isEmpty()) return;
-    m_bankShown = bankPath;
-    if (bankPath.isEmpty() || !QFileInfo::exists(QDir(bankPath).filePath("manifest.json"))) {
+void SettingsView::showBank(const BankSummary& bank) {
+    if (!bank.exists) {
         m_chunk->setText(tr("no active bank (a bank fixes its chunk size and k when it is built)"));
-        return;
+    } else if (!bank.ok) {
+        m_chunk->setText(tr("%1: %2").arg(QDir::toNativeSeparators(bank.path), bank.error));
+    } else {
+        m_chunk->setText(tr("chunk size %1 tokens · k = %2 documents per routing layer · %n document(s) · %3", nullptr,
+                            static_cast<int>(bank.nDocuments))
+                             .arg(bank.chunkSize).arg(bank.topK).arg(QDir::toNativeSeparators(bank.path)));
     }
-    // Opening reads the manifest and maps the shards (no scan): cheap enough for the GUI thread.
-    auto bank = memory::Bank::open(bankPath.toStdString());
-    if (!bank) {
-        m_chunk->setText(tr("%1: %2").arg(QDir::toNativeSeparators(bankPath), QString::fromStdString(bank.status().message())));
-        return;
-    }
-    const auto& p = bank.value().params();
-    m_chunk->setText(tr("chunk size %1 tokens · k = %2 documents per routing layer · %3 (%4)")
-                         .arg(p.chunkSize).arg(p.topK).arg(bank.value().nDocuments() == 1 ? tr("1 document") : tr("%1 documents").arg(bank.value().nDocuments()))
-                         .arg(QDir::toNativeSeparators(bankPath)));
 }
 
 QString SettingsView::modelProblem() const { return m_modelOk ? QString() : m_modelCheck->text(); }

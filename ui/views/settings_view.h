@@ -14,6 +14,7 @@
 //     connect(view, &SettingsView::settingsChanged, memoryView, &MemoryView::applySettings);
 #pragma once
 
+#include "ui/answer_host.h"
 #include "ui/app_settings.h"
 #include "ui/ui_context.h"
 
@@ -46,8 +47,8 @@ public:
     // The inline message under the model field (empty when the model opens) and its summary.
     QString modelProblem() const;
     QString folderProblem() const;   // bank folder / catalog file problems, empty when none
-    // The active bank's chunk size and k, read-only (memory::Bank::open(path)->params()).
-    void showBank(const QString& bankPath);
+    // The active bank's chunk size and k, read-only (read on the engine thread: AnswerClient::readBank).
+    void showBank(const BankSummary& bank);
     QLabel* bankLabel() const { return m_chunk; }
 
 signals:
@@ -74,7 +75,6 @@ private:
     QDoubleSpinBox* m_temperature = nullptr;
     QSpinBox* m_maxTokens = nullptr;
     QLabel* m_chunk = nullptr;
-    QString m_bankShown;
     bool m_modelOk = false;
     bool m_modelChecked = false;
     QString m_checkedModel;   // the path m_modelCheck speaks about
