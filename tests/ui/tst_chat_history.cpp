@@ -232,7 +232,18 @@ private slots:
         QCOMPARE(chat->collectionBox()->currentData().toString(), QString("notes"));
         QVERIFY(chat->setup().filter.collection == std::optional<std::string>("notes"));
         QVERIFY(chat->setup().filter.fromUnix == std::optional<int64_t>(946684800));
+        o.to = "2000-01-01";   // inclusive: up to the end of that UTC day
+        chat->setOptions(o);
+        QVERIFY(chat->setup().filter.toUnix == std::optional<int64_t>(946684800 + 86400));
+        QCOMPARE(chat->toEdit()->text(), QString("2000-01-01"));
+        // A malformed date leaves that end open (and says so when typed).
+        QSignalSpy status(chat, &ChatView::statusMessage);
+        chat->toEdit()->setText("2024-13-45");
+        emit chat->toEdit()->editingFinished();
+        QVERIFY(!chat->setup().filter.toUnix.has_value());
+        QVERIFY(!status.isEmpty() && status.last().at(0).toString().contains("2024-13-45"));
         o.from.clear();
+        o.to.clear();
         chat->setOptions(o);
         QVERIFY(answer(chat, "Where does the spruce come from?"));
         QVERIFY2(chat->turns().back().error.isEmpty(), qPrintable(chat->turns().back().errorDetail));

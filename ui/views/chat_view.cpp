@@ -8,6 +8,7 @@
 #include <QApplication>
 #include <QClipboard>
 #include <QComboBox>
+#include <QDate>
 #include <QDateTime>
 #include <QDir>
 #include <QFile>
@@ -304,6 +305,9 @@ void ChatView::optionsEdited() {
     o.from = m_from->text().trimmed();
     o.to = m_to->text().trimmed();
     o.participant = m_participant->text().trimmed();
+    for (const QString& d : {o.from, o.to})
+        if (!d.isEmpty() && !QDate::fromString(d, Qt::ISODate).isValid())
+            emit statusMessage(tr("\"%1\" is not a date (yyyy-mm-dd): that end of the date range is open").arg(d));
     setOptions(o);
 }
 
