@@ -1,11 +1,13 @@
 #include "ui/answer_host.h"
 
 #include "core/jobs/history.h"
+#include "core/memory/bank.h"
 #include "core/util/log.h"
 
 #include <QThread>
 
 #include <chrono>
+#include <filesystem>
 #include <string>
 
 namespace msa::ui {
@@ -17,6 +19,9 @@ QString qs(const std::string& s) { return QString::fromStdString(s); }
 void registerTypes() {
     qRegisterMetaType<jobs::AskReport>();
     qRegisterMetaType<jobs::RouteReport>();
+    qRegisterMetaType<std::vector<catalog::ConversationInfo>>();
+    qRegisterMetaType<std::vector<jobs::LoadedTurn>>();
+    qRegisterMetaType<BankSummary>();
 }
 
 // The first line of a Status message as the summary, the whole Status (with its code) as the detail.
@@ -89,8 +94,10 @@ void AnswerHost::ask(quint64 id, const jobs::AskRequest& request, const std::sha
     if (req.route.catalog && r.stopReason != "cancelled") {
         // The history is a convenience: a failure to save is logged, the answer is still shown.
         auto saved = jobs::recordTurn(*req.route.catalog, r.trace, m_conversation);
-        if (saved) m_conversation = saved->conversationId;
-        else MSA_LOG(Warning) << "the answer was not saved to the history: " << saved.status().toString();
+        if (saved) {
+            m_conversation = saved->conversationId;
+            emit turnRecorded(saved->conversationId, saved->turnId);
+        } else MSA_LOG(Warning) << "the answer was not saved to the history: " << saved.status().toString();
     }
     emit answered(id, r);
 }
@@ -104,6 +111,74 @@ void AnswerHost::route(quint64 id, const jobs::RouteRequest& request) {
         return;
     }
     emit routed(id, report.value());
+}
+
+void AnswerHost::listConversations(const QString& catalogPath) {
+    auto cat = catalog::Catalog::open(catalogPath.toStdString());
+    auto list = cat ? cat->conversations() : Result<std::vector<catalog::ConversationInfo>>(cat.status());
+    if (!list) {
+        QString summary, detail;
+        splitStatus(list.status(), summary, detail);
+        emit historyFailed(tr("Reading the conversations"), summary, detail);
+        return;
+    }
+    emit conversationsReady(list.value());
+}
+
+void AnswerHost::loadConversation(const QString& catalogPath, qint64 conversationId) {
+    const std::filesystem::path path = catalogPath.toStdString();
+    std::vector<jobs::LoadedTurn> out;
+    Status status = Status::ok();
+    {
+        auto cat = catalog::Catalog::open(path);
+        if (!cat) status = cat.status();
+        auto turns = cat ? cat->turns(conversationId) : Result<std::vector<catalog::ChatTurn>>(cat.status());
+        if (!turns) status = turns.status();
+        else
+            for (const auto& t : turns.value()) {
+                auto loaded = jobs::loadTurn(path, t.id);   // the trace parsed
+                if (!loaded) { status = loaded.status(); break; }
+                out.push_back(std::move(loaded).value());
+            }
+    }
+    if (!status.isOk()) {
+        QString summary, detail;
+        splitStatus(status, summary, detail);
+        emit historyFailed(tr("Loading the conversation"), summary, detail);
+        return;
+    }
+    emit conversationLoaded(conversationId, out);
+}
+
+void AnswerHost::deleteConversation(const QString& catalogPath, qint64 conversationId) {
+    auto cat = catalog::Catalog::open(catalogPath.toStdString());
+    const Status status = cat ? cat->deleteConversation(conversationId) : cat.status();
+    if (!status.isOk()) {
+        QString summary, detail;
+        splitStatus(status, summary, detail);
+        emit historyFailed(tr("Deleting the conversation"), summary, detail);
+        return;
+    }
+    if (m_conversation == conversationId) m_conversation.reset();
+    emit conversationDeleted(conversationId);
+}
+
+void AnswerHost::readBank(const QString& bankPath) {
+    BankSummary b;
+    b.path = bankPath;
+    b.exists = !bankPath.isEmpty() && std::filesystem::exists(std::filesystem::path(bankPath.toStdString()) / "manifest.json");
+    if (b.exists) {
+        auto bank = memory::Bank::open(bankPath.toStdString());
+        if (bank) {
+            b.ok = true;
+            b.chunkSize = bank.value().params().chunkSize;
+            b.topK = bank.value().params().topK;
+            b.nDocuments = bank.value().nDocuments();
+        } else {
+            b.error = qs(bank.status().message());
+        }
+    }
+    emit bankRead(b);
 }
 
 // ---------------------------------------------------------------- AnswerClient (GUI thread)
@@ -130,6 +205,12 @@ AnswerClient::AnswerClient(QObject* parent) : QObject(parent) {
                 finish(id);
                 emit failed(id, op, summary, detail);
             });
+    connect(m_host, &AnswerHost::turnRecorded, this, &AnswerClient::turnRecorded);
+    connect(m_host, &AnswerHost::conversationsReady, this, &AnswerClient::conversationsReady);
+    connect(m_host, &AnswerHost::conversationLoaded, this, &AnswerClient::conversationLoaded);
+    connect(m_host, &AnswerHost::conversationDeleted, this, &AnswerClient::conversationDeleted);
+    connect(m_host, &AnswerHost::historyFailed, this, &AnswerClient::historyFailed);
+    connect(m_host, &AnswerHost::bankRead, this, &AnswerClient::bankRead);
     m_thread->start();
 }
 
@@ -169,6 +250,27 @@ quint64 AnswerClient::route(const jobs::RouteRequest& request) {
 
 void AnswerClient::cancel() {
     if (m_cancel) m_cancel->cancel();
+}
+
+void AnswerClient::setConversation(std::optional<qint64> conversationId) {
+    if (!m_host) return;
+    post([h = m_host, conversationId] { h->setConversation(conversationId); });
+}
+
+void AnswerClient::listConversations(const QString& catalogPath) {
+    if (m_host) post([h = m_host, catalogPath] { h->listConversations(catalogPath); });
+}
+
+void AnswerClient::loadConversation(const QString& catalogPath, qint64 id) {
+    if (m_host) post([h = m_host, catalogPath, id] { h->loadConversation(catalogPath, id); });
+}
+
+void AnswerClient::deleteConversation(const QString& catalogPath, qint64 id) {
+    if (m_host) post([h = m_host, catalogPath, id] { h->deleteConversation(catalogPath, id); });
+}
+
+void AnswerClient::readBank(const QString& bankPath) {
+    if (m_host) post([h = m_host, bankPath] { h->readBank(bankPath); });
 }
 
 void AnswerClient::shutdown() {

@@ -22,11 +22,18 @@
 //     connect(engine, &AnswerClient::answered, this, [](quint64 id, const jobs::AskReport& r) { ... });
 //     const quint64 id = engine->ask(request);   // → piece* + (answered | failed)
 //
+// Stored conversations (the catalog's chat history) are read, loaded and deleted on this thread too
+// (listConversations/loadConversation/deleteConversation), after a running answer; the answers go to
+// the conversation set with setConversation() (nullopt: the next answer starts a new one), and
+// turnRecorded() says where each answer was stored.
+//
 // Failures (the Status codes of jobs::askQuestion/routeQuestion: NotFound for a missing model, bank
 // or catalog, Mismatch for a bank built with another model, Corrupt, InvalidArgument, IoError) arrive
 // as failed(id, operation, summary, detail); none of them ends the thread.
 #pragma once
 
+#include "core/catalog/catalog.h"
+#include "core/jobs/history.h"
 #include "core/jobs/memory_jobs.h"
 #include "core/util/progress.h"
 
@@ -35,10 +42,22 @@
 
 #include <memory>
 #include <optional>
+#include <vector>
 
 class QThread;
 
 namespace msa::ui {
+
+// The answering bank's fixed parameters, for read-only display (Chat's k, Settings' chunk size and k).
+struct BankSummary {
+    QString path;
+    bool exists = false;        // a manifest.json is there
+    bool ok = false;            // opened (manifest, shard headers and document tables checked)
+    quint32 chunkSize = 0;      // P
+    quint32 topK = 0;           // k
+    quint64 nDocuments = 0;
+    QString error;              // the Status message when exists && !ok
+};
 
 class AnswerHost : public QObject {
     Q_OBJECT
@@ -46,12 +65,23 @@ public:
     using QObject::QObject;
     void ask(quint64 id, const jobs::AskRequest& request, const std::shared_ptr<CancelToken>& cancel);
     void route(quint64 id, const jobs::RouteRequest& request);
+    void setConversation(std::optional<int64_t> conversationId) { m_conversation = conversationId; }
+    void listConversations(const QString& catalogPath);
+    void loadConversation(const QString& catalogPath, qint64 conversationId);
+    void deleteConversation(const QString& catalogPath, qint64 conversationId);
+    void readBank(const QString& bankPath);
 
 signals:
     void piece(quint64 id, const QString& text);
     void answered(quint64 id, const msa::jobs::AskReport& report);
     void routed(quint64 id, const msa::jobs::RouteReport& report);
     void failed(quint64 id, const QString& operation, const QString& summary, const QString& detail);
+    void turnRecorded(qint64 conversationId, qint64 turnId);
+    void conversationsReady(const std::vector<msa::catalog::ConversationInfo>& conversations);
+    void conversationLoaded(qint64 conversationId, const std::vector<msa::jobs::LoadedTurn>& turns);
+    void conversationDeleted(qint64 conversationId);
+    void historyFailed(const QString& operation, const QString& summary, const QString& detail);
+    void bankRead(const msa::ui::BankSummary& bank);
 
 private:
     // Answers of this window's session are turns of one conversation in the catalog's history
@@ -71,6 +101,14 @@ public:
     quint64 route(const jobs::RouteRequest& request);
     // Cancels the running ask (no effect on a route or when idle).
     void cancel();
+    // The stored history (queued behind a running answer): the next answers go to `conversationId`
+    // (nullopt: a new conversation, created with the next answer).
+    void setConversation(std::optional<qint64> conversationId);
+    void listConversations(const QString& catalogPath);            // → conversationsReady
+    void loadConversation(const QString& catalogPath, qint64 id);  // → conversationLoaded
+    void deleteConversation(const QString& catalogPath, qint64 id);   // → conversationDeleted
+    // Opens the bank (no bulk data read) for its parameters: → bankRead.
+    void readBank(const QString& bankPath);
     bool busy() const { return m_running != 0; }
     quint64 runningRequest() const { return m_running; }
     void shutdown();
@@ -81,6 +119,12 @@ signals:
     void answered(quint64 id, const msa::jobs::AskReport& report);
     void routed(quint64 id, const msa::jobs::RouteReport& report);
     void failed(quint64 id, const QString& operation, const QString& summary, const QString& detail);
+    void turnRecorded(qint64 conversationId, qint64 turnId);
+    void conversationsReady(const std::vector<msa::catalog::ConversationInfo>& conversations);
+    void conversationLoaded(qint64 conversationId, const std::vector<msa::jobs::LoadedTurn>& turns);
+    void conversationDeleted(qint64 conversationId);
+    void historyFailed(const QString& operation, const QString& summary, const QString& detail);
+    void bankRead(const msa::ui::BankSummary& bank);
 
 private:
     template <typename F>
@@ -98,3 +142,6 @@ private:
 
 Q_DECLARE_METATYPE(msa::jobs::AskReport)
 Q_DECLARE_METATYPE(msa::jobs::RouteReport)
+Q_DECLARE_METATYPE(std::vector<msa::catalog::ConversationInfo>)
+Q_DECLARE_METATYPE(std::vector<msa::jobs::LoadedTurn>)
+Q_DECLARE_METATYPE(msa::ui::BankSummary)

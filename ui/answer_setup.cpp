@@ -22,6 +22,13 @@ AnswerSetup AnswerSetup::fromSettings(const UiContext& context, const QString& c
     s.maxTokens = app.maxAnswerTokens;
     s.hops = app.maxHops;
     s.injection = app.injection == QLatin1String("kv") ? jobs::Injection::Compressed : jobs::Injection::Original;
+    if (context.settings) {
+        const ChatOptions o = ChatOptions::load(*context.settings, app);
+        s.method = o.answerMethod();
+        s.injection = o.answerInjection();
+        s.hops = o.hops;
+        s.filter = o.filter();
+    }
     s.catalog = catalogPath;
     return s;
 }

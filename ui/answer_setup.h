@@ -2,7 +2,8 @@
 // length) and where it comes from: the active bank is QSettings "memory/bank" (AppSettings::
 // kActiveBankKey: written by the Memory tab after a build or when a bank is opened, or by
 // `msa-workbench --bank`; default the Demo archive's bank in AppSettings' bank folder), the rest is
-// AppSettings (the Settings tab; default the demo model). GUI thread; value type.
+// AppSettings (the Settings tab; default the demo model); method, injection, hops and the candidate
+// filters are the Chat tab's ChatOptions (hops and injection default to AppSettings'). GUI thread; value type.
 //
 // Usage:
 //     AnswerSetup s = AnswerSetup::fromSettings(context, catalogPath);
@@ -29,6 +30,7 @@ struct AnswerSetup {
     int hops = 1;         // routing hops (training-free, original text)
     jobs::AnswerMethod method = jobs::AnswerMethod::Auto;   // Memory Interleave iff the model is an MSA model
     jobs::Injection injection = jobs::Injection::Original;   // training-free: text, or chunk K/V ("kv")
+    jobs::CandidateFilter filter;   // the Chat tab's candidate filters (ChatOptions)
 
     static AnswerSetup fromSettings(const UiContext& context, const QString& catalogPath);
     // Empty when answering can start; else what is missing, as a sentence with what to do.

@@ -6,10 +6,13 @@
 #include "core/model/gguf_file.h"
 #include "core/model/model_files.h"
 
+#include <QDate>
+#include <QDateTime>
 #include <QDir>
 #include <QFileInfo>
 #include <QLocale>
 #include <QSettings>
+#include <QTimeZone>
 
 #include <algorithm>
 #include <thread>
@@ -109,6 +112,53 @@ QString checkWritableFolder(const QString& path) {
     }
     if (!info.isWritable()) return QObject::tr("%1 is not writable").arg(path);
     return {};
+}
+
+}  // namespace msa::ui
+
+namespace msa::ui {
+
+ChatOptions ChatOptions::load(const QSettings& q, const AppSettings& app) {
+    ChatOptions o;
+    o.method = q.value(kMethodKey, o.method).toString();
+    o.injection = q.value(kInjectionKey, app.injection).toString();
+    o.hops = std::max(1, q.value(kHopsKey, app.maxHops).toInt());
+    o.collection = q.value(kCollectionKey).toString();
+    o.from = q.value(kFromKey).toString();
+    o.to = q.value(kToKey).toString();
+    o.participant = q.value(kParticipantKey).toString();
+    return o;
+}
+
+void ChatOptions::save(QSettings& q) const {
+    q.setValue(kMethodKey, method);
+    q.setValue(kInjectionKey, injection);
+    q.setValue(kHopsKey, hops);
+    q.setValue(kCollectionKey, collection);
+    q.setValue(kFromKey, from);
+    q.setValue(kToKey, to);
+    q.setValue(kParticipantKey, participant);
+}
+
+jobs::AnswerMethod ChatOptions::answerMethod() const {
+    if (method == QLatin1String("interleave")) return jobs::AnswerMethod::Interleave;
+    if (method == QLatin1String("training-free")) return jobs::AnswerMethod::TrainingFree;
+    return jobs::AnswerMethod::Auto;
+}
+
+jobs::Injection ChatOptions::answerInjection() const {
+    return injection == QLatin1String("kv") ? jobs::Injection::Compressed : jobs::Injection::Original;
+}
+
+jobs::CandidateFilter ChatOptions::filter() const {
+    jobs::CandidateFilter f;
+    if (!collection.trimmed().isEmpty()) f.collection = collection.trimmed().toStdString();
+    if (!participant.trimmed().isEmpty()) f.participant = participant.trimmed().toStdString();
+    const QDate fromDay = QDate::fromString(from.trimmed(), Qt::ISODate);
+    if (fromDay.isValid()) f.fromUnix = fromDay.startOfDay(QTimeZone::utc()).toSecsSinceEpoch();
+    const QDate toDay = QDate::fromString(to.trimmed(), Qt::ISODate);
+    if (toDay.isValid()) f.toUnix = toDay.addDays(1).startOfDay(QTimeZone::utc()).toSecsSinceEpoch();
+    return f;
 }
 
 }  // namespace msa::ui

@@ -14,6 +14,7 @@
 //     ModelCheck m = checkModel(s.modelPath);   // m.ok, m.summary or m.problem
 #pragma once
 
+#include "core/jobs/memory_jobs.h"
 #include "ui/ui_context.h"
 
 #include <QMetaType>
@@ -48,7 +49,7 @@ struct AppSettings {
     int topK = 16;                     // documents selected per routing layer
     int maxHops = 3;
     QString storage = "bf16";          // bank storage dtype: bf16 | f32
-    QString injection = "text";        // text (training-free text injection) | kv (MSA chunk K/V, not wired yet)
+    QString injection = "text";        // text (training-free text injection) | kv (compressed: chunk K/V in the attention)
     double temperature = 0.0;
     int maxAnswerTokens = 256;
 
@@ -61,6 +62,33 @@ struct AppSettings {
     QString bankPathFor(const QString& collection) const;
 
     bool operator==(const AppSettings&) const = default;
+};
+
+// The Chat tab's answer options (its options row), stored under "chat/…" keys apart from AppSettings so
+// that the Settings tab's saves never overwrite them; hops and injection start from AppSettings.
+struct ChatOptions {
+    static constexpr const char* kMethodKey = "chat/method";
+    static constexpr const char* kInjectionKey = "chat/injection";
+    static constexpr const char* kHopsKey = "chat/hops";
+    static constexpr const char* kCollectionKey = "chat/filterCollection";
+    static constexpr const char* kFromKey = "chat/filterFrom";
+    static constexpr const char* kToKey = "chat/filterTo";
+    static constexpr const char* kParticipantKey = "chat/filterParticipant";
+
+    QString method = "auto";       // auto | interleave | training-free
+    QString injection = "text";    // text (original) | kv (compressed)
+    int hops = 3;
+    QString collection;            // empty: every collection
+    QString from, to;              // yyyy-MM-dd, inclusive; empty: open
+    QString participant;           // substring of the author or a participant
+
+    static ChatOptions load(const QSettings& settings, const AppSettings& app);
+    void save(QSettings& settings) const;
+    jobs::AnswerMethod answerMethod() const;
+    jobs::Injection answerInjection() const;
+    // The candidate filter of AskRequest::route.filter (dates as UTC days; `to` includes its whole day).
+    jobs::CandidateFilter filter() const;
+    bool operator==(const ChatOptions&) const = default;
 };
 
 struct ModelCheck {

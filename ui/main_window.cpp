@@ -83,10 +83,24 @@ MainWindow::MainWindow(UiContext context, QWidget* parent)
     connect(m_routing, &RoutingView::openDocument, this, open);
     connect(m_chat, &ChatView::traceSelected, m_routing, &RoutingView::showTrace);
     connect(m_chat, &ChatView::inspectRouting, this, [this] { selectTab("routing"); });
+    connect(m_engine, &AnswerClient::bankRead, this, [this](const BankSummary& bank) {
+        if (bank.path != m_bankRead) return;   // an older read
+        m_chat->showBank(bank);
+        m_settingsView->showBank(bank);
+    });
+    // The Chat tab's collection filter lists the catalog's collections.
+    connect(m_catalog, &CatalogClient::collectionsReady, m_chat, [this](const std::vector<catalog::CollectionInfo>& list) {
+        QStringList names;
+        for (const auto& c : list) names << QString::fromStdString(c.name);
+        m_chat->setCollections(names);
+    });
     // The bank may have been built (Memory tab) or the model changed (Settings) since: re-check on tab switches.
     connect(m_tabs, &QTabWidget::currentChanged, this, [this] { refreshAnswerSetup(); });
     connect(this, &MainWindow::settingsChanged, this, &MainWindow::refreshAnswerSetup);
-    connect(m_memory, &MemoryView::activeBankChanged, this, &MainWindow::refreshAnswerSetup);
+    connect(m_memory, &MemoryView::activeBankChanged, this, [this] {
+        m_bankRead.clear();   // rebuilt in place: read its parameters again
+        refreshAnswerSetup();
+    });
     refreshAnswerSetup();
     restoreWindowState();
     m_catalog->open();
@@ -103,6 +117,11 @@ void MainWindow::refreshAnswerSetup() {
     const AnswerSetup setup = AnswerSetup::fromSettings(m_context, m_catalog->path());
     m_chat->setSetup(setup);
     m_routing->setSetup(setup);
+    // The bank's fixed parameters (k, chunk size) are read on the engine thread when it changes.
+    if (setup.bank != m_bankRead) {
+        m_bankRead = setup.bank;
+        m_engine->readBank(setup.bank);
+    }
 }
 
 void MainWindow::buildMenus() {

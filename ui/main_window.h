@@ -66,6 +66,7 @@ private:
     UiContext m_context;
     QTabWidget* m_tabs = nullptr;
     QLabel* m_backendLabel = nullptr;
+    QString m_bankRead;   // the bank whose parameters were last asked for (AnswerClient::readBank)
     CatalogClient* m_catalog = nullptr;   // the catalog thread's front; shut down on close
     AnswerClient* m_engine = nullptr;     // the engine thread's front (answering, routing); shut down on close
     LibraryView* m_library = nullptr;

@@ -72,15 +72,20 @@ private slots:
             const AppSettings last = changed.last().at(0).value<AppSettings>();
             QCOMPARE(last.storage, QString("f32"));
             QCOMPARE(last.bankDir, banks);
-            // The "kv" injection is listed but not selectable in this version.
+            // The compressed ("kv") injection is selectable (the engine supports it) and saved.
             auto* injection = v.findChild<QComboBox*>("settingsInjection");
             QCOMPARE(injection->currentData().toString(), QString("text"));
-            QVERIFY(!qobject_cast<QStandardItemModel*>(injection->model())->item(1)->isEnabled());
+            QVERIFY(qobject_cast<QStandardItemModel*>(injection->model())->item(1)->isEnabled());
+            injection->setCurrentIndex(injection->findData("kv"));
+            QCOMPARE(changed.count(), 8);
+            QCOMPARE(changed.last().at(0).value<AppSettings>().injection, QString("kv"));
+            injection->setCurrentIndex(injection->findData("text"));
         }
         QSettings settings(ini, QSettings::IniFormat);
         QCOMPARE(settings.value(AppSettings::kTopKKey).toInt(), 24);
         QCOMPARE(settings.value(AppSettings::kStorageKey).toString(), QString("f32"));
         QCOMPARE(settings.value(AppSettings::kMaxTokensKey).toInt(), 512);
+        QCOMPARE(settings.value(AppSettings::kInjectionKey).toString(), QString("text"));
         SettingsView again(makeContext(&settings, m_tmp.filePath("c.sqlite")));
         QCOMPARE(again.findChild<QLineEdit*>("settingsBankDir")->text(), banks);
         QCOMPARE(again.findChild<QLineEdit*>("settingsCatalog")->text(), m_tmp.filePath("other.sqlite"));

@@ -1,8 +1,10 @@
 #include "ui/views/settings_view.h"
 
+
 #include "ui/catalog_host.h"
 
 #include <QComboBox>
+#include <QDir>
 #include <QDoubleSpinBox>
 #include <QFileDialog>
 #include <QFileInfo>
@@ -141,9 +143,9 @@ SettingsView::SettingsView(const UiContext& context, QWidget* parent)
     m_injection = new QComboBox(memoryBox);
     m_injection->setObjectName("settingsInjection");
     m_injection->addItem(tr("Document text (training-free)"), QStringLiteral("text"));
-    m_injection->addItem(tr("Chunk K/V (MSA-trained models; not in this version)"), QStringLiteral("kv"));
-    if (auto* m = qobject_cast<QStandardItemModel*>(m_injection->model())) m->item(1)->setEnabled(false);
-    m_injection->setToolTip(tr("How the selected documents reach the model when answering."));
+    m_injection->addItem(tr("Compressed: chunk K/V in the attention (training-free)"), QStringLiteral("kv"));
+    m_injection->setToolTip(tr("How the selected documents reach the model when answering (training-free method): "
+                               "their original text in the prompt, or their pooled chunk K/V from the bank."));
     memory->addRow(tr("&Injection:"), m_injection);
     m_temperature = new QDoubleSpinBox(memoryBox);
     m_temperature->setObjectName("settingsTemperature");
@@ -155,9 +157,10 @@ SettingsView::SettingsView(const UiContext& context, QWidget* parent)
     m_maxTokens->setObjectName("settingsMaxTokens");
     m_maxTokens->setRange(1, 8192);
     memory->addRow(tr("Maximum &answer tokens:"), m_maxTokens);
-    auto* chunk = new QLabel(tr("64 tokens (fixed by the model's routing configuration; the Memory tab shows the bank's)"), memoryBox);
-    chunk->setObjectName("settingsChunk");
-    memory->addRow(tr("Chunk size:"), chunk);
+    m_chunk = new QLabel(tr("no active bank (a bank fixes its chunk size and k when it is built)"), memoryBox);
+    m_chunk->setObjectName("settingsChunk");
+    m_chunk->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    memory->addRow(tr("Active bank:"), m_chunk);
     memory->addRow(tr("Theme:"), new QLabel(tr("follows the system"), memoryBox));
     outer->addWidget(memoryBox);
     outer->addStretch(1);
@@ -190,6 +193,18 @@ SettingsView::SettingsView(const UiContext& context, QWidget* parent)
     connect(m_hops, &QSpinBox::valueChanged, this, &SettingsView::save);
     connect(m_maxTokens, &QSpinBox::valueChanged, this, &SettingsView::save);
     connect(m_temperature, &QDoubleSpinBox::valueChanged, this, &SettingsView::save);
+}
+
+void SettingsView::showBank(const BankSummary& bank) {
+    if (!bank.exists) {
+        m_chunk->setText(tr("no active bank (a bank fixes its chunk size and k when it is built)"));
+    } else if (!bank.ok) {
+        m_chunk->setText(tr("%1: %2").arg(QDir::toNativeSeparators(bank.path), bank.error));
+    } else {
+        m_chunk->setText(tr("chunk size %1 tokens · k = %2 documents per routing layer · %n document(s) · %3", nullptr,
+                            static_cast<int>(bank.nDocuments))
+                             .arg(bank.chunkSize).arg(bank.topK).arg(QDir::toNativeSeparators(bank.path)));
+    }
 }
 
 QString SettingsView::modelProblem() const { return m_modelOk ? QString() : m_modelCheck->text(); }

@@ -1,7 +1,7 @@
 // settings_view.h: the Settings tab (issue 7 item 6): model (file picker, validated by opening its
 // header and tensor table), device, CPU threads, bank folder, catalog file, top-k documents, maximum
-// hops, bank storage dtype, injection mode, temperature and maximum answer tokens; chunk size shown
-// read-only (it is fixed by the bank); theme follows the system. Values are AppSettings, persisted in
+// hops, bank storage dtype, injection mode, temperature and maximum answer tokens; the active bank's
+// chunk size and k shown read-only (fixed by the bank); theme follows the system. Values are AppSettings, persisted in
 // QSettings on every change (nothing is lost if the app is killed) and announced with
 // settingsChanged(), which the main window forwards to the other views. Problems (a model that does not
 // open, a folder that cannot be written) show inline under the field, in red, with the reason.
@@ -14,6 +14,7 @@
 //     connect(view, &SettingsView::settingsChanged, memoryView, &MemoryView::applySettings);
 #pragma once
 
+#include "ui/answer_host.h"
 #include "ui/app_settings.h"
 #include "ui/ui_context.h"
 
@@ -46,6 +47,9 @@ public:
     // The inline message under the model field (empty when the model opens) and its summary.
     QString modelProblem() const;
     QString folderProblem() const;   // bank folder / catalog file problems, empty when none
+    // The active bank's chunk size and k, read-only (read on the engine thread: AnswerClient::readBank).
+    void showBank(const BankSummary& bank);
+    QLabel* bankLabel() const { return m_chunk; }
 
 signals:
     void settingsChanged(const msa::ui::AppSettings& settings);
@@ -70,6 +74,7 @@ private:
     QComboBox* m_injection = nullptr;
     QDoubleSpinBox* m_temperature = nullptr;
     QSpinBox* m_maxTokens = nullptr;
+    QLabel* m_chunk = nullptr;
     bool m_modelOk = false;
     bool m_modelChecked = false;
     QString m_checkedModel;   // the path m_modelCheck speaks about
