@@ -10,6 +10,7 @@
 #include "ui/views/settings_view.h"
 
 #include "core/util/build_info.h"
+#include "core/util/paths.h"
 
 #include <QAction>
 #include <QApplication>
@@ -18,6 +19,7 @@
 #include <QLabel>
 #include <QMenuBar>
 #include <QMessageBox>
+#include <QPushButton>
 #include <QSettings>
 #include <QStatusBar>
 #include <QTabWidget>
@@ -89,7 +91,69 @@ MainWindow::MainWindow(UiContext context, QWidget* parent)
     connect(m_memory, &MemoryView::activeBankChanged, this, &MainWindow::refreshAnswerSetup);
     refreshAnswerSetup();
     restoreWindowState();
+    if (m_context.firstRun) {
+        m_firstRunPending = true;
+        auto go = [this] { startFirstRunBuild(); };
+        if (m_library->isSettled()) QMetaObject::invokeMethod(this, go, Qt::QueuedConnection);
+        else connect(m_library, &LibraryView::settled, this, go, Qt::SingleShotConnection);
+    }
     m_catalog->open();
+}
+
+// First run, step 2 (step 1 is the Library's demo import): build the demo collection's memory with the
+// demo model, on the memory thread with the Memory tab's progress, then offer the suggested question.
+void MainWindow::startFirstRunBuild(bool retried) {
+    const std::filesystem::path model = findDemoModel();
+    if (model.empty()) {
+        m_firstRunPending = false;
+        const QString hint = tr("<b>The demo model is missing</b>, so the demo archive's memory was not built. Get it "
+                                "with <tt>packaging/setup.sh build</tt> (it fetches SmolLM2-135M-Instruct), or choose "
+                                "another model above and press Build memory.");
+        m_memory->showHint(hint);
+        statusBar()->showMessage(tr("Demo model missing: run packaging/setup.sh build, then Build memory in the Memory tab"));
+        emit firstRunFinished(false);
+        return;
+    }
+    if (!m_memory->selectCollection(QString::fromLatin1(LibraryView::kDemoCollection))) {
+        // The Memory tab's collection list may lag the import by one listing: try once more when it arrives.
+        if (!retried) {
+            connect(m_catalog, &CatalogClient::collectionsReady, this, [this] { startFirstRunBuild(true); },
+                    static_cast<Qt::ConnectionType>(Qt::QueuedConnection | Qt::SingleShotConnection));
+            m_catalog->refreshCollections();
+            return;
+        }
+        m_firstRunPending = false;
+        m_memory->showHint(tr("The demo archive was not imported, so there is nothing to build a memory of yet."));
+        emit firstRunFinished(false);
+        return;
+    }
+    const QString modelPath = QString::fromStdString(model.string());
+    if (m_memory->modelPath() != modelPath) m_memory->setModelPath(modelPath);
+    connect(m_memory, &MemoryView::buildFinished, this, [this](bool ok, bool cancelled) {
+        m_firstRunPending = false;
+        if (ok && !cancelled) offerSuggestedQuestion();
+        emit firstRunFinished(ok && !cancelled);
+    }, Qt::SingleShotConnection);
+    selectTab("memory");
+    if (!m_memory->startBuild()) {
+        m_firstRunPending = false;
+        disconnect(m_memory, &MemoryView::buildFinished, this, nullptr);
+        emit firstRunFinished(false);
+    }
+}
+
+void MainWindow::offerSuggestedQuestion() {
+    refreshAnswerSetup();
+    if (m_chat->suggestedQuestion().isEmpty()) return;
+    if (auto* suggest = m_chat->findChild<QPushButton*>("chatSuggested")) {
+        suggest->setProperty("highlighted", true);
+        suggest->setStyleSheet("QPushButton { font-weight: bold; background: #ffe082; border: 1px solid #ff8f00; "
+                               "padding: 3px 10px; }");
+        suggest->setText(tr("Try the suggested question"));
+    }
+    const int chat = m_tabs->indexOf(m_chat);
+    m_tabs->setTabText(chat, tr("&Chat ★"));
+    statusBar()->showMessage(tr("The demo memory is built: open the Chat tab and try the suggested multi-hop question"));
 }
 
 MainWindow::~MainWindow() {
