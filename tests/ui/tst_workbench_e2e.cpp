@@ -8,7 +8,9 @@
 // and closing the window during an export shuts down cleanly (no partial archive left behind).
 // The hermetic run uses the tiny MSA checkpoint (tests/fixtures/models/msa-qwen3-bf16, a real model);
 // demoModelEndToEnd repeats the import→build→ask→route→open chain with the demo model and skips
-// without it (core/util/paths.h findDemoModel).
+// without it (core/util/paths.h findDemoModel). First run (UiContext::firstRun): without the demo
+// model the Memory tab explains how to get it; with it the demo archive's memory is built and the
+// suggested question is highlighted in Chat (skipped without the demo model).
 #include "core/catalog/catalog.h"
 #include "core/memory/bank.h"
 #include "core/memory/bank_archive.h"
@@ -25,7 +27,9 @@
 #include <QDir>
 #include <QFile>
 #include <QFileInfo>
+#include <QLabel>
 #include <QLineEdit>
+#include <QPushButton>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QTabWidget>
@@ -93,6 +97,69 @@ private slots:
         const std::filesystem::path demo = findDemoModel();
         if (demo.empty()) QSKIP("demo model absent (packaging/setup.sh build fetches it)");
         endToEnd(QString::fromStdString(demo.string()), "demo", false);
+    }
+
+    // First start without the demo model: the demo archive is imported, no build starts, and the Memory
+    // tab says how to get the model.
+    void firstRunWithoutDemoModel() {
+        const QString root = m_dir.filePath("first-nomodel");
+        QDir().mkpath(root);
+        qputenv("MSA_DEMO_ARCHIVE", QByteArray(MSA_SOURCE_DIR "/resources/demo/archive"));
+        qputenv("MSA_DEMO_MODEL", m_dir.filePath("no-such-model.gguf").toUtf8());
+        QSettings settings(root + "/settings.ini", QSettings::IniFormat);
+        UiContext c = makeContext(&settings, root + "/catalog.sqlite");
+        c.firstRun = true;
+        MainWindow w(std::move(c));
+        QSignalSpy done(&w, &MainWindow::firstRunFinished);
+        w.show();
+        QVERIFY(w.firstRunBuildPending());
+        QTRY_COMPARE_WITH_TIMEOUT(done.count(), 1, 120000);
+        QCOMPARE(done.at(0).at(0).toBool(), false);
+        QVERIFY(!w.firstRunBuildPending());
+        QVERIFY(!w.memoryView()->buildRunning());
+        QVERIFY(w.libraryView()->selectCollection(LibraryView::kDemoCollection));   // step 1 happened
+        auto* line = w.memoryView()->findChild<QLabel*>("memoryProgressLine");
+        QVERIFY(line);
+        QVERIFY2(line->text().contains("packaging/setup.sh build"), qPrintable(line->text()));
+        qputenv("MSA_DEMO_ARCHIVE", m_dir.filePath("no-demo-archive").toUtf8());
+        qunsetenv("MSA_DEMO_MODEL");
+    }
+
+    // First start with the demo model: demo import, then the demo memory build with the Memory tab's
+    // progress, then the suggested question highlighted in Chat (which can answer from that bank).
+    void firstRunBuildsDemoMemory() {
+        const std::filesystem::path demo = findDemoModel();
+        if (demo.empty()) QSKIP("demo model absent (packaging/setup.sh build fetches it)");
+        const QString root = m_dir.filePath("first-demo");
+        QDir().mkpath(root);
+        qputenv("MSA_DEMO_ARCHIVE", QByteArray(MSA_SOURCE_DIR "/resources/demo/archive"));
+        QSettings settings(root + "/settings.ini", QSettings::IniFormat);
+        settings.setValue("paths/bankDir", root + "/banks");
+        settings.setValue("engine/threads", 2);
+        UiContext c = makeContext(&settings, root + "/catalog.sqlite");
+        c.firstRun = true;
+        MainWindow w(std::move(c));
+        QSignalSpy done(&w, &MainWindow::firstRunFinished);
+        QSignalSpy progress(w.memoryView()->memoryClient(), &MemoryClient::buildProgress);
+        w.show();
+        QTRY_VERIFY_WITH_TIMEOUT(w.memoryView()->buildRunning() || done.count() == 1, 120000);
+        QCOMPARE(w.tabs()->currentWidget(), static_cast<QWidget*>(w.memoryView()));   // its progress is visible
+        QCOMPARE(w.memoryView()->currentCollection(), QString(LibraryView::kDemoCollection));
+        QTRY_COMPARE_WITH_TIMEOUT(done.count(), 1, 1200000);
+        QCOMPARE(done.at(0).at(0).toBool(), true);
+        QVERIFY(progress.count() >= 1);
+        const BankFacts facts = MemoryHost::bankFacts(w.memoryView()->bankPath());
+        QVERIFY2(facts.ok, qPrintable(facts.error));
+        QVERIFY(facts.nDocuments > 0);
+        auto* suggest = w.chatView()->findChild<QPushButton*>("chatSuggested");
+        QVERIFY(suggest);
+        QVERIFY(suggest->property("highlighted").toBool());
+        QVERIFY(suggest->isEnabled());
+        w.selectTab("chat");
+        QTRY_VERIFY_WITH_TIMEOUT(w.chatView()->input()->isEnabled(), 10000);
+        QTest::mouseClick(suggest, Qt::LeftButton);
+        QCOMPARE(w.chatView()->input()->text(), w.chatView()->suggestedQuestion());
+        qputenv("MSA_DEMO_ARCHIVE", m_dir.filePath("no-demo-archive").toUtf8());
     }
 
 private:
