@@ -160,7 +160,9 @@ int main(int argc, char** argv) {
             bool started = false;
             msa::ui::RoutingView* routing = window.routingView();
             msa::ui::ChatView* chat = window.chatView();
-            if (shot.tab == QLatin1String("routing") && routing->routeQuestion()) {
+            // After the Chat picture (--screenshot-all) the Routing tab already holds that answer's trace,
+            // every hop: show it rather than a one-hop "Route only".
+            if (shot.tab == QLatin1String("routing") && routing->trace().hops.empty() && routing->routeQuestion()) {
                 QObject::connect(routing, &msa::ui::RoutingView::routeFinished, &window, finish, Qt::SingleShotConnection);
                 started = true;
             } else if (shot.tab == QLatin1String("chat") && chat->ask(chat->suggestedQuestion())) {

@@ -24,6 +24,8 @@
 #include <QStatusBar>
 #include <QTabWidget>
 
+#include <functional>
+
 namespace msa::ui {
 
 MainWindow::MainWindow(UiContext context, QWidget* parent)
@@ -173,6 +175,36 @@ void MainWindow::buildMenus() {
     QMenu* file = menuBar()->addMenu(tr("&File"));
     QAction* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
     quit->setShortcut(QKeySequence::Quit);
+    // The main actions work from every tab: each shows its tab and does what that tab's button does.
+    // (The buttons carry no shortcut of their own, so no key is ever ambiguous; Esc stays tab-local:
+    // it cancels that tab's import/build/answer.)
+    QMenu* actions = menuBar()->addMenu(tr("&Actions"));
+    auto clickIn = [this](const char* tab, QWidget* view, const char* button) {
+        return [this, tab, view, button] {
+            selectTab(QString::fromLatin1(tab));
+            if (auto* b = view->findChild<QPushButton*>(QString::fromLatin1(button)); b && b->isEnabled()) b->click();
+        };
+    };
+    struct Entry { QString text; QKeySequence key; std::function<void()> run; const char* name; };
+    const Entry entries[] = {
+        {tr("&Import a folder into the Library…"), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O),
+         clickIn("library", m_library, "libraryAddFolder"), "actionImportFolder"},
+        {tr("&Build memory"), QKeySequence(Qt::CTRL | Qt::Key_B), clickIn("memory", m_memory, "memoryBuild"), "actionBuild"},
+        {tr("&Ask the question"), QKeySequence(Qt::CTRL | Qt::Key_Return), clickIn("chat", m_chat, "chatAsk"), "actionAsk"},
+        {tr("&Route only"), QKeySequence(Qt::CTRL | Qt::Key_R), clickIn("routing", m_routing, "routingRouteOnly"), "actionRoute"},
+        {tr("&Stop what is running"), QKeySequence(Qt::CTRL | Qt::Key_Period), [this] { stopAll(); }, "actionStop"},
+        {tr("&Export the memory bank…"), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_E),
+         clickIn("memory", m_memory, "memoryExportBank"), "actionExportBank"},
+        {tr("I&mport a memory bank…"), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_I),
+         clickIn("memory", m_memory, "memoryImportBank"), "actionImportBank"},
+        {tr("&Verify the memory bank"), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_V),
+         clickIn("memory", m_memory, "memoryVerifyBank"), "actionVerifyBank"},
+    };
+    for (const Entry& e : entries) {
+        QAction* a = actions->addAction(e.text, this, e.run);
+        a->setObjectName(QString::fromLatin1(e.name));
+        a->setShortcut(e.key);
+    }
     QMenu* view = menuBar()->addMenu(tr("&View"));
     for (int i = 0; i < m_tabs->count(); ++i) {
         QAction* a = view->addAction(m_tabs->tabText(i).remove('&'), this, [this, i] { m_tabs->setCurrentIndex(i); });
@@ -186,6 +218,13 @@ void MainWindow::buildMenus() {
                                .arg(QString::fromUtf8(versionString().data(), static_cast<int>(versionString().size())),
                                     m_backendLabel->text().toHtmlEscaped()));
     });
+}
+
+void MainWindow::stopAll() {
+    m_engine->cancel();
+    m_memory->cancelBuild();
+    m_memory->cancelBankFile();
+    m_catalog->cancelImport();
 }
 
 bool MainWindow::selectTab(const QString& name) {

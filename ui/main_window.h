@@ -68,6 +68,8 @@ private:
     void restoreWindowState();
     void saveWindowState();
     void buildMenus();
+    // Ctrl+.: stops the running answer/route, memory build, bank export/import and catalog import.
+    void stopAll();
     void startFirstRunBuild(bool retried = false);
     void offerSuggestedQuestion();
 

@@ -24,6 +24,7 @@
 #include "ui/views/memory_view.h"
 #include "ui/views/routing_view.h"
 
+#include <QAction>
 #include <QDir>
 #include <QFile>
 #include <QFileInfo>
@@ -97,6 +98,38 @@ private slots:
         const std::filesystem::path demo = findDemoModel();
         if (demo.empty()) QSKIP("demo model absent (packaging/setup.sh build fetches it)");
         endToEnd(QString::fromStdString(demo.string()), "demo", false);
+    }
+
+    // The main actions have window-wide shortcuts (Actions menu) that work from any tab.
+    void shortcuts() {
+        const QString root = m_dir.filePath("shortcuts");
+        QDir().mkpath(root);
+        QSettings settings(root + "/settings.ini", QSettings::IniFormat);
+        MainWindow w(makeContext(&settings, root + "/catalog.sqlite"));
+        w.show();
+        QVERIFY(QTest::qWaitForWindowActive(&w));
+        const struct { const char* action; QKeySequence key; } expected[] = {
+            {"actionImportFolder", QKeySequence("Ctrl+Shift+O")}, {"actionBuild", QKeySequence("Ctrl+B")},
+            {"actionAsk", QKeySequence("Ctrl+Return")},           {"actionRoute", QKeySequence("Ctrl+R")},
+            {"actionStop", QKeySequence("Ctrl+.")},               {"actionExportBank", QKeySequence("Ctrl+Shift+E")},
+            {"actionImportBank", QKeySequence("Ctrl+Shift+I")},   {"actionVerifyBank", QKeySequence("Ctrl+Shift+V")},
+        };
+        for (const auto& e : expected) {
+            auto* a = w.findChild<QAction*>(e.action);
+            QVERIFY2(a, e.action);
+            QCOMPARE(a->shortcut(), e.key);
+        }
+        w.selectTab("library");
+        QTest::keyClick(&w, Qt::Key_R, Qt::ControlModifier);   // Route only, from the Library tab
+        QCOMPARE(w.tabs()->currentWidget(), static_cast<QWidget*>(w.routingView()));
+        QTest::keyClick(&w, Qt::Key_B, Qt::ControlModifier);   // Build (no collection: nothing starts)
+        QCOMPARE(w.tabs()->currentWidget(), static_cast<QWidget*>(w.memoryView()));
+        QVERIFY(!w.memoryView()->buildRunning());
+        QTest::keyClick(&w, Qt::Key_V, Qt::ControlModifier | Qt::ShiftModifier);   // Verify: no bank → message
+        QVERIFY(!w.memoryView()->bankFileRunning());
+        auto* error = w.memoryView()->findChild<QLabel*>("memoryError");
+        QVERIFY(error && !error->isHidden());
+        QVERIFY2(error->text().contains("to verify"), qPrintable(error->text()));
     }
 
     // First start without the demo model: the demo archive is imported, no build starts, and the Memory

@@ -90,7 +90,7 @@ MemoryView::MemoryView(const UiContext& context, CatalogClient* catalog, QWidget
     auto* controls = new QHBoxLayout;
     m_build = new QPushButton(tr("&Build memory"), this);
     m_build->setObjectName("memoryBuild");
-    m_build->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_B));
+    // Ctrl+B, Ctrl+Shift+E/I/V: the window's Actions menu (they work from every tab).
     m_build->setToolTip(tr("Encode the collection's documents into the bank (Ctrl+B). Documents already in the "
                            "bank and unchanged are kept, so this also resumes a cancelled build."));
     m_cancel = new QPushButton(tr("Cancel"), this);
@@ -110,16 +110,13 @@ MemoryView::MemoryView(const UiContext& context, CatalogClient* catalog, QWidget
     controls->addWidget(m_open);
     m_export = new QPushButton(tr("E&xport…"), this);
     m_export->setObjectName("memoryExportBank");
-    m_export->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_E));
     m_export->setToolTip(tr("Write the bank and its documents' text into one archive file (Ctrl+Shift+E)."));
     m_import = new QPushButton(tr("&Import…"), this);
     m_import->setObjectName("memoryImportBank");
-    m_import->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_I));
     m_import->setToolTip(tr("Restore a bank archive into a bank folder and its documents into the catalog; "
                             "every checksum is verified first (Ctrl+Shift+I)."));
     m_verify = new QPushButton(tr("&Verify"), this);
     m_verify->setObjectName("memoryVerifyBank");
-    m_verify->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_V));
     m_verify->setToolTip(tr("Check every checksum of the bank, bulk data included (Ctrl+Shift+V)."));
     controls->addWidget(m_export);
     controls->addWidget(m_import);
@@ -211,10 +208,7 @@ MemoryView::MemoryView(const UiContext& context, CatalogClient* catalog, QWidget
     connect(m_build, &QPushButton::clicked, this, [this] { startBuild(); });
     connect(m_cancel, &QPushButton::clicked, this, [this] {
         cancelBuild();
-        if (m_memory->bankFileRunning()) {
-            m_memory->cancelBankFile();
-            m_progress->setFormat(tr("cancelling…"));
-        }
+        cancelBankFile();
     });
     connect(m_export, &QPushButton::clicked, this, [this] {
         const QString bank = m_bank->text();
@@ -329,6 +323,12 @@ void MemoryView::openBank() {
 
 bool MemoryView::bankFileRunning() const { return m_memory->bankFileRunning(); }
 
+void MemoryView::cancelBankFile() {
+    if (!bankFileRunning()) return;
+    m_memory->cancelBankFile();
+    m_progress->setFormat(tr("cancelling…"));
+}
+
 void MemoryView::showHint(const QString& html) {
     m_progressLine->setTextFormat(Qt::RichText);
     m_progressLine->setText(html);
@@ -442,6 +442,7 @@ bool MemoryView::startBuild() {
     if (!m_memory->startBuild(r)) return false;
 
     m_error->hide();
+    m_progressLine->setTextFormat(Qt::AutoText);   // a first-run hint may have switched it to rich text
     m_skipped->clear();
     m_rate->graph(0)->data()->clear();
     m_rate->graph(1)->data()->clear();

@@ -72,6 +72,7 @@ public:
     bool importBankFrom(const QString& file, const QString& targetFolder, bool replace = false);
     bool verifyBank();
     bool bankFileRunning() const;
+    void cancelBankFile();
     // Shows a line of advice (e.g. the first-run "demo model missing" hint) in the progress line.
     void showHint(const QString& html);
     // Cancels a running build (it commits) and stops the memory thread. Idempotent.
