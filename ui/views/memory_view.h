@@ -1,5 +1,5 @@
 // memory_view.h: the Memory tab (DESIGN.md §6, issue 7 item 3): choose a collection (from the
-// catalog), the model file and the bank folder; Build (Ctrl+B) encodes the collection into the bank on
+// catalog), the model file and the bank folder; Build (Ctrl+B, Actions menu) encodes the collection into the bank on
 // the memory engine's thread (MemoryClient) with a live tokens/s plot (QCustomPlot: the last interval's
 // rate and the run's average), documents done/total, tokens, ETA and the current document; Cancel
 // (Escape) stops it after committing what was finished; the next Build resumes ("N documents already
