@@ -100,6 +100,32 @@ private slots:
         endToEnd(QString::fromStdString(demo.string()), "demo", false);
     }
 
+    // Closing the window during a bank import cancels it: the target is a complete bank or absent, and
+    // nothing half-written is left beside it.
+    void closeDuringBankImport() {
+        if (m_archive.isEmpty()) QSKIP("needs the archive exported by endToEndTinyModel");
+        const QString root = m_dir.filePath("close-import");
+        QDir().mkpath(root + "/target-parent");
+        QSettings settings(root + "/settings.ini", QSettings::IniFormat);
+        settings.setValue("engine/model", QString::fromStdString(kMsa));
+        MainWindow w(makeContext(&settings, root + "/catalog.sqlite"));
+        w.show();
+        QTRY_VERIFY_WITH_TIMEOUT(w.libraryView()->isSettled(), 30000);
+        MemoryView* memory = w.memoryView();
+        memory->setModelPath(QString::fromStdString(kMsa));
+        const QString target = root + "/target-parent/bank";
+        QVERIFY(memory->importBankFrom(m_archive, target));
+        w.close();
+        QVERIFY(memory->memoryClient()->isShutDown());
+        if (QFileInfo::exists(target)) {   // it finished before the cancel was seen
+            auto b = memory::Bank::open(fsPath(target));
+            QVERIFY2(b.ok(), b.ok() ? "" : b.status().toString().c_str());
+            QVERIFY(b->verify().ok());
+        }
+        const QStringList entries = QDir(root + "/target-parent").entryList(QDir::AllEntries | QDir::NoDotAndDotDot | QDir::Hidden);
+        QVERIFY2(entries.isEmpty() || entries == QStringList{"bank"}, qPrintable(entries.join(", ")));
+    }
+
     // The main actions have window-wide shortcuts (Actions menu) that work from any tab.
     void shortcuts() {
         const QString root = m_dir.filePath("shortcuts");
@@ -289,6 +315,7 @@ private:
         QVERIFY2(r.ok, qPrintable(r.summary));
         QVERIFY2(r.summary.contains("Exported 4 documents"), qPrintable(r.summary));
         QVERIFY(QFileInfo(archive).size() > 0);
+        m_archive = archive;
         QVERIFY(memory->verifyBank());
         QVERIFY(waitFile(fileDone, r, 60000));
         QVERIFY2(r.ok && r.summary.startsWith("Bank OK: every checksum verified"), qPrintable(r.summary));
@@ -381,6 +408,7 @@ private:
     }
 
     QTemporaryDir m_dir;
+    QString m_archive;   // exported by endToEndTinyModel
 };
 
 QTEST_MAIN(TestWorkbenchE2E)
