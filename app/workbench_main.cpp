@@ -4,6 +4,7 @@
 // Options:
 //   --screenshot FILE   render the window to a PNG once it has laid out, then exit (works with
 //                       QT_QPA_PLATFORM=offscreen, so it needs no display)
+//   --screenshot-all DIR  the same for every tab in turn: DIR/library.png, memory, chat, routing, settings
 //   --tab NAME          open on library|memory|chat|routing|settings
 //   --size WxH          initial window size (default: the remembered geometry, else 1280x800)
 //   --settings FILE     keep settings in this INI file instead of the user's (tests, demos)
@@ -50,6 +51,8 @@ int main(int argc, char** argv) {
     parser.addHelpOption();
     parser.addVersionOption();
     const QCommandLineOption screenshotOpt("screenshot", "Render the window to FILE (PNG) and exit.", "FILE");
+    const QCommandLineOption screenshotAllOpt("screenshot-all", "Render every tab to DIR/<tab>.png (library, memory, chat, "
+                                              "routing, settings) and exit.", "DIR");
     const QCommandLineOption tabOpt("tab", "Open on tab NAME: library, memory, chat, routing, settings.", "NAME");
     const QCommandLineOption sizeOpt("size", "Initial window size WxH, e.g. 1280x800.", "WxH");
     const QCommandLineOption settingsOpt("settings", "Keep settings in this INI FILE.", "FILE");
@@ -58,7 +61,7 @@ int main(int argc, char** argv) {
     const QCommandLineOption bankOpt("bank", "Answer and route over this memory bank FOLDER (remembered).", "FOLDER");
     const QCommandLineOption buildMemoryOpt("build-memory",
                                             "Build the memory of the Memory tab's collection once the library has settled.");
-    parser.addOptions({screenshotOpt, tabOpt, sizeOpt, settingsOpt, catalogOpt, buildMemoryOpt, bankOpt});
+    parser.addOptions({screenshotOpt, screenshotAllOpt, tabOpt, sizeOpt, settingsOpt, catalogOpt, buildMemoryOpt, bankOpt});
     parser.process(app);   // exits with 0 for --help/--version and 1 with a message for unknown options
 
     std::unique_ptr<QSettings> settings;
@@ -67,6 +70,9 @@ int main(int argc, char** argv) {
     else
         settings = std::make_unique<QSettings>();
 
+    // First start: nothing stored yet (decided before --bank stores anything). Pictures and scripted
+    // builds skip the automatic first-run build (they choose their own work).
+    const bool firstRun = settings->allKeys().isEmpty();
     if (parser.isSet(bankOpt))
         settings->setValue(msa::ui::AnswerSetup::kBankKey, QFileInfo(parser.value(bankOpt)).absoluteFilePath());
 
@@ -74,6 +80,7 @@ int main(int argc, char** argv) {
     context.registry = msa::app::makeBackendRegistry();
     context.doctor = msa::jobs::runDoctor(context.registry);
     context.settings = settings.get();
+    context.firstRun = firstRun && !parser.isSet(screenshotOpt) && !parser.isSet(screenshotAllOpt) && !parser.isSet(buildMemoryOpt);
     if (parser.isSet(catalogOpt)) context.catalogPath = QFileInfo(parser.value(catalogOpt)).absoluteFilePath();
 
     msa::ui::MainWindow window(std::move(context));
@@ -107,68 +114,89 @@ int main(int argc, char** argv) {
             then();
         }
     };
-    if (buildMemory && !parser.isSet(screenshotOpt)) {
+    if (buildMemory && !parser.isSet(screenshotOpt) && !parser.isSet(screenshotAllOpt)) {
         msa::ui::LibraryView* library = window.libraryView();
         auto start = [whenBuilt] { whenBuilt([] {}); };
         if (library->isSettled()) start();
         else QObject::connect(library, &msa::ui::LibraryView::settled, &window, start, Qt::SingleShotConnection);
     }
 
-    if (parser.isSet(screenshotOpt)) {
-        const QString path = parser.value(screenshotOpt);
-        // Give layouts and the file-system model a moment to settle, then grab the window itself
-        // (no display server is needed; BUILD-NOTES "Screenshots").
-        auto grab = [&window, path] {
+    if (parser.isSet(screenshotOpt) || parser.isSet(screenshotAllOpt)) {
+        // Pictures: one FILE of the --tab tab, or (--screenshot-all DIR) DIR/<tab>.png of every tab in order.
+        struct Shot { QString tab, path; };
+        auto shots = std::make_shared<std::vector<Shot>>();
+        if (parser.isSet(screenshotAllOpt)) {
+            const QString dir = parser.value(screenshotAllOpt);
+            for (const char* t : {"library", "memory", "chat", "routing", "settings"})
+                shots->push_back({QString::fromLatin1(t), QDir(dir).filePath(QString::fromLatin1(t) + ".png")});
+        } else {
+            shots->push_back({parser.value(tabOpt), parser.value(screenshotOpt)});
+        }
+        // Grab the window itself (no display server is needed; BUILD-NOTES "Screenshots").
+        auto save = [&window](const QString& path) {
             const QPixmap shot = window.grab();
             const QFileInfo info(path);
             if (!info.absoluteDir().exists()) QDir().mkpath(info.absolutePath());
             if (shot.isNull() || !shot.save(path, "PNG")) {
                 std::fprintf(stderr, "msa-workbench: io_error: cannot write screenshot '%s'\n", qPrintable(path));
-                QApplication::exit(4);
-                return;
+                return false;
             }
             std::printf("msa-workbench: screenshot written to %s (%dx%d)\n", qPrintable(path), shot.width(), shot.height());
-            window.close();   // saves window state like a user closing it
-            QApplication::exit(0);
+            std::fflush(stdout);
+            return true;
         };
-        // Wait for the Library to settle (first-run import done, documents listed), at most 120 s,
-        // then give layouts a moment.
         msa::ui::LibraryView* library = window.libraryView();
-        // Open the newest document too, so the picture shows the viewer with text and segments.
-        const QString tab = parser.value(tabOpt);
         // With a memory bank in place, the Routing and Chat pictures show real work: the suggested
         // question routed (Routing) or answered (Chat), waiting at most 420 s for it (several hops of a
-        // small model on a few cores).
-        auto shootNow = [&window, grab, tab] {
+        // small model on a few cores). `next` runs after the picture.
+        auto shootTab = [&window, save](const Shot& shot, std::function<void(bool)> next) {
+            if (!shot.tab.isEmpty()) window.selectTab(shot.tab);
             auto done = std::make_shared<bool>(false);
-            auto finish = [done, &window, grab] {
+            auto finish = [done, &window, save, shot, next] {
                 if (*done) return;
                 *done = true;
-                QTimer::singleShot(300, &window, grab);
+                QTimer::singleShot(300, &window, [save, shot, next] { next(save(shot.path)); });
             };
             bool started = false;
             msa::ui::RoutingView* routing = window.routingView();
             msa::ui::ChatView* chat = window.chatView();
-            if (tab == QLatin1String("routing") && routing->routeQuestion()) {
-                QObject::connect(routing, &msa::ui::RoutingView::routeFinished, &window, finish);
+            // After the Chat picture (--screenshot-all) the Routing tab already holds that answer's trace,
+            // every hop: show it rather than a one-hop "Route only".
+            if (shot.tab == QLatin1String("routing") && routing->trace().hops.empty() && routing->routeQuestion()) {
+                QObject::connect(routing, &msa::ui::RoutingView::routeFinished, &window, finish, Qt::SingleShotConnection);
                 started = true;
-            } else if (tab == QLatin1String("chat") && chat->ask(chat->suggestedQuestion())) {
-                QObject::connect(chat, &msa::ui::ChatView::answerFinished, &window, finish);
+            } else if (shot.tab == QLatin1String("chat") && chat->ask(chat->suggestedQuestion())) {
+                QObject::connect(chat, &msa::ui::ChatView::answerFinished, &window, finish, Qt::SingleShotConnection);
                 started = true;
             }
             if (!started) {
-                QTimer::singleShot(600, &window, grab);
+                QTimer::singleShot(600, &window, finish);
                 return;
             }
-            QTimer::singleShot(420000, &window, [finish] {
+            QTimer::singleShot(420000, &window, [finish, done] {
+                if (*done) return;
                 std::fprintf(stderr, "msa-workbench: the question did not finish within 420 s; taking the screenshot anyway\n");
                 finish();
             });
         };
-        auto shoot = [library, buildMemory, whenBuilt, shootNow] {
+        // Shots one after another; the window closes (saving its state like a user) after the last.
+        auto runShots = std::make_shared<std::function<void(size_t, bool)>>();
+        *runShots = [&window, shots, shootTab, runShots](size_t i, bool allOk) {
+            if (i >= shots->size()) {
+                window.close();
+                QApplication::exit(allOk ? 0 : 4);
+                *runShots = nullptr;   // break the self-reference
+                return;
+            }
+            shootTab((*shots)[i], [runShots, i, allOk](bool ok) { (*runShots)(i + 1, allOk && ok); });
+        };
+        // Wait for the Library to settle (first-run import done, documents listed), at most 120 s; open
+        // the newest document too, so the picture shows the viewer with text and segments.
+        auto shoot = [library, buildMemory, whenBuilt, runShots] {
             library->selectFirstDocument();
-            if (buildMemory) whenBuilt(shootNow);
-            else shootNow();
+            auto all = [runShots] { (*runShots)(0, true); };
+            if (buildMemory) whenBuilt(all);
+            else all();
         };
         if (library->isSettled()) {
             shoot();

@@ -10,6 +10,7 @@
 #include "ui/views/settings_view.h"
 
 #include "core/util/build_info.h"
+#include "core/util/paths.h"
 
 #include <QAction>
 #include <QApplication>
@@ -18,9 +19,12 @@
 #include <QLabel>
 #include <QMenuBar>
 #include <QMessageBox>
+#include <QPushButton>
 #include <QSettings>
 #include <QStatusBar>
 #include <QTabWidget>
+
+#include <functional>
 
 namespace msa::ui {
 
@@ -103,7 +107,69 @@ MainWindow::MainWindow(UiContext context, QWidget* parent)
     });
     refreshAnswerSetup();
     restoreWindowState();
+    if (m_context.firstRun) {
+        m_firstRunPending = true;
+        auto go = [this] { startFirstRunBuild(); };
+        if (m_library->isSettled()) QMetaObject::invokeMethod(this, go, Qt::QueuedConnection);
+        else connect(m_library, &LibraryView::settled, this, go, Qt::SingleShotConnection);
+    }
     m_catalog->open();
+}
+
+// First run, step 2 (step 1 is the Library's demo import): build the demo collection's memory with the
+// demo model, on the memory thread with the Memory tab's progress, then offer the suggested question.
+void MainWindow::startFirstRunBuild(bool retried) {
+    const std::filesystem::path model = findDemoModel();
+    if (model.empty()) {
+        m_firstRunPending = false;
+        const QString hint = tr("<b>The demo model is missing</b>, so the demo archive's memory was not built. Get it "
+                                "with <tt>packaging/setup.sh build</tt> (it fetches SmolLM2-135M-Instruct), or choose "
+                                "another model above and press Build memory.");
+        m_memory->showHint(hint);
+        statusBar()->showMessage(tr("Demo model missing: run packaging/setup.sh build, then Build memory in the Memory tab"));
+        emit firstRunFinished(false);
+        return;
+    }
+    if (!m_memory->selectCollection(QString::fromLatin1(LibraryView::kDemoCollection))) {
+        // The Memory tab's collection list may lag the import by one listing: try once more when it arrives.
+        if (!retried) {
+            connect(m_catalog, &CatalogClient::collectionsReady, this, [this] { startFirstRunBuild(true); },
+                    static_cast<Qt::ConnectionType>(Qt::QueuedConnection | Qt::SingleShotConnection));
+            m_catalog->refreshCollections();
+            return;
+        }
+        m_firstRunPending = false;
+        m_memory->showHint(tr("The demo archive was not imported, so there is nothing to build a memory of yet."));
+        emit firstRunFinished(false);
+        return;
+    }
+    const QString modelPath = QString::fromStdString(model.string());
+    if (m_memory->modelPath() != modelPath) m_memory->setModelPath(modelPath);
+    connect(m_memory, &MemoryView::buildFinished, this, [this](bool ok, bool cancelled) {
+        m_firstRunPending = false;
+        if (ok && !cancelled) offerSuggestedQuestion();
+        emit firstRunFinished(ok && !cancelled);
+    }, Qt::SingleShotConnection);
+    selectTab("memory");
+    if (!m_memory->startBuild()) {
+        m_firstRunPending = false;
+        disconnect(m_memory, &MemoryView::buildFinished, this, nullptr);
+        emit firstRunFinished(false);
+    }
+}
+
+void MainWindow::offerSuggestedQuestion() {
+    refreshAnswerSetup();
+    if (m_chat->suggestedQuestion().isEmpty()) return;
+    if (auto* suggest = m_chat->findChild<QPushButton*>("chatSuggested")) {
+        suggest->setProperty("highlighted", true);
+        suggest->setStyleSheet("QPushButton { font-weight: bold; background: #ffe082; border: 1px solid #ff8f00; "
+                               "padding: 3px 10px; }");
+        suggest->setText(tr("Try the suggested question"));
+    }
+    const int chat = m_tabs->indexOf(m_chat);
+    m_tabs->setTabText(chat, tr("&Chat ★"));
+    statusBar()->showMessage(tr("The demo memory is built: open the Chat tab and try the suggested multi-hop question"));
 }
 
 MainWindow::~MainWindow() {
@@ -128,6 +194,36 @@ void MainWindow::buildMenus() {
     QMenu* file = menuBar()->addMenu(tr("&File"));
     QAction* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
     quit->setShortcut(QKeySequence::Quit);
+    // The main actions work from every tab: each shows its tab and does what that tab's button does.
+    // (The buttons carry no shortcut of their own, so no key is ever ambiguous; Esc stays tab-local:
+    // it cancels that tab's import/build/answer.)
+    QMenu* actions = menuBar()->addMenu(tr("&Actions"));
+    auto clickIn = [this](const char* tab, QWidget* view, const char* button) {
+        return [this, tab, view, button] {
+            selectTab(QString::fromLatin1(tab));
+            if (auto* b = view->findChild<QPushButton*>(QString::fromLatin1(button)); b && b->isEnabled()) b->click();
+        };
+    };
+    struct Entry { QString text; QKeySequence key; std::function<void()> run; const char* name; };
+    const Entry entries[] = {
+        {tr("&Import a folder into the Library…"), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O),
+         clickIn("library", m_library, "libraryAddFolder"), "actionImportFolder"},
+        {tr("&Build memory"), QKeySequence(Qt::CTRL | Qt::Key_B), clickIn("memory", m_memory, "memoryBuild"), "actionBuild"},
+        {tr("&Ask the question"), QKeySequence(Qt::CTRL | Qt::Key_Return), clickIn("chat", m_chat, "chatAsk"), "actionAsk"},
+        {tr("&Route only"), QKeySequence(Qt::CTRL | Qt::Key_R), clickIn("routing", m_routing, "routingRouteOnly"), "actionRoute"},
+        {tr("&Stop what is running"), QKeySequence(Qt::CTRL | Qt::Key_Period), [this] { stopAll(); }, "actionStop"},
+        {tr("&Export the memory bank…"), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_E),
+         clickIn("memory", m_memory, "memoryExportBank"), "actionExportBank"},
+        {tr("I&mport a memory bank…"), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_I),
+         clickIn("memory", m_memory, "memoryImportBank"), "actionImportBank"},
+        {tr("&Verify the memory bank"), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_V),
+         clickIn("memory", m_memory, "memoryVerifyBank"), "actionVerifyBank"},
+    };
+    for (const Entry& e : entries) {
+        QAction* a = actions->addAction(e.text, this, e.run);
+        a->setObjectName(QString::fromLatin1(e.name));
+        a->setShortcut(e.key);
+    }
     QMenu* view = menuBar()->addMenu(tr("&View"));
     for (int i = 0; i < m_tabs->count(); ++i) {
         QAction* a = view->addAction(m_tabs->tabText(i).remove('&'), this, [this, i] { m_tabs->setCurrentIndex(i); });
@@ -141,6 +237,13 @@ void MainWindow::buildMenus() {
                                .arg(QString::fromUtf8(versionString().data(), static_cast<int>(versionString().size())),
                                     m_backendLabel->text().toHtmlEscaped()));
     });
+}
+
+void MainWindow::stopAll() {
+    m_engine->cancel();
+    m_memory->cancelBuild();
+    m_memory->cancelBankFile();
+    m_catalog->cancelImport();
 }
 
 bool MainWindow::selectTab(const QString& name) {

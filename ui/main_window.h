@@ -51,7 +51,13 @@ public:
     MemoryView* memoryView() const { return m_memory; }
     SettingsView* settingsView() const { return m_settingsView; }
 
+    // First run (UiContext::firstRun): true while the demo build is pending or running.
+    bool firstRunBuildPending() const { return m_firstRunPending; }
+
 signals:
+    // First run: the demo memory build finished (ok: the suggested question is highlighted in Chat),
+    // or could not start (ok false, with the reason shown in the Memory tab).
+    void firstRunFinished(bool ok);
     // Forwarded from the Settings tab to every view (connect a view's slot to it).
     void settingsChanged(const msa::ui::AppSettings& settings);
 
@@ -62,6 +68,10 @@ private:
     void restoreWindowState();
     void saveWindowState();
     void buildMenus();
+    // Ctrl+.: stops the running answer/route, memory build, bank export/import and catalog import.
+    void stopAll();
+    void startFirstRunBuild(bool retried = false);
+    void offerSuggestedQuestion();
 
     UiContext m_context;
     QTabWidget* m_tabs = nullptr;
@@ -74,6 +84,7 @@ private:
     ChatView* m_chat = nullptr;
     RoutingView* m_routing = nullptr;
     SettingsView* m_settingsView = nullptr;
+    bool m_firstRunPending = false;
 };
 
 }  // namespace msa::ui

@@ -1,9 +1,11 @@
 #include "ui/memory_host.h"
 
+#include "core/jobs/bank_files.h"
 #include "core/memory/bank.h"
 #include "core/model/dtype.h"
 
 #include <QFileInfo>
+#include <QLocale>
 #include <QThread>
 
 #include <chrono>
@@ -24,6 +26,9 @@ void registerTypes() {
     qRegisterMetaType<MemoryProgressUpdate>();
     qRegisterMetaType<BankFacts>();
     qRegisterMetaType<MemoryBuildOutcome>();
+    qRegisterMetaType<BankFileRequest>();
+    qRegisterMetaType<BankFileProgress>();
+    qRegisterMetaType<BankFileOutcome>();
 }
 }  // namespace
 
@@ -138,6 +143,126 @@ void MemoryHost::runBuild(const MemoryBuildRequest& request, const std::shared_p
     emit bankReady(bankFacts(request.bankPath));
 }
 
+void MemoryHost::runBankFile(const BankFileRequest& request, const std::shared_ptr<CancelToken>& cancel) {
+    BankFileOutcome out;
+    out.operation = request.operation;
+    out.bankPath = request.bankPath;
+    out.file = request.file;
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point last{};
+    ProgressFn progress = [&](const Progress& p) {
+        const auto now = Clock::now();
+        if (!p.finished && now - last < kProgressInterval) return;
+        last = now;
+        BankFileProgress u;
+        u.operation = request.operation;
+        u.bytesDone = p.bytesDone;
+        u.bytesTotal = p.bytesTotal;
+        u.bytesPerSecond = p.bytesPerSecond;
+        u.etaSeconds = p.etaSeconds;
+        u.finished = p.finished;
+        emit bankFileProgress(u);
+    };
+    const QLocale loc;
+    auto fail = [&](const Status& st, const QString& what) {
+        out.cancelled = st.code() == ErrorCode::Cancelled;
+        out.error = qs(st.toString());
+        out.summary = out.cancelled ? QObject::tr("%1 cancelled: nothing was changed.").arg(what)
+                                    : QObject::tr("%1 failed: %2").arg(what, qs(st.message()));
+    };
+
+    switch (request.operation) {
+    case BankFileOperation::Export: {
+        jobs::BankExportRequest r;
+        r.bank = toPath(request.bankPath);
+        r.file = toPath(request.file);
+        if (!request.catalogPath.isEmpty()) r.catalog = toPath(request.catalogPath);
+        r.zstd = request.zstd;
+        r.cancel = cancel.get();
+        r.progress = progress;
+        auto res = jobs::exportBank(r);
+        if (!res) {
+            fail(res.status(), QObject::tr("Export of %1").arg(request.bankPath));
+            break;
+        }
+        const auto& x = res->archive;
+        out.ok = true;
+        out.summary = QObject::tr("Exported %1 documents (%2 files) to %3: %4 on disk (%5 raw%6), %7 s")
+                          .arg(x.nDocuments)
+                          .arg(x.nFiles)
+                          .arg(request.file, loc.formattedDataSize(static_cast<qint64>(x.fileBytes)),
+                               loc.formattedDataSize(static_cast<qint64>(x.rawBytes)),
+                               x.compressed ? QObject::tr(", zstd") : QString())
+                          .arg(x.seconds, 0, 'f', 1);
+        if (r.catalog)
+            out.summary += QObject::tr("; with the text of %1 catalog documents%2")
+                               .arg(x.nDocumentRecords)
+                               .arg(res->nMissingDocuments
+                                        ? QObject::tr(" (%1 bank documents are not in the catalog)").arg(res->nMissingDocuments)
+                                        : QString());
+        break;
+    }
+    case BankFileOperation::Import: {
+        jobs::BankImportRequest r;
+        r.file = toPath(request.file);
+        r.bank = toPath(request.bankPath);
+        if (!request.catalogPath.isEmpty()) r.catalog = toPath(request.catalogPath);
+        if (!request.modelPath.isEmpty()) r.model = request.modelPath.toStdString();
+        r.force = request.force;
+        r.cancel = cancel.get();
+        r.progress = progress;
+        auto res = jobs::importBank(r);
+        if (!res) {
+            const Status& st = res.status();
+            fail(st, QObject::tr("Import of %1").arg(request.file));
+            if (st.code() == ErrorCode::Mismatch)
+                out.summary = QObject::tr("Import refused: %1 holds a bank built with another model than %2; choose "
+                                          "that model in the Memory tab (or Settings) first. Nothing was changed.")
+                                  .arg(request.file, QFileInfo(request.modelPath).fileName());
+            break;
+        }
+        const auto& x = res->archive;
+        out.ok = true;
+        out.bankPath = qs(x.bank.string());
+        out.summary = QObject::tr("Imported %1 documents (%2 files, every checksum verified) into %3%4, %5 s")
+                          .arg(x.nDocuments)
+                          .arg(x.nFiles)
+                          .arg(out.bankPath, x.replaced ? QObject::tr(" (replaced the previous bank)") : QString())
+                          .arg(x.seconds, 0, 'f', 1);
+        if (r.catalog)
+            out.summary += QObject::tr("; catalog: %1 documents added, %2 already present")
+                               .arg(res->documents.nDocumentsAdded)
+                               .arg(res->documents.nMemoryDocumentsPresent);
+        break;
+    }
+    case BankFileOperation::Verify: {
+        const auto t0 = Clock::now();
+        auto bank = memory::Bank::open(toPath(request.bankPath));
+        if (!bank) {
+            fail(bank.status(), QObject::tr("Verify of %1").arg(request.bankPath));
+            break;
+        }
+        auto rep = bank->verify();
+        if (!rep) {
+            fail(rep.status(), QObject::tr("Verify of %1").arg(request.bankPath));
+            break;
+        }
+        out.ok = true;
+        out.summary = QObject::tr("Bank OK: every checksum verified, %1 sections in %2 shards + template, %3 in %4 s%5")
+                          .arg(rep->nSections)
+                          .arg(rep->nShards)
+                          .arg(loc.formattedDataSize(static_cast<qint64>(rep->nBytes)))
+                          .arg(std::chrono::duration<double>(Clock::now() - t0).count(), 0, 'f', 2)
+                          .arg(rep->nOrphanFiles ? QObject::tr(" (%1 uncommitted files from an interrupted write ignored)")
+                                                       .arg(rep->nOrphanFiles)
+                                                 : QString());
+        break;
+    }
+    }
+    emit bankFileFinished(out);
+    if (out.ok && request.operation == BankFileOperation::Import) emit bankReady(bankFacts(out.bankPath));
+}
+
 // ---------------------------------------------------------------- MemoryClient (GUI thread)
 
 MemoryClient::MemoryClient(QObject* parent) : QObject(parent) {
@@ -153,6 +278,11 @@ MemoryClient::MemoryClient(QObject* parent) : QObject(parent) {
         emit buildFinished(o);
     });
     connect(m_host, &MemoryHost::bankReady, this, &MemoryClient::bankReady);
+    connect(m_host, &MemoryHost::bankFileProgress, this, &MemoryClient::bankFileProgress);
+    connect(m_host, &MemoryHost::bankFileFinished, this, [this](const BankFileOutcome& o) {
+        m_fileCancel.reset();
+        emit bankFileFinished(o);
+    });
     m_thread->start();
 }
 
@@ -165,7 +295,7 @@ void MemoryClient::post(F&& f) {
 }
 
 bool MemoryClient::startBuild(const MemoryBuildRequest& request) {
-    if (!m_host || m_cancel) return false;
+    if (!m_host || m_cancel || m_fileCancel) return false;
     m_cancel = std::make_shared<CancelToken>();
     post([h = m_host, request, token = m_cancel] { h->runBuild(request, token); });
     return true;
@@ -175,6 +305,17 @@ void MemoryClient::cancelBuild() {
     if (m_cancel) m_cancel->cancel();
 }
 
+bool MemoryClient::startBankFile(const BankFileRequest& request) {
+    if (!m_host || m_cancel || m_fileCancel) return false;
+    m_fileCancel = std::make_shared<CancelToken>();
+    post([h = m_host, request, token = m_fileCancel] { h->runBankFile(request, token); });
+    return true;
+}
+
+void MemoryClient::cancelBankFile() {
+    if (m_fileCancel) m_fileCancel->cancel();
+}
+
 void MemoryClient::openBank(const QString& path) {
     post([h = m_host, path] { h->readBank(path); });
 }
@@ -182,6 +323,7 @@ void MemoryClient::openBank(const QString& path) {
 void MemoryClient::shutdown() {
     if (!m_thread) return;
     cancelBuild();
+    cancelBankFile();
     // quit() is handled after the running build returns (it polls the token between and inside documents).
     m_thread->quit();
     m_thread->wait();
@@ -190,6 +332,7 @@ void MemoryClient::shutdown() {
     delete m_thread;
     m_thread = nullptr;
     m_cancel.reset();
+    m_fileCancel.reset();
 }
 
 }  // namespace msa::ui

@@ -24,6 +24,7 @@
 //     connect(memory, &MemoryClient::buildFinished, this, &View::showOutcome);
 //     memory->startBuild(request);    // → buildStarted, buildProgress*, buildFinished (+ bankReady)
 //     memory->openBank(path);         // → bankReady(facts)
+//     memory->startBankFile(request); // → bankFileProgress*, bankFileFinished (+ bankReady)
 //
 // Failures arrive in the outcome/facts as a summary and the full Status text (codes of buildMemory:
 // NotFound for a missing catalog/collection/model, Corrupt/Unsupported for a broken model or bank,
@@ -78,6 +79,39 @@ struct BankFacts {
     QString routing;                  // "chunk 64, top-k 16, layers 0,4,8, 3 kv heads x 64, bf16, dot, keys shared"
 };
 
+// Bank files (issue 7 item 3): export a bank to one archive file, import one into a bank folder,
+// verify every checksum of a bank. Export and import run core/jobs/bank_files.h (with the catalog
+// rows of the memory documents, so the text travels with the bank); verify runs Bank::verify.
+enum class BankFileOperation { Export, Import, Verify };
+
+struct BankFileRequest {
+    BankFileOperation operation = BankFileOperation::Verify;
+    QString bankPath;                 // export/verify: the bank; import: the target folder
+    QString file;                     // the archive (export: written; import: read)
+    QString catalogPath;              // export: include the documents; import: restore them (empty: skip)
+    QString modelPath;                // import: refuse a bank of another model (empty: accept any)
+    bool zstd = true;                 // export
+    bool force = false;               // import: replace an existing bank at the target
+};
+
+struct BankFileProgress {
+    BankFileOperation operation = BankFileOperation::Verify;
+    quint64 bytesDone = 0, bytesTotal = 0;
+    double bytesPerSecond = 0;
+    double etaSeconds = -1;
+    bool finished = false;
+};
+
+struct BankFileOutcome {
+    BankFileOperation operation = BankFileOperation::Verify;
+    bool ok = false;
+    bool cancelled = false;           // stopped by Cancel: nothing was written or replaced
+    QString bankPath;                 // the bank concerned (import: the target)
+    QString file;
+    QString summary;                  // one line for the view
+    QString error;                    // Status::toString() when !ok
+};
+
 struct MemoryBuildOutcome {
     bool ok = false;
     QString collection;
@@ -96,6 +130,7 @@ public:
     // Worker-thread entry points, reached only through MemoryClient's queued calls.
     void runBuild(const MemoryBuildRequest& request, const std::shared_ptr<CancelToken>& cancel);
     void readBank(const QString& path);
+    void runBankFile(const BankFileRequest& request, const std::shared_ptr<CancelToken>& cancel);
 
     // Reads a bank's facts (Bank::open); reentrant, used by the host and by tests.
     static BankFacts bankFacts(const QString& path);
@@ -105,6 +140,8 @@ signals:
     void buildProgress(const msa::ui::MemoryProgressUpdate& update);
     void buildFinished(const msa::ui::MemoryBuildOutcome& outcome);
     void bankReady(const msa::ui::BankFacts& facts);
+    void bankFileProgress(const msa::ui::BankFileProgress& progress);
+    void bankFileFinished(const msa::ui::BankFileOutcome& outcome);
 };
 
 class MemoryClient : public QObject {
@@ -114,12 +151,18 @@ public:
     ~MemoryClient() override;
 
     bool buildRunning() const { return m_cancel != nullptr; }
+    bool bankFileRunning() const { return m_fileCancel != nullptr; }
     bool isShutDown() const { return m_thread == nullptr; }
 
     // Returns false (nothing started) when a build is already running or after shutdown().
     bool startBuild(const MemoryBuildRequest& request);
     void cancelBuild();
     void openBank(const QString& path);
+    // Export/import/verify on the memory thread; false when a build or another bank-file job runs
+    // or after shutdown(). Cancel stops export and import (the partial file or folder is removed,
+    // an existing bank is untouched); verify is short and runs to its end.
+    bool startBankFile(const BankFileRequest& request);
+    void cancelBankFile();
     // cancel → the build commits and returns → quit → wait. Idempotent.
     void shutdown();
 
@@ -128,6 +171,8 @@ signals:
     void buildProgress(const msa::ui::MemoryProgressUpdate& update);
     void buildFinished(const msa::ui::MemoryBuildOutcome& outcome);
     void bankReady(const msa::ui::BankFacts& facts);
+    void bankFileProgress(const msa::ui::BankFileProgress& progress);
+    void bankFileFinished(const msa::ui::BankFileOutcome& outcome);
 
 private:
     template <typename F>
@@ -136,6 +181,7 @@ private:
     QThread* m_thread = nullptr;
     MemoryHost* m_host = nullptr;
     std::shared_ptr<CancelToken> m_cancel;   // the running build's token (GUI thread only)
+    std::shared_ptr<CancelToken> m_fileCancel;   // the running export/import/verify's token
 };
 
 }  // namespace msa::ui
@@ -144,3 +190,6 @@ Q_DECLARE_METATYPE(msa::ui::MemoryBuildRequest)
 Q_DECLARE_METATYPE(msa::ui::MemoryProgressUpdate)
 Q_DECLARE_METATYPE(msa::ui::BankFacts)
 Q_DECLARE_METATYPE(msa::ui::MemoryBuildOutcome)
+Q_DECLARE_METATYPE(msa::ui::BankFileRequest)
+Q_DECLARE_METATYPE(msa::ui::BankFileProgress)
+Q_DECLARE_METATYPE(msa::ui::BankFileOutcome)

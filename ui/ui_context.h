@@ -17,6 +17,10 @@ struct UiContext {
     jobs::DoctorReport doctor;          // demo model / archive facts
     QSettings* settings = nullptr;      // not owned; outlives the window
     QString catalogPath;                // the SQLite catalog; empty: CatalogClient::defaultPath()
+    // First start (no settings yet; workbench_main decides): after the Library's demo import the
+    // window builds the demo archive's memory with the demo model and then offers the suggested
+    // question in Chat (or explains how to get the model). Off by default so tests opt in.
+    bool firstRun = false;
 };
 
 }  // namespace msa::ui

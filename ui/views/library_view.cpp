@@ -263,7 +263,7 @@ LibraryView::LibraryView(const UiContext& context, CatalogClient* catalog, QWidg
         m_search->setFocus();
         m_search->selectAll();
     });
-    m_addFolder->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O));
+    // Ctrl+Shift+O is the window's Actions menu entry (it works from every tab).
     auto* resume = new QShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_R), this);
     connect(resume, &QShortcut::activated, this, &LibraryView::resumeImport);
     auto* cancel = new QShortcut(QKeySequence(Qt::Key_Escape), m_importPanel);

@@ -5,7 +5,7 @@
 // files committed before), the sortable/filterable document table, the debounced FTS5 search box whose results
 // show highlighted snippets, and the document viewer (text, metadata, memory segments).
 //
-// Shortcuts: Ctrl+F search, Ctrl+Shift+O add folder, Ctrl+Shift+R resume, Escape cancels an import.
+// Shortcuts: Ctrl+F search, Ctrl+Shift+O add folder (the window's Actions menu), Ctrl+Shift+R resume, Escape cancels an import.
 //
 // First run: when the catalog has no "Demo archive" collection and msa::findDemoArchive() finds the
 // archive, it is imported in the background with the progress panel showing.

@@ -2,6 +2,8 @@
 
 #include <QAction>
 #include <QComboBox>
+#include <QDir>
+#include <QFileInfo>
 #include <QFileDialog>
 #include <QFormLayout>
 #include <QGroupBox>
@@ -11,6 +13,7 @@
 #include <QLineEdit>
 #include <QListWidget>
 #include <QLocale>
+#include <QMessageBox>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSettings>
@@ -87,7 +90,7 @@ MemoryView::MemoryView(const UiContext& context, CatalogClient* catalog, QWidget
     auto* controls = new QHBoxLayout;
     m_build = new QPushButton(tr("&Build memory"), this);
     m_build->setObjectName("memoryBuild");
-    m_build->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_B));
+    // Ctrl+B, Ctrl+Shift+E/I/V: the window's Actions menu (they work from every tab).
     m_build->setToolTip(tr("Encode the collection's documents into the bank (Ctrl+B). Documents already in the "
                            "bank and unchanged are kept, so this also resumes a cancelled build."));
     m_cancel = new QPushButton(tr("Cancel"), this);
@@ -105,6 +108,19 @@ MemoryView::MemoryView(const UiContext& context, CatalogClient* catalog, QWidget
     controls->addWidget(m_build);
     controls->addWidget(m_cancel);
     controls->addWidget(m_open);
+    m_export = new QPushButton(tr("E&xport…"), this);
+    m_export->setObjectName("memoryExportBank");
+    m_export->setToolTip(tr("Write the bank and its documents' text into one archive file (Ctrl+Shift+E)."));
+    m_import = new QPushButton(tr("&Import…"), this);
+    m_import->setObjectName("memoryImportBank");
+    m_import->setToolTip(tr("Restore a bank archive into a bank folder and its documents into the catalog; "
+                            "every checksum is verified first (Ctrl+Shift+I)."));
+    m_verify = new QPushButton(tr("&Verify"), this);
+    m_verify->setObjectName("memoryVerifyBank");
+    m_verify->setToolTip(tr("Check every checksum of the bank, bulk data included (Ctrl+Shift+V)."));
+    controls->addWidget(m_export);
+    controls->addWidget(m_import);
+    controls->addWidget(m_verify);
     controls->addWidget(m_progress, 1);
     layout->addLayout(controls);
 
@@ -190,7 +206,38 @@ MemoryView::MemoryView(const UiContext& context, CatalogClient* catalog, QWidget
         collectionChanged();
     });
     connect(m_build, &QPushButton::clicked, this, [this] { startBuild(); });
-    connect(m_cancel, &QPushButton::clicked, this, &MemoryView::cancelBuild);
+    connect(m_cancel, &QPushButton::clicked, this, [this] {
+        cancelBuild();
+        cancelBankFile();
+    });
+    connect(m_export, &QPushButton::clicked, this, [this] {
+        const QString bank = m_bank->text();
+        const QString suggested = QFileInfo(bank).absolutePath() + "/" + QFileInfo(bank).fileName() + ".msabank";
+        const QString f = QFileDialog::getSaveFileName(this, tr("Export the memory bank"), suggested,
+                                                       tr("Bank archives (*.msabank);;All files (*)"));
+        if (!f.isEmpty()) exportBankTo(f);
+    });
+    connect(m_import, &QPushButton::clicked, this, [this] {
+        const QString f = QFileDialog::getOpenFileName(this, tr("Import a memory bank archive"), QFileInfo(m_bank->text()).absolutePath(),
+                                                       tr("Bank archives (*.msabank);;All files (*)"));
+        if (f.isEmpty()) return;
+        const QString target = QFileDialog::getExistingDirectory(this, tr("Restore the bank into which folder?"),
+                                                                 QFileInfo(m_bank->text()).absolutePath());
+        if (target.isEmpty()) return;
+        // An empty folder is the target itself; otherwise a new folder named after the archive inside it.
+        QString folder = target;
+        if (!QDir(target).isEmpty()) folder = target + "/" + QFileInfo(f).completeBaseName();
+        bool replace = false;
+        if (QFileInfo::exists(folder + "/manifest.json")) {
+            replace = QMessageBox::question(this, tr("Replace the bank?"),
+                                            tr("%1 already holds a memory bank. Replace it with the archive's bank? "
+                                               "(The old one is only removed once the new one is complete.)")
+                                                .arg(folder)) == QMessageBox::Yes;
+            if (!replace) return;
+        }
+        importBankFrom(f, folder, replace);
+    });
+    connect(m_verify, &QPushButton::clicked, this, [this] { verifyBank(); });
     connect(m_open, &QPushButton::clicked, this, &MemoryView::openBank);
 
     connect(m_catalog, &CatalogClient::collectionsReady, this, &MemoryView::showCollections);
@@ -198,6 +245,8 @@ MemoryView::MemoryView(const UiContext& context, CatalogClient* catalog, QWidget
     connect(m_memory, &MemoryClient::buildProgress, this, &MemoryView::showProgress);
     connect(m_memory, &MemoryClient::buildFinished, this, &MemoryView::showOutcome);
     connect(m_memory, &MemoryClient::bankReady, this, &MemoryView::showBank);
+    connect(m_memory, &MemoryClient::bankFileProgress, this, &MemoryView::showBankFileProgress);
+    connect(m_memory, &MemoryClient::bankFileFinished, this, &MemoryView::showBankFileOutcome);
 
     m_collection->setProperty("remembered", store->value(kCollectionKey).toString());
     setModelPath(m_model->text());
@@ -272,8 +321,107 @@ void MemoryView::openBank() {
     if (!m_bank->text().isEmpty()) m_memory->openBank(m_bank->text());
 }
 
+bool MemoryView::bankFileRunning() const { return m_memory->bankFileRunning(); }
+
+void MemoryView::cancelBankFile() {
+    if (!bankFileRunning()) return;
+    m_memory->cancelBankFile();
+    m_progress->setFormat(tr("cancelling…"));
+}
+
+void MemoryView::showHint(const QString& html) {
+    m_progressLine->setTextFormat(Qt::RichText);
+    m_progressLine->setText(html);
+}
+
+bool MemoryView::exportBankTo(const QString& file) {
+    BankFileRequest r;
+    r.operation = BankFileOperation::Export;
+    r.bankPath = m_bank->text();
+    r.file = file;
+    r.catalogPath = m_catalog->path();
+    if (r.bankPath.isEmpty() || !QFileInfo::exists(r.bankPath + "/manifest.json")) {
+        showError(tr("No memory bank in %1 to export: build it first.").arg(r.bankPath), QString());
+        return false;
+    }
+    return startBankFile(r);
+}
+
+bool MemoryView::importBankFrom(const QString& file, const QString& targetFolder, bool replace) {
+    BankFileRequest r;
+    r.operation = BankFileOperation::Import;
+    r.file = file;
+    r.bankPath = targetFolder;
+    r.catalogPath = m_catalog->path();
+    r.modelPath = m_model->text();
+    r.force = replace;
+    if (!QFileInfo(file).isFile()) {
+        showError(tr("%1 is not a file.").arg(file), QString());
+        return false;
+    }
+    return startBankFile(r);
+}
+
+bool MemoryView::verifyBank() {
+    BankFileRequest r;
+    r.operation = BankFileOperation::Verify;
+    r.bankPath = m_bank->text();
+    if (r.bankPath.isEmpty() || !QFileInfo::exists(r.bankPath + "/manifest.json")) {
+        showError(tr("No memory bank in %1 to verify.").arg(r.bankPath), QString());
+        return false;
+    }
+    return startBankFile(r);
+}
+
+bool MemoryView::startBankFile(const BankFileRequest& r) {
+    if (!m_memory->startBankFile(r)) {
+        showError(tr("Wait for the running build or bank job to finish (or cancel it) first."), QString());
+        return false;
+    }
+    m_error->hide();
+    m_progressLine->setTextFormat(Qt::AutoText);
+    m_progress->setRange(0, 0);
+    const QString what = r.operation == BankFileOperation::Export   ? tr("Exporting the bank to %1…").arg(r.file)
+                         : r.operation == BankFileOperation::Import ? tr("Importing %1 into %2…").arg(r.file, r.bankPath)
+                                                                    : tr("Verifying every checksum of %1…").arg(r.bankPath);
+    m_progress->setFormat(r.operation == BankFileOperation::Verify ? tr("verifying…") : tr("starting…"));
+    m_progressLine->setText(what);
+    updateButtons();
+    emit statusMessage(what);
+    return true;
+}
+
+void MemoryView::showBankFileProgress(const BankFileProgress& p) {
+    const QLocale loc;
+    if (p.bytesTotal > 0) {
+        m_progress->setRange(0, 1000);
+        m_progress->setValue(static_cast<int>(1000.0 * static_cast<double>(p.bytesDone) / static_cast<double>(p.bytesTotal)));
+    }
+    m_progress->setFormat(tr("%p%"));
+    m_progressLine->setText(tr("%1: %2 of %3 · %4/s · ETA %5")
+                                .arg(p.operation == BankFileOperation::Export ? tr("Export") : tr("Import"),
+                                     loc.formattedDataSize(static_cast<qint64>(p.bytesDone)),
+                                     loc.formattedDataSize(static_cast<qint64>(p.bytesTotal)),
+                                     loc.formattedDataSize(static_cast<qint64>(p.bytesPerSecond)), duration(p.etaSeconds)));
+}
+
+void MemoryView::showBankFileOutcome(const BankFileOutcome& o) {
+    updateButtons();
+    m_progress->setRange(0, 1);
+    m_progress->setValue(o.ok ? 1 : 0);
+    m_progress->setFormat(o.ok ? tr("done") : o.cancelled ? tr("cancelled") : tr("failed"));
+    m_progressLine->setText(o.summary);
+    if (!o.ok && !o.cancelled) showError(o.summary, o.error);
+    if (o.ok && o.operation == BankFileOperation::Import && o.bankPath != m_bank->text()) {
+        m_bankEdited = true;
+        m_bank->setText(o.bankPath);   // the bankReady that follows shows (and activates) it
+    }
+    emit statusMessage(o.summary);
+    emit bankFileFinished(o.ok, o.cancelled, o.summary);
+}
+
 bool MemoryView::startBuild() {
-    if (buildRunning()) return false;
+    if (buildRunning() || bankFileRunning()) return false;
     QString problem;
     const ModelCheck model = checkModel(m_model->text());
     if (currentCollection().isEmpty()) problem = tr("Choose a collection first (import one in the Library tab).");
@@ -294,6 +442,7 @@ bool MemoryView::startBuild() {
     if (!m_memory->startBuild(r)) return false;
 
     m_error->hide();
+    m_progressLine->setTextFormat(Qt::AutoText);   // a first-run hint may have switched it to rich text
     m_skipped->clear();
     m_rate->graph(0)->data()->clear();
     m_rate->graph(1)->data()->clear();
@@ -419,9 +568,12 @@ void MemoryView::showError(const QString& summary, const QString& detail) {
 }
 
 void MemoryView::updateButtons() {
-    const bool running = buildRunning();
+    const bool running = buildRunning() || bankFileRunning();
     m_build->setEnabled(!running && m_collection->currentIndex() >= 0);
     m_cancel->setEnabled(running);
+    m_export->setEnabled(!running);
+    m_import->setEnabled(!running);
+    m_verify->setEnabled(!running);
     m_collection->setEnabled(!running);
     m_model->setEnabled(!running);
     m_bank->setEnabled(!running);

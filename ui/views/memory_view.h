@@ -1,5 +1,5 @@
 // memory_view.h: the Memory tab (DESIGN.md §6, issue 7 item 3): choose a collection (from the
-// catalog), the model file and the bank folder; Build (Ctrl+B) encodes the collection into the bank on
+// catalog), the model file and the bank folder; Build (Ctrl+B, Actions menu) encodes the collection into the bank on
 // the memory engine's thread (MemoryClient) with a live tokens/s plot (QCustomPlot: the last interval's
 // rate and the run's average), documents done/total, tokens, ETA and the current document; Cancel
 // (Escape) stops it after committing what was finished; the next Build resumes ("N documents already
@@ -7,7 +7,8 @@
 // chunks, tokens, bytes and bytes per token, shards, model fingerprint, routing configuration), and the
 // documents the build skipped are listed with their reasons. Errors (a corrupt model, a bank built with
 // another model, a full disk) show in the error line with the full message; the bank keeps its last
-// commit.
+// commit. Export… (Ctrl+Shift+E), Import… (Ctrl+Shift+I) and Verify (Ctrl+Shift+V) carry a bank as
+// one archive file and check its checksums, on the same thread, with progress and Cancel.
 //
 // Thread affinity: GUI thread only. Ownership: Qt parent/child; the view owns its MemoryClient (shut
 // down by shutdown(), which the main window calls on close); the CatalogClient is borrowed.
@@ -60,6 +61,20 @@ public:
     bool startBuild();
     void cancelBuild();
     void openBank();
+
+    // Bank files (Export… / Import… / Verify buttons; these are their non-dialog forms). Each runs on
+    // the memory thread with progress in the tab and Cancel (Esc); false (reason in the error line)
+    // when a build or another bank-file job runs or the inputs are missing. Export includes the memory
+    // documents' catalog rows; import restores them into the window's catalog, refuses an archive of
+    // another model than the tab's, never replaces an existing bank unless `replace`, and makes the
+    // imported bank the shown (and active) one.
+    bool exportBankTo(const QString& file);
+    bool importBankFrom(const QString& file, const QString& targetFolder, bool replace = false);
+    bool verifyBank();
+    bool bankFileRunning() const;
+    void cancelBankFile();
+    // Shows a line of advice (e.g. the first-run "demo model missing" hint) in the progress line.
+    void showHint(const QString& html);
     // Cancels a running build (it commits) and stops the memory thread. Idempotent.
     void shutdown();
 
@@ -71,6 +86,7 @@ signals:
     void statusMessage(const QString& message);
     void buildFinished(bool ok, bool cancelled);
     void bankShown(const msa::ui::BankFacts& facts);
+    void bankFileFinished(bool ok, bool cancelled, const QString& summary);
     // A valid bank was built or opened; its folder is stored as AppSettings::kActiveBankKey for the
     // views that answer from it.
     void activeBankChanged(const QString& bankPath);
@@ -84,6 +100,9 @@ private:
     void showError(const QString& summary, const QString& detail);
     void collectionChanged();
     void updateButtons();
+    bool startBankFile(const BankFileRequest& request);
+    void showBankFileProgress(const BankFileProgress& progress);
+    void showBankFileOutcome(const BankFileOutcome& outcome);
 
     AppSettings m_settings;
     QSettings* m_store = nullptr;         // borrowed from the UiContext
@@ -100,6 +119,9 @@ private:
     QPushButton* m_build = nullptr;
     QPushButton* m_cancel = nullptr;
     QPushButton* m_open = nullptr;
+    QPushButton* m_export = nullptr;
+    QPushButton* m_import = nullptr;
+    QPushButton* m_verify = nullptr;
     QLabel* m_resume = nullptr;
     QProgressBar* m_progress = nullptr;
     QLabel* m_progressLine = nullptr;

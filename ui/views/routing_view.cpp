@@ -68,7 +68,7 @@ RoutingView::RoutingView(const UiContext&, AnswerClient* engine, QWidget* parent
     m_route = new QPushButton(tr("Route only"), this);
     m_route->setObjectName("routingRouteOnly");
     m_route->setToolTip(tr("Route the question over the memory bank, like `msa route` (Ctrl+R)"));
-    m_route->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_R));
+    // Ctrl+R is the window's Actions menu entry (it works from every tab).
     top->addWidget(m_route);
     layout->addLayout(top);
 
