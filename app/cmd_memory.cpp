@@ -180,6 +180,7 @@ int runAsk(const AskArgs& a) {
     req.hops = static_cast<size_t>(std::max(1, a.hops));
     req.maxRounds = static_cast<size_t>(std::max(1, a.maxRounds));
     req.reference = a.reference;
+    req.temperature = a.temperature;
     req.method = a.method == "interleave" ? jobs::AnswerMethod::Interleave
                : a.method == "training-free" ? jobs::AnswerMethod::TrainingFree : jobs::AnswerMethod::Auto;
     req.injection = a.injection == "compressed" ? jobs::Injection::Compressed : jobs::Injection::Original;

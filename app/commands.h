@@ -79,6 +79,7 @@ struct AskArgs {
     int maxRounds = 8;
     bool reference = false;
     bool noHistory = false;
+    float temperature = 0.0f;
     FilterArgs filter;
 };
 int runAsk(const AskArgs& args);

@@ -780,6 +780,8 @@ int main(int argc, char** argv) {
     askCmd->add_option("--max-rounds", askArgs.maxRounds, "Memory Interleave round cap")->capture_default_str();
     askCmd->add_flag("--reference", askArgs.reference, "Memory Interleave: reproduce the reference code's quirks "
                                                        "(non-causal injection B3, region tokenization B10)");
+    askCmd->add_option("--temperature,-t", askArgs.temperature, "Training-free answers: 0 = greedy (Memory Interleave is "
+                                                                "always greedy, as the reference)")->capture_default_str();
     askCmd->add_flag("--no-history", askArgs.noHistory, "Do not save the question, answer and trace in the catalog");
     addFilter(askCmd, askArgs.filter);
     askCmd->add_option("QUESTION", askArgs.question, "The question")->required();

@@ -20,6 +20,7 @@ AnswerSetup AnswerSetup::fromSettings(const UiContext& context, const QString& c
     s.model = app.modelPath;
     s.nThreads = app.threads;
     s.maxTokens = app.maxAnswerTokens;
+    s.temperature = app.temperature;
     s.hops = app.maxHops;
     s.injection = app.injection == QLatin1String("kv") ? jobs::Injection::Compressed : jobs::Injection::Original;
     if (context.settings) {

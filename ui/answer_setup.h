@@ -27,6 +27,7 @@ struct AnswerSetup {
     int topN = 24;     // documents listed per layer for inspection (above k = 16, so unchosen ones show too)
     int nDocuments = 4;   // documents whose text is given to the model
     int maxTokens = 256;  // answer length limit
+    double temperature = 0.0;   // training-free answers (0 = greedy)
     int hops = 1;         // routing hops (training-free, original text)
     jobs::AnswerMethod method = jobs::AnswerMethod::Auto;   // Memory Interleave iff the model is an MSA model
     jobs::Injection injection = jobs::Injection::Original;   // training-free: text, or chunk K/V ("kv")

@@ -538,6 +538,8 @@ Status askCompressed(RoutingContext& c, const AskRequest& a, const AnswerStream&
     engine::GenerateOptions go;
     go.maxTokens = a.maxTokens;
     go.sampler.repetitionPenalty = a.repetitionPenalty;
+    go.sampler.temperature = a.temperature;
+    go.sampler.seed = a.seed;
     go.stopStrings = chatStopStrings(c.rt);
     go.cancel = a.cancel;
     go.positionOffset = q.firstPosition;
@@ -636,6 +638,8 @@ Status askOriginal(RoutingContext& c, const AskRequest& a, const AnswerStream& o
     engine::GenerateOptions go;
     go.maxTokens = a.maxTokens;
     go.sampler.repetitionPenalty = a.repetitionPenalty;
+    go.sampler.temperature = a.temperature;
+    go.sampler.seed = a.seed;
     go.stopStrings = chatStopStrings(rt);
     go.cancel = a.cancel;
     const auto tg = Clock::now();

@@ -140,6 +140,8 @@ struct AskRequest {
     size_t maxTokens = 256;
     size_t maxDocumentBytes = 4000;     // each document's text is cut to this many bytes
     float repetitionPenalty = 1.2f;     // greedy small models loop without it (HF rule, sampler.h)
+    float temperature = 0.0f;           // training-free answers: 0 = greedy; Memory Interleave is always greedy (msa-spec §5.7)
+    uint64_t seed = 0;                  // sampling seed when temperature > 0
     bool reference = false;             // Memory Interleave: reproduce the reference's B3/B10 behaviour
     size_t maxRounds = 8;               // Memory Interleave round cap (the reference has none)
     size_t maxGenerateTokens = 2048;    // Memory Interleave per-call iteration cap

@@ -494,6 +494,7 @@ bool ChatView::ask(const QString& question) {
     req.route.nThreads = static_cast<size_t>(std::max(0, m_setup.nThreads));
     req.nDocuments = static_cast<size_t>(std::max(1, m_setup.nDocuments));
     req.maxTokens = static_cast<size_t>(std::max(1, m_setup.maxTokens));
+    req.temperature = static_cast<float>(m_setup.temperature);
     req.hops = static_cast<size_t>(std::max(1, m_setup.hops));
     req.method = m_setup.method;
     req.injection = m_setup.injection;

@@ -149,6 +149,20 @@ private slots:
         QCOMPARE(jobs::askQuestion(req).status().code(), ErrorCode::InvalidArgument);
     }
 
+    void askTemperatureSamples() {
+        jobs::AskRequest req = askRequest();
+        req.method = jobs::AnswerMethod::TrainingFree;
+        req.maxTokens = 12;
+        auto greedy = jobs::askQuestion(req);
+        req.temperature = 1.5f;
+        req.seed = 7;
+        auto a = jobs::askQuestion(req);
+        auto b = jobs::askQuestion(req);
+        QVERIFY(greedy.ok() && a.ok() && b.ok());
+        QCOMPARE(a->answer, b->answer);          // the seed makes sampling reproducible
+        QVERIFY(a->answer != greedy->answer);    // and it is sampling, not argmax
+    }
+
     void askHopsRouteAgainWithInjectedText() {
         jobs::AskRequest req = askRequest();
         req.method = jobs::AnswerMethod::TrainingFree;
