@@ -242,7 +242,7 @@ void MemoryHost::runBankFile(const BankFileRequest& request, const std::shared_p
             fail(bank.status(), QObject::tr("Verify of %1").arg(request.bankPath));
             break;
         }
-        auto rep = bank->verify();
+        auto rep = bank->verify(cancel.get());
         if (!rep) {
             fail(rep.status(), QObject::tr("Verify of %1").arg(request.bankPath));
             break;

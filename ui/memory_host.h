@@ -160,7 +160,7 @@ public:
     void openBank(const QString& path);
     // Export/import/verify on the memory thread; false when a build or another bank-file job runs
     // or after shutdown(). Cancel stops export and import (the partial file or folder is removed,
-    // an existing bank is untouched); verify is short and runs to its end.
+    // an existing bank is untouched); verify stops between sections.
     bool startBankFile(const BankFileRequest& request);
     void cancelBankFile();
     // cancel → the build commits and returns → quit → wait. Idempotent.

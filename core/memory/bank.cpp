@@ -702,10 +702,13 @@ std::span<const std::byte> Bank::values(size_t docRow, size_t layer) const {
 std::span<const std::byte> Bank::templateKeys(size_t modelLayer) const { return m_impl->tmplK.at(modelLayer); }
 std::span<const std::byte> Bank::templateValues(size_t modelLayer) const { return m_impl->tmplV.at(modelLayer); }
 
-Result<VerifyReport> Bank::verify() const {
+Result<VerifyReport> Bank::verify() const { return verify(nullptr); }
+
+Result<VerifyReport> Bank::verify(const CancelToken* cancel) const {
     VerifyReport r;
     auto one = [&](const FileMapping& map, const std::vector<Section>& secs) -> Status {
         for (const Section& s : secs) {
+            if (cancel && cancel->isCancelled()) return Status(ErrorCode::Cancelled, "bank verification cancelled");
             MSA_RETURN_IF_ERROR(checkSection(map, s));
             ++r.nSections;
             r.nBytes += s.length;

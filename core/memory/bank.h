@@ -37,6 +37,7 @@
 
 #include "core/model/dtype.h"
 #include "core/util/file_map.h"
+#include "core/util/progress.h"
 #include "core/util/status.h"
 
 #include <cstddef>
@@ -171,6 +172,8 @@ public:
 
     // Checks every checksum of every committed file (bulk data included).
     Result<VerifyReport> verify() const;
+    // The same, stopping with Cancelled between sections when `cancel` is set.
+    Result<VerifyReport> verify(const CancelToken* cancel) const;
 
     struct Impl;
 
