@@ -11,6 +11,8 @@
 #include "ui/views/settings_view.h"
 
 #include <QComboBox>
+#include <QMenu>
+#include <QToolButton>
 #include <QDir>
 #include <QDoubleSpinBox>
 #include <QFile>
@@ -135,6 +137,35 @@ private slots:
         QVERIFY(v.folderProblem().isEmpty());
         editLine(&v, "settingsCatalog", m_tmp.path());
         QVERIFY2(v.folderProblem().contains("is a folder"), qPrintable(v.folderProblem()));
+    }
+
+    void recentModelsAreRemembered() {
+        const QString ini = m_tmp.filePath("recent.ini");
+        const QString msa = QStringLiteral(MSA_SOURCE_DIR "/tests/fixtures/models/msa-qwen3-bf16");
+        const QString qwen = QStringLiteral(MSA_SOURCE_DIR "/tests/fixtures/models/qwen3-f32");
+        {
+            QSettings settings(ini, QSettings::IniFormat);
+            MainWindow w(makeContext(&settings, QString()));
+            w.memoryView()->setModelPath(msa);
+            w.memoryView()->setModelPath(m_tmp.filePath("not-a-model.gguf"));   // invalid: not remembered
+            w.memoryView()->setModelPath(qwen);
+            w.memoryView()->setModelPath(msa);                                  // moves to the front, once
+            // (The window's starting model, the demo model when present, opened first and comes after.)
+            const QStringList recent = w.memoryView()->recentModels();
+            QVERIFY(recent.size() >= 2);
+            QCOMPARE(recent.mid(0, 2), (QStringList{msa, qwen}));
+            QCOMPARE(recent.count(msa), 1);
+            QVERIFY(!recent.contains(m_tmp.filePath("not-a-model.gguf")));
+            auto* button = w.memoryView()->findChild<QToolButton*>("memoryRecentModels");
+            QVERIFY(button && button->menu());
+            QCOMPARE(button->menu()->actions().size(), recent.size());
+            button->menu()->actions().at(1)->trigger();                         // pick the older one
+            QCOMPARE(w.memoryView()->modelPath(), qwen);
+        }
+        QSettings settings(ini, QSettings::IniFormat);
+        MainWindow next(makeContext(&settings, QString()));
+        const QStringList kept = next.memoryView()->recentModels();   // survives a restart
+        QVERIFY(kept.contains(qwen) && kept.contains(msa));
     }
 
     void changesReachTheViewsAndTheNextStart() {

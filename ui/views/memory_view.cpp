@@ -17,6 +17,8 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSettings>
+#include <QToolButton>
+#include <QMenu>
 #include <QSplitter>
 #include <QVBoxLayout>
 
@@ -61,8 +63,15 @@ MemoryView::MemoryView(const UiContext& context, CatalogClient* catalog, QWidget
     m_model->setObjectName("memoryModel");
     m_model->setPlaceholderText(tr("GGUF file or Hugging Face model folder"));
     auto* browseModel = new QPushButton(tr("Browse…"), sourceBox);
+    // Models that opened here before (most recent first), kept in QSettings.
+    m_recentModels = new QToolButton(sourceBox);
+    m_recentModels->setObjectName("memoryRecentModels");
+    m_recentModels->setText(tr("Recent"));
+    m_recentModels->setPopupMode(QToolButton::InstantPopup);
+    m_recentModels->setMenu(new QMenu(m_recentModels));
     modelRow->addWidget(m_model, 1);
     modelRow->addWidget(browseModel);
+    modelRow->addWidget(m_recentModels);
     form->addRow(tr("Model:"), modelRow);
     m_modelCheck = new QLabel(sourceBox);
     m_modelCheck->setObjectName("memoryModelCheck");
@@ -275,7 +284,32 @@ void MemoryView::setModelPath(const QString& path) {
     const ModelCheck check = checkModel(path);
     m_modelCheck->setStyleSheet(check.ok ? "QLabel { color: #2e7d32; }" : "QLabel { color: #b00020; }");
     m_modelCheck->setText(check.ok ? check.summary : check.problem);
+    if (check.ok) rememberModel(path);
+    else refreshRecentModels();
     updateButtons();
+}
+
+QStringList MemoryView::recentModels() const {
+    return m_store ? m_store->value(kRecentModelsKey).toStringList() : QStringList();
+}
+
+void MemoryView::rememberModel(const QString& path) {
+    if (!m_store || path.isEmpty()) return;
+    QStringList recent = recentModels();
+    recent.removeAll(path);
+    recent.prepend(path);
+    while (recent.size() > kMaxRecentModels) recent.removeLast();
+    m_store->setValue(kRecentModelsKey, recent);
+    refreshRecentModels();
+}
+
+void MemoryView::refreshRecentModels() {
+    QMenu* menu = m_recentModels->menu();
+    menu->clear();
+    const QStringList recent = recentModels();
+    for (const QString& path : recent)
+        menu->addAction(path, this, [this, path] { setModelPath(path); });
+    m_recentModels->setEnabled(!recent.isEmpty());
 }
 
 void MemoryView::setBankPath(const QString& path) {

@@ -30,6 +30,7 @@ class QComboBox;
 class QCustomPlot;
 class QLabel;
 class QLineEdit;
+class QToolButton;
 class QListWidget;
 class QProgressBar;
 class QPushButton;
@@ -91,7 +92,15 @@ signals:
     // views that answer from it.
     void activeBankChanged(const QString& bankPath);
 
+public:
+    // Models that opened successfully here, most recent first (QSettings "engine/recentModels").
+    QStringList recentModels() const;
+    static constexpr const char* kRecentModelsKey = "engine/recentModels";
+    static constexpr int kMaxRecentModels = 8;
+
 private:
+    void rememberModel(const QString& path);
+    void refreshRecentModels();
     void showCollections(const std::vector<catalog::CollectionInfo>& collections);
     void showStarted(const QString& bankPath, quint64 alreadyInBank);
     void showProgress(const MemoryProgressUpdate& update);
@@ -114,6 +123,7 @@ private:
     QComboBox* m_collection = nullptr;
     QLineEdit* m_model = nullptr;
     QLabel* m_modelCheck = nullptr;
+    QToolButton* m_recentModels = nullptr;
     QLineEdit* m_bank = nullptr;
     QComboBox* m_device = nullptr;
     QPushButton* m_build = nullptr;
