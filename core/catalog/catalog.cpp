@@ -154,6 +154,41 @@ Result<CatalogStats> Catalog::stats() const {
     return st;
 }
 
+namespace {
+// The metadata filter of a SearchQuery (collection, kind, date range, participant) as SQL over the
+// documents table aliased `d`, with its five parameters numbered from `first` (search() and
+// memoryDocumentIds() share it).
+void appendFilterSql(std::string& sql, const SearchQuery& q, int first) {
+    // Appended piece by piece: GCC 12 raises a false -Wrestrict on "literal" + std::string.
+    auto add = [&](const char* text, int param) {
+        sql += text;
+        sql += '?';
+        sql += std::to_string(first + param);
+    };
+    if (q.collection) {
+        add(" AND EXISTS (SELECT 1 FROM document_sources ds JOIN source_files f ON f.id = ds.source_file_id"
+            " JOIN collections c ON c.id = f.collection_id WHERE ds.document_id = d.id AND c.name = ", 0);
+        sql += ')';
+    }
+    if (q.kind) add(" AND d.kind = ", 1);
+    if (q.fromUnix) add(" AND d.date_unix >= ", 2);
+    if (q.toUnix) add(" AND d.date_unix < ", 3);
+    if (q.participant) {
+        add(" AND (d.author LIKE ", 4);
+        add(" OR EXISTS (SELECT 1 FROM json_each(d.participants_json) p WHERE p.value LIKE ", 4);
+        sql += "))";
+    }
+}
+
+void bindFilter(Stmt& s, const SearchQuery& q, int first) {
+    if (q.collection) s.bind(first, *q.collection);
+    if (q.kind) s.bind(first + 1, *q.kind);
+    if (q.fromUnix) s.bind(first + 2, *q.fromUnix);
+    if (q.toUnix) s.bind(first + 3, *q.toUnix);
+    if (q.participant) s.bind(first + 4, "%" + *q.participant + "%");
+}
+}  // namespace
+
 Result<std::vector<SearchHit>> Catalog::search(const SearchQuery& q) const {
     if (q.match.empty()) return invalidArgument("empty search query");
     if (q.limit <= 0 || q.offset < 0) return invalidArgument("search limit must be positive and offset >= 0");
@@ -165,24 +200,12 @@ Result<std::vector<SearchHit>> Catalog::search(const SearchQuery& q) const {
                   WHERE ds.document_id = d.id ORDER BY f.id, ds.ordinal LIMIT 1)
         FROM documents_fts JOIN documents d ON d.id = documents_fts.rowid
         WHERE documents_fts MATCH ?4)SQL";
-    if (q.collection)
-        sql += R"SQL( AND EXISTS (SELECT 1 FROM document_sources ds JOIN source_files f ON f.id = ds.source_file_id
-                   JOIN collections c ON c.id = f.collection_id WHERE ds.document_id = d.id AND c.name = ?5))SQL";
-    if (q.kind) sql += " AND d.kind = ?6";
-    if (q.fromUnix) sql += " AND d.date_unix >= ?7";
-    if (q.toUnix) sql += " AND d.date_unix < ?8";
-    if (q.participant)
-        sql += R"SQL( AND (d.author LIKE ?9 OR EXISTS (SELECT 1 FROM json_each(d.participants_json) p
-                   WHERE p.value LIKE ?9)))SQL";
+    appendFilterSql(sql, q, 5);
     sql += " ORDER BY bm25(documents_fts, 10.0, 1.0), d.id LIMIT ?10 OFFSET ?11";
     MSA_ASSIGN_OR_RETURN(Stmt s, m_db.prepare(sql));
     s.bind(1, q.highlightOpen).bind(2, q.highlightClose).bind(3, static_cast<int64_t>(q.snippetTokens));
     s.bind(4, q.match);
-    if (q.collection) s.bind(5, *q.collection);
-    if (q.kind) s.bind(6, *q.kind);
-    if (q.fromUnix) s.bind(7, *q.fromUnix);
-    if (q.toUnix) s.bind(8, *q.toUnix);
-    if (q.participant) s.bind(9, "%" + *q.participant + "%");
+    bindFilter(s, q, 5);
     s.bind(10, static_cast<int64_t>(q.limit)).bind(11, static_cast<int64_t>(q.offset));
     std::vector<SearchHit> hits;
     for (;;) {
@@ -225,22 +248,10 @@ Result<std::vector<SearchHit>> Catalog::search(const SearchQuery& q) const {
 
 Result<std::vector<int64_t>> Catalog::memoryDocumentIds(const SearchQuery& q) const {
     std::string sql = "SELECT m.id FROM memory_documents m JOIN documents d ON d.id = m.document_id WHERE 1";
-    if (q.collection)
-        sql += R"SQL( AND EXISTS (SELECT 1 FROM document_sources ds JOIN source_files f ON f.id = ds.source_file_id
-                   JOIN collections c ON c.id = f.collection_id WHERE ds.document_id = d.id AND c.name = ?1))SQL";
-    if (q.kind) sql += " AND d.kind = ?2";
-    if (q.fromUnix) sql += " AND d.date_unix >= ?3";
-    if (q.toUnix) sql += " AND d.date_unix < ?4";
-    if (q.participant)
-        sql += R"SQL( AND (d.author LIKE ?5 OR EXISTS (SELECT 1 FROM json_each(d.participants_json) p
-                   WHERE p.value LIKE ?5)))SQL";
+    appendFilterSql(sql, q, 1);
     sql += " ORDER BY m.id";
     MSA_ASSIGN_OR_RETURN(Stmt s, m_db.prepare(sql));
-    if (q.collection) s.bind(1, *q.collection);
-    if (q.kind) s.bind(2, *q.kind);
-    if (q.fromUnix) s.bind(3, *q.fromUnix);
-    if (q.toUnix) s.bind(4, *q.toUnix);
-    if (q.participant) s.bind(5, "%" + *q.participant + "%");
+    bindFilter(s, q, 1);
     std::vector<int64_t> ids;
     for (;;) {
         MSA_ASSIGN_OR_RETURN(bool row, s.step());
