@@ -239,7 +239,6 @@ Result<DatasetEvalReport> evaluateDataset(const DatasetEvalRequest& r) {
     MSA_ASSIGN_OR_RETURN(std::unique_ptr<RoutingContext> ctx, openRouting(rr, *backend));
     for (int l : ctx->cfg.layers) out.layers.push_back(l);
     out.topK = ctx->cfg.topK;
-    memory::Router router(r.nThreads);
     MSA_ASSIGN_OR_RETURN(catalog::Catalog cat, catalog::Catalog::open(catalogPath, {.readOnly = true, .create = false}));
 
     RecallSet routedSum, bm25Sum, layerMeanSum;
@@ -263,7 +262,7 @@ Result<DatasetEvalReport> evaluateDataset(const DatasetEvalRequest& r) {
 
         const auto tRoute = Clock::now();
         rr.question = item.question;
-        MSA_ASSIGN_OR_RETURN(RouteReport routed, routeWith(*ctx, router, rr));
+        MSA_ASSIGN_OR_RETURN(RouteReport routed, routeWith(*ctx, rr));
         std::vector<int64_t> overallIds;
         for (const auto& o : routed.overall) overallIds.push_back(o.id);
         const std::vector<size_t> overall = toDocuments(overallIds, docOf);

@@ -256,18 +256,8 @@ Result<std::unique_ptr<RoutingContext>> openRouting(const RouteRequest& r, engin
     if (bankLayers != ctx->cfg.layers)
         return Status(ErrorCode::Mismatch, "the bank's routing layers differ from the model's routing configuration");
     ctx->wrap = wrappingFor(ctx->rt);
-    if (!ctx->cfg.layers.empty()) {
-        for (const memory::ShardSpan& span : ctx->bank.routingKeys(0)) {
-            RoutingContext::ShardTable t;
-            for (const auto& d : ctx->bank.documents()) {
-                if (d.firstChunk < span.firstChunk || d.firstChunk >= span.firstChunk + span.nChunks) continue;
-                t.offsets.push_back(d.firstChunk - span.firstChunk + d.nChunks);
-                t.ids.push_back(static_cast<uint64_t>(d.id));
-                t.allowed.push_back(d.live() ? 1 : 0);
-            }
-            ctx->shards.push_back(std::move(t));
-        }
-    }
+    MSA_ASSIGN_OR_RETURN(memory::MemoryIndex index, memory::MemoryIndex::create(ctx->bank, *ctx->rt.files, ctx->cfg, r.nThreads));
+    ctx->index.emplace(std::move(index));
     if (r.catalog) {
         auto cat = catalog::Catalog::open(*r.catalog, {.readOnly = true, .create = false});
         if (cat) ctx->catalog = std::move(cat).value();
@@ -278,81 +268,30 @@ Result<std::unique_ptr<RoutingContext>> openRouting(const RouteRequest& r, engin
         if (!r.catalog) return invalidArgument("a candidate filter (collection, kind, dates, participant) needs --catalog");
         MSA_ASSIGN_OR_RETURN(std::vector<int64_t> ids, filterMemoryDocuments(*r.catalog, r.filter));
         ctx->candidates.emplace(ids.begin(), ids.end());
-        for (auto& t : ctx->shards)
-            for (size_t i = 0; i < t.ids.size(); ++i)
-                if (!ctx->candidates->count(static_cast<int64_t>(t.ids[i]))) t.allowed[i] = 0;
+        ctx->index->setFilter(*ctx->candidates);
     }
     return ctx;
 }
 
-Result<RouteReport> routeWith(RoutingContext& c, memory::Router& router, const RouteRequest& r) {
+namespace {
+RouteReport routeReportOf(RoutingContext& c, const std::vector<memory::LayerRouting>& layers, const std::string& question);
+}  // namespace
+
+// Round-1 routing without memory in the context (msa-spec §2.3): exact queries for the first routing
+// layer, approximate for later ones (ROUTING.md "query side"); sparse generation routes exactly.
+Result<RouteReport> routeWith(RoutingContext& c, const RouteRequest& r) {
     const auto t0 = Clock::now();
-    const auto& bp = c.bank.params();
-    RouteReport out;
-    out.question = r.question;
-    out.routing = c.cfg.describe();
-    out.topK = c.cfg.topK;
     const memory::QueryPrompt q = memory::round1Query(*c.rt.tokenizer, c.wrap, r.question, c.cfg.topK);
     MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session,
                          c.rt.model->createSession({.maxTokens = q.head.size() + q.tokens.size() + 8, .nThreads = r.nThreads}));
     MSA_ASSIGN_OR_RETURN(std::vector<memory::RoutingQueries> queries,
                          memory::collectRoutingQueries(*session, *c.rt.files, c.cfg, q.head, q.tokens, q.routeMask, q.firstPosition));
-
-    std::map<int64_t, OverallDocument> overall;
-    for (size_t li = 0; li < c.cfg.layers.size(); ++li) {
-        std::vector<float> scores;
-        std::vector<uint64_t> ids;
-        const std::vector<memory::ShardSpan> spans = c.bank.routingKeys(li);
-        if (spans.size() != c.shards.size())   // every shard holds every routing layer
-            return Status(ErrorCode::Internal, "routing layer " + std::to_string(li) + " has " + std::to_string(spans.size()) +
-                                                   " shard spans, the document table " + std::to_string(c.shards.size()));
-        for (size_t si = 0; si < spans.size(); ++si) {
-            const RoutingContext::ShardTable& t = c.shards[si];
-            if (t.ids.empty()) continue;
-            memory::RouteKeys keys;
-            keys.data = spans[si].bytes;
-            keys.dtype = bp.storage;
-            keys.nChunks = spans[si].nChunks;
-            keys.nHeads = bp.nRouteHeads;
-            keys.headDim = bp.headDim;
-            keys.chunkOffsets = t.offsets;
-            keys.docIds = t.ids;
-            MSA_ASSIGN_OR_RETURN(std::vector<float> s, router.scoreDocuments(c.cfg, queries[li], keys, {.topK = c.cfg.topK, .allowed = t.allowed}));
-            scores.insert(scores.end(), s.begin(), s.end());
-            ids.insert(ids.end(), t.ids.begin(), t.ids.end());
-        }
-        LayerRoute lr;
-        lr.layer = c.cfg.layers[li];
-        const auto top = memory::selectTop(scores, ids, std::max(r.topN, c.cfg.topK));
-        for (size_t i = 0; i < top.size(); ++i) {
-            RoutedDocument d{static_cast<int64_t>(top[i].id), top[i].score, {}};
-            lr.top.push_back(d);
-            if (i < c.cfg.topK) {
-                lr.selected.push_back(d);
-                auto& o = overall[d.id];
-                o.id = d.id;
-                o.bestScore = o.votes ? std::max(o.bestScore, d.score) : d.score;
-                ++o.votes;
-            }
-        }
-        out.nCandidates = 0;
-        for (float s : scores) out.nCandidates += std::isfinite(s) ? 1 : 0;
-        out.layers.push_back(std::move(lr));
+    std::vector<memory::LayerRouting> layers;
+    for (size_t li = 0; li < queries.size(); ++li) {
+        MSA_ASSIGN_OR_RETURN(memory::LayerRouting l, c.index->route(li, queries[li], std::max(r.topN, c.cfg.topK)));
+        layers.push_back(std::move(l));
     }
-    for (auto& [id, o] : overall) out.overall.push_back(o);
-    std::sort(out.overall.begin(), out.overall.end(), [](const OverallDocument& a, const OverallDocument& b) {
-        if (a.votes != b.votes) return a.votes > b.votes;
-        if (a.bestScore != b.bestScore) return a.bestScore > b.bestScore;
-        return a.id < b.id;
-    });
-
-    if (c.catalog) {
-        for (auto& l : out.layers) {
-            for (auto& d : l.selected) d.title = c.titleOf(d.id);
-            for (auto& d : l.top) d.title = c.titleOf(d.id);
-        }
-        for (auto& o : out.overall) o.title = c.titleOf(o.id);
-    }
+    RouteReport out = routeReportOf(c, layers, r.question);
     out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     return out;
 }
@@ -360,8 +299,7 @@ Result<RouteReport> routeWith(RoutingContext& c, memory::Router& router, const R
 Result<RouteReport> routeQuestion(const RouteRequest& r) {
     auto backend = engine::createCpuBackend();
     MSA_ASSIGN_OR_RETURN(std::unique_ptr<RoutingContext> ctx, openRouting(r, *backend));
-    memory::Router router(r.nThreads);
-    return routeWith(*ctx, router, r);
+    return routeWith(*ctx, r);
 }
 
 std::string_view answerMethodName(AnswerMethod m) {
@@ -451,8 +389,7 @@ std::vector<int64_t> citationsIn(std::string_view text, const std::set<int64_t>&
 }
 
 Status askInterleave(RoutingContext& c, const AskRequest& a, const AnswerStream& onPiece, AskReport& out) {
-    MSA_ASSIGN_OR_RETURN(memory::MemoryIndex index, memory::MemoryIndex::create(c.bank, *c.rt.files, c.cfg, a.route.nThreads));
-    if (c.candidates) index.setFilter(*c.candidates);
+    memory::MemoryIndex& index = *c.index;
     // Regenerate rounds re-encode the whole transcript, injected documents included.
     MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session,
                          c.rt.model->createSession({.maxTokens = 65536, .nThreads = a.route.nThreads}));
@@ -517,8 +454,7 @@ Status askInterleave(RoutingContext& c, const AskRequest& a, const AnswerStream&
 }
 
 Status askCompressed(RoutingContext& c, const AskRequest& a, const AnswerStream& onPiece, AskReport& out) {
-    MSA_ASSIGN_OR_RETURN(memory::MemoryIndex index, memory::MemoryIndex::create(c.bank, *c.rt.files, c.cfg, a.route.nThreads));
-    if (c.candidates) index.setFilter(*c.candidates);
+    memory::MemoryIndex& index = *c.index;
     const memory::QueryPrompt q = memory::round1Query(*c.rt.tokenizer, c.wrap, a.route.question, c.cfg.topK);
     if (q.tokens.size() < 2) return invalidArgument("the question is empty");
     MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session,
@@ -577,7 +513,6 @@ Status askCompressed(RoutingContext& c, const AskRequest& a, const AnswerStream&
 }
 
 Status askOriginal(RoutingContext& c, const AskRequest& a, const AnswerStream& onPiece, AskReport& out) {
-    memory::Router router(a.route.nThreads);
     const catalog::Catalog& cat = *c.catalog;
     std::set<int64_t> given;
     std::string documents, lastHopText;
@@ -590,7 +525,7 @@ Status askOriginal(RoutingContext& c, const AskRequest& a, const AnswerStream& o
             rr.question = a.route.question + "\n" + lastHopText;
         }
         const auto th = Clock::now();
-        MSA_ASSIGN_OR_RETURN(RouteReport rep, routeWith(c, router, rr));
+        MSA_ASSIGN_OR_RETURN(RouteReport rep, routeWith(c, rr));
         memory::TraceHop h;
         h.hop = static_cast<int>(hop);
         h.layers = traceLayersOf(rep);
@@ -755,7 +690,6 @@ Result<EvalReport> evaluateRouting(const EvalRequest& e) {
     MSA_ASSIGN_OR_RETURN(std::unique_ptr<RoutingContext> ctx, openRouting(e.route, *backend));
     if (!ctx->catalog) return notFound("cannot open the catalog " + quotedName(e.route.catalog->string()));
     const catalog::Catalog& cat = *ctx->catalog;
-    memory::Router router(e.route.nThreads);
     EvalReport out;
     out.k = e.k;
     double routedSum = 0, bm25Sum = 0;
@@ -777,7 +711,7 @@ Result<EvalReport> evaluateRouting(const EvalRequest& e) {
         };
         RouteRequest rr = e.route;
         rr.question = r.question;
-        MSA_ASSIGN_OR_RETURN(RouteReport routed, routeWith(*ctx, router, rr));
+        MSA_ASSIGN_OR_RETURN(RouteReport routed, routeWith(*ctx, rr));
         std::vector<int64_t> top;
         for (const auto& o : routed.overall)
             if (top.size() < e.k) top.push_back(o.id);

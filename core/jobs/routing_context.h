@@ -8,8 +8,7 @@
 // Usage:
 //     auto backend = engine::createCpuBackend();
 //     MSA_ASSIGN_OR_RETURN(std::unique_ptr<RoutingContext> ctx, openRouting(request, *backend));
-//     memory::Router router(request.nThreads);
-//     MSA_ASSIGN_OR_RETURN(RouteReport r, routeWith(*ctx, router, request));
+//     MSA_ASSIGN_OR_RETURN(RouteReport r, routeWith(*ctx, request));
 //
 // Failure codes: openRouting — those of openModelRuntime and Bank::open (Mismatch when the bank was
 // built with another model or other routing layers); a catalog that cannot be opened is not a failure
@@ -23,6 +22,7 @@
 #include "core/jobs/model_runtime.h"
 #include "core/memory/bank.h"
 #include "core/memory/router.h"
+#include "core/memory/sparse.h"
 #include "core/memory/wrap.h"
 
 #include <map>
@@ -40,13 +40,8 @@ struct RoutingContext {
     memory::Bank bank;
     memory::RoutingConfig cfg;
     memory::DocumentWrapping wrap;
-    // Per shard, the layer-independent part of the router's document table.
-    struct ShardTable {
-        std::vector<uint64_t> offsets{0};   // relative to the shard's first chunk
-        std::vector<uint64_t> ids;
-        std::vector<uint8_t> allowed;       // 0 for tombstones
-    };
-    std::vector<ShardTable> shards;
+    // The bank's document tables and router (borrows `bank` and `rt.files`; the filter is applied).
+    std::optional<memory::MemoryIndex> index;
     std::optional<catalog::Catalog> catalog;
     std::optional<std::unordered_set<int64_t>> candidates;   // the request's filter, as memory document ids
     std::map<int64_t, std::string> titles;
@@ -62,6 +57,6 @@ struct RoutingContext {
     }
 };
 Result<std::unique_ptr<RoutingContext>> openRouting(const RouteRequest& r, engine::Backend& backend);
-Result<RouteReport> routeWith(RoutingContext& c, memory::Router& router, const RouteRequest& r);
+Result<RouteReport> routeWith(RoutingContext& c, const RouteRequest& r);
 
 }  // namespace msa::jobs
