@@ -37,6 +37,7 @@ BackendRegistry BackendRegistry::withCpu() {
     dev.detail = std::to_string(dev.computeUnits) + " hardware threads";
     cpu.devices.push_back(std::move(dev));
     cpu.facts.emplace_back("compute", "f32 reference backend");
+    cpu.create = [](int) -> Result<std::unique_ptr<Backend>> { return createCpuBackend(); };
     BackendRegistry reg;
     reg.add(std::move(cpu));
     return reg;

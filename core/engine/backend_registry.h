@@ -16,7 +16,12 @@
 //     for (const auto& b : reg.backends()) ...
 #pragma once
 
+#include "core/engine/backend.h"
+#include "core/util/status.h"
+
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,6 +36,10 @@ struct DeviceInfo {
     std::string detail;          // "sm_90", "2 threads", ...
 };
 
+// Creates a Backend bound to device `deviceIndex` of its kind (0 for the CPU). Called on the thread
+// that will use the backend; failures are Status values (DeviceError, OutOfMemory), never aborts.
+using BackendFactory = std::function<Result<std::unique_ptr<Backend>>(int deviceIndex)>;
+
 struct BackendInfo {
     std::string name;                                        // "cpu", "cuda"
     bool built = false;                                      // compiled into this binary
@@ -38,6 +47,7 @@ struct BackendInfo {
     std::string reason;                                      // why not usable (empty when usable)
     std::vector<DeviceInfo> devices;
     std::vector<std::pair<std::string, std::string>> facts;  // versions etc., shown by `msa doctor`
+    BackendFactory create;                                   // set when built; empty otherwise
 };
 
 class BackendRegistry {
