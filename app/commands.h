@@ -39,8 +39,12 @@ struct BenchArgs {
     int batchTokens = 512;      // memory: encoder packing
     bool scanOnly = false;       // memory: only the routing scan (no build, no ask)
     bool json = false;
+    std::string bank, questions; // quant: an existing bank (no build); questions.json (default: the demo's)
+    int greedyTokens = 16;       // quant: greedy steps compared per question
+    int maxQuestions = 0;        // quant: 0 = all
 };
 int runBench(const BenchArgs& args);
+int runBenchQuant(const BenchArgs& args);   // cmd_bench_quant.cpp
 
 struct BuildArgs {
     std::string catalog, collection, modelPath, bank;

@@ -686,7 +686,7 @@ int main(int argc, char** argv) {
     // ---- bench ---------------------------------------------------------------------------------
     msa::app::BenchArgs bench;
     CLI::App* benchCmd = app.add_subcommand("bench", "Measure throughput beside the physical limit of this machine");
-    benchCmd->add_option("WHAT", bench.what, "What to measure: cpu (model throughput) | import (catalog import) | memory (build, bank, routing scan, RSS, first token)")->required();
+    benchCmd->add_option("WHAT", bench.what, "What to measure: cpu (model throughput) | import (catalog import) | memory (build, bank, routing scan, RSS, first token) | quant (fp8/int8 bank rows: top-k agreement, logits)")->required();
     benchCmd->add_option("--model", bench.modelPath, "Model file (GGUF) or Hugging Face folder (cpu)");
     benchCmd->add_option("--files", bench.sizes, "import: files per generated archive, e.g. --files 2000 10000");
     benchCmd->add_option("--threads", bench.threads, "CPU threads (0 = all cores)")->capture_default_str();
@@ -698,6 +698,10 @@ int main(int argc, char** argv) {
     benchCmd->add_option("--batch-tokens", bench.batchTokens, "memory: documents packed per encoder forward, in tokens")->capture_default_str();
     benchCmd->add_flag("--scan-only", bench.scanOnly, "memory: only the routing scan");
     benchCmd->add_flag("--json", bench.json, "Print the figures as one JSON object");
+    benchCmd->add_option("--bank", bench.bank, "quant: an existing bank built with --model (skips the import and build)");
+    benchCmd->add_option("--questions", bench.questions, "quant: questions.json (default: the demo questions)");
+    benchCmd->add_option("--greedy-tokens", bench.greedyTokens, "quant: greedy tokens compared per question")->capture_default_str();
+    benchCmd->add_option("--max-questions", bench.maxQuestions, "quant: at most this many questions (0 = all)")->capture_default_str();
 
     // ---- bank ----------------------------------------------------------------------------------
     BankOptions bankOpts;
@@ -867,7 +871,7 @@ int main(int argc, char** argv) {
         if (info->parsed()) return runInfo(infoModel, infoFlags.json);
         if (tokenize->parsed()) return runTokenize(tokArgs);
         if (generate->parsed()) return msa::app::runGenerate(gen);
-        if (benchCmd->parsed()) return msa::app::runBench(bench);
+        if (benchCmd->parsed()) return bench.what == "quant" ? msa::app::runBenchQuant(bench) : msa::app::runBench(bench);
         if (buildCmd->parsed()) return msa::app::runBuild(buildArgs);
         if (routeCmd->parsed()) return msa::app::runRoute(routeArgs);
         if (askCmd->parsed()) return msa::app::runAsk(askArgs);
