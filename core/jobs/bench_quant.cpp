@@ -10,6 +10,7 @@
 #include "core/memory/router.h"
 #include "core/memory/sparse.h"
 #include "core/memory/wrap.h"
+#include "core/model/dtype.h"
 #include "core/util/paths.h"
 
 #include <nlohmann/json.hpp>
@@ -36,7 +37,18 @@ namespace {
 using memory::QuantFormat;
 using Clock = std::chrono::steady_clock;
 
-constexpr QuantFormat kFormats[] = {QuantFormat::Fp8E4M3, QuantFormat::Int8};
+// A storage format measured against the bank's own: an 8-bit format, or (format empty) bf16 rounding
+// (nearest, ties to even) when the bank stores f32 — the scale of what bf16 storage itself changes.
+struct Variant {
+    std::string name;
+    std::optional<QuantFormat> format;
+};
+
+Status roundTrip(const Variant& v, std::span<float> x, size_t rowLength) {
+    if (v.format) return memory::roundTripRows(*v.format, x, rowLength);
+    for (float& f : x) f = model::bf16ToF32(model::f32ToBf16(f));
+    return Status::ok();
+}
 
 // The router's per-shard document table (the same as MemoryIndex builds for itself, which it keeps
 // private): chunk offsets relative to the shard's first chunk, ids, bank rows, live mask.
@@ -198,7 +210,7 @@ StepDelta stepDelta(std::span<const float> base, std::span<const float> other) {
 // (baseline only) the comparisons to make in each routing layer.
 struct RunSpec {
     const KeyCopy* keys = nullptr;              // null: the bank's bf16 keys
-    std::optional<QuantFormat> content;         // gathered K̄/V̄ rows through this format
+    const Variant* content = nullptr;           // gathered K̄/V̄ rows through this format
     std::function<Status(size_t li, const memory::RoutingQueries&, const Scores&)> observe;
 };
 
@@ -238,8 +250,8 @@ Result<std::span<const float>> prefill(engine::Session& session, RoutingContext&
         }
         MSA_ASSIGN_OR_RETURN(engine::LayerPrefix rows, index.gather(li, sel));
         if (spec.content) {
-            MSA_RETURN_IF_ERROR(memory::roundTripRows(*spec.content, rows.k, D));
-            MSA_RETURN_IF_ERROR(memory::roundTripRows(*spec.content, rows.v, D));
+            MSA_RETURN_IF_ERROR(roundTrip(*spec.content, rows.k, D));
+            MSA_RETURN_IF_ERROR(roundTrip(*spec.content, rows.v, D));
         }
         ++routed;
         return rows;
@@ -250,10 +262,10 @@ Result<std::span<const float>> prefill(engine::Session& session, RoutingContext&
 }
 
 // Round trip of every stored row of one tensor kind over the whole bank.
-RoundTripError roundTripError(const memory::Bank& bank, QuantFormat f, const std::string& tensor,
+RoundTripError roundTripError(const memory::Bank& bank, const Variant& f, const std::string& tensor,
                               const std::function<std::span<const std::byte>(size_t row, size_t li)>& get, Status* st) {
     RoundTripError e;
-    e.format = std::string(memory::quantFormatName(f));
+    e.format = f.name;
     e.tensor = tensor;
     const memory::BankParams& bp = bank.params();
     double num = 0, den = 0;
@@ -264,7 +276,7 @@ RoundTripError roundTripError(const memory::Bank& bank, QuantFormat f, const std
             std::vector<float> x(bytes.size() / bank.elementBytes());
             memory::toF32(bp.storage, bytes, x);
             std::vector<float> y = x;
-            if (Status s = memory::roundTripRows(f, y, bp.headDim); !s.ok()) {
+            if (Status s = roundTrip(f, y, bp.headDim); !s.ok()) {
                 *st = s;
                 return e;
             }
@@ -338,12 +350,14 @@ Result<QuantBenchResult> measureQuantization(const fs::path& bankPath, const fs:
     {
         const double L = static_cast<double>(r.nRoutingLayers), P = static_cast<double>(r.chunkSize);
         const auto perToken = [&](double heads, double rowBytes) { return L * heads * rowBytes / P; };
-        for (int f = 0; f < 3; ++f) {
+        const double D = static_cast<double>(r.headDim);
+        const std::vector<std::pair<std::string, double>> rowSizes = {
+            {bp.storage == model::DType::F32 ? "f32" : "bf16", static_cast<double>(c.bank.elementBytes()) * D},
+            {"fp8-e4m3", static_cast<double>(memory::quantizedRowBytes(r.headDim))},
+            {"int8", static_cast<double>(memory::quantizedRowBytes(r.headDim))}};
+        for (const auto& [name, baseRow] : rowSizes) {
             FormatBytes b;
-            const double rowBytes = f == 0 ? 2.0 * static_cast<double>(r.headDim) : static_cast<double>(memory::quantizedRowBytes(r.headDim));
-            b.format = f == 0 ? "bf16" : std::string(memory::quantFormatName(kFormats[f - 1]));
-            if (bp.storage != model::DType::BF16 && f == 0) b.format = "f32";
-            const double baseRow = f == 0 ? static_cast<double>(c.bank.elementBytes() * r.headDim) : rowBytes;
+            b.format = name;
             b.routingKeysPerToken = perToken(static_cast<double>(r.nRouteHeads), baseRow);
             b.keysPerToken = r.keysShared ? 0.0 : perToken(static_cast<double>(r.nKvHeads), baseRow);
             b.valuesPerToken = perToken(static_cast<double>(r.nKvHeads), baseRow);
@@ -355,8 +369,12 @@ Result<QuantBenchResult> measureQuantization(const fs::path& bankPath, const fs:
 
     // Round-trip error of the stored rows, and the quantized copies of the routing keys.
     MSA_ASSIGN_OR_RETURN(std::vector<ShardTable> tables, shardTables(c.bank));
+    std::vector<Variant> variants;
+    if (bp.storage == model::DType::F32) variants.push_back({"bf16", std::nullopt});
+    variants.push_back({"fp8-e4m3", QuantFormat::Fp8E4M3});
+    variants.push_back({"int8", QuantFormat::Int8});
     std::vector<KeyCopy> copies;
-    for (QuantFormat f : kFormats) {
+    for (const Variant& f : variants) {
         Status st = Status::ok();
         r.roundTrip.push_back(roundTripError(c.bank, f, "routing keys", [&](size_t row, size_t li) { return c.bank.routingKeysOf(row, li); }, &st));
         if (!bp.keysShared)
@@ -368,16 +386,17 @@ Result<QuantBenchResult> measureQuantization(const fs::path& bankPath, const fs:
             for (const memory::ShardSpan& span : c.bank.routingKeys(li)) {
                 std::vector<float> x(span.bytes.size() / c.bank.elementBytes());
                 memory::toF32(bp.storage, span.bytes, x);
-                MSA_RETURN_IF_ERROR(memory::roundTripRows(f, x, bp.headDim));
+                MSA_RETURN_IF_ERROR(roundTrip(f, x, bp.headDim));
                 copy[li].push_back(std::move(x));
             }
         }
         copies.push_back(std::move(copy));
     }
 
-    for (QuantFormat f : kFormats) {
+    std::vector<size_t> effectVariant;   // r.logits[i] measures variants[effectVariant[i]]
+    for (size_t vi = 0; vi < variants.size(); ++vi) {
         RoutingAgreement a;
-        a.format = std::string(memory::quantFormatName(f));
+        a.format = variants[vi].name;
         for (int layer : cfg.layers) {
             LayerAgreement l;
             l.layer = layer;
@@ -387,9 +406,10 @@ Result<QuantBenchResult> measureQuantization(const fs::path& bankPath, const fs:
         if (o.content)
             for (const char* scope : {"content", "keys+content"}) {
                 LogitEffect e;
-                e.format = std::string(memory::quantFormatName(f));
+                e.format = variants[vi].name;
                 e.scope = scope;
                 r.logits.push_back(std::move(e));
+                effectVariant.push_back(vi);
             }
     }
 
@@ -403,7 +423,7 @@ Result<QuantBenchResult> measureQuantization(const fs::path& bankPath, const fs:
         // Baseline, with the routing comparisons in every routing layer.
         RunSpec base;
         base.observe = [&](size_t li, const memory::RoutingQueries& rq, const Scores& s) -> Status {
-            for (size_t fi = 0; fi < std::size(kFormats); ++fi) {
+            for (size_t fi = 0; fi < variants.size(); ++fi) {
                 MSA_ASSIGN_OR_RETURN(Scores sq, scoreLayer(router, cfg, c.bank, tables, rq, li, &copies[fi]));
                 const Comparison cmp = compare(s, sq, cfg.topK);
                 accumulate(r.routingAgreement[fi].layers[li], cmp);
@@ -437,9 +457,9 @@ Result<QuantBenchResult> measureQuantization(const fs::path& bankPath, const fs:
         // Each format × scope, teacher-forced on the bf16 transcript.
         for (size_t ei = 0; ei < r.logits.size(); ++ei) {
             LogitEffect& e = r.logits[ei];
-            const size_t fi = ei / 2;
+            const size_t fi = effectVariant[ei];
             RunSpec spec;
-            spec.content = kFormats[fi];
+            spec.content = &variants[fi];
             if (e.scope == "keys+content") spec.keys = &copies[fi];
             std::vector<std::vector<uint64_t>> sel;
             MSA_ASSIGN_OR_RETURN(std::span<const float> lq, prefill(*session, c, router, tables, q, spec, &sel));
@@ -611,7 +631,7 @@ std::string toText(const QuantBenchResult& r) {
         o << "  " << std::left << std::setw(10) << e.format << std::setw(14) << e.tensor << std::right << std::setw(10) << e.relRmsError
           << std::setw(12) << e.maxAbsError << "\n";
 
-    o << "\nrouting top-k vs bf16, per routing layer over " << r.nQuestions
+    o << "\nrouting top-k vs the bank's storage (" << (r.bytes.empty() ? std::string("bf16") : r.bytes.front().format) << "), per routing layer over " << r.nQuestions
       << " questions (queries from the bf16 prefill's own layer; overlap = |A∩B|/k)\n";
     for (const auto& a : r.routingAgreement) {
         o << "  " << a.format << "\n";
@@ -628,8 +648,8 @@ std::string toText(const QuantBenchResult& r) {
         row(a.all, "all");
     }
     if (!r.logits.empty()) {
-        o << "\nlogits of compressed-memory sparse generation vs bf16 (" << r.greedyTokens
-          << " greedy steps, teacher-forced on the bf16 transcript)\n";
+        o << "\nlogits of compressed-memory sparse generation vs the bank's storage (" << r.greedyTokens
+          << " greedy steps, teacher-forced on its transcript)\n";
         o << "  format    scope          max|d|/rms  mean|d|/rms  min cos     mean cos   next-token  first token  transcript  mean prefix  rerouted\n";
         for (const auto& e : r.logits) {
             o.precision(4);

@@ -1,6 +1,7 @@
 // bench_quant.h: `msa bench quant` — what 8-bit storage (memory/key_quant.h: FP8 E4M3 and int8, one f32
 // scale per (chunk, head) row) of a bank's rows does to routing and to generation, measured against the
-// bank's own bf16 storage (issue 6 item 4). Never asserted by the bench itself (DESIGN.md §7); the
+// bank's own storage (issue 6 item 4): bf16 by default; on an f32 bank (`msa build --storage f32`)
+// bf16 rounding is measured as a third format, which gives the scale of what bf16 itself changes. Never asserted by the bench itself (DESIGN.md §7); the
 // unit test tst_key_quant asserts agreement bounds chosen from these measurements.
 //
 // For every question (the demo's questions.json by default) one baseline compressed-memory sparse
@@ -110,9 +111,9 @@ struct QuantBenchResult {
     bool keysShared = false;
     bool baselineMatchesSparsePrefill = false;
     size_t greedyTokens = 0;
-    std::vector<FormatBytes> bytes;             // bf16, fp8-e4m3, int8
+    std::vector<FormatBytes> bytes;             // the bank's storage (bf16 or f32), fp8-e4m3, int8
     std::vector<RoundTripError> roundTrip;
-    std::vector<RoutingAgreement> routingAgreement;   // fp8-e4m3, int8
+    std::vector<RoutingAgreement> routingAgreement;   // [bf16 (f32 banks)], fp8-e4m3, int8
     std::vector<LogitEffect> logits;            // per format × scope
     double seconds = 0;
 };
