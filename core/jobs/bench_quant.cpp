@@ -632,10 +632,10 @@ std::string toText(const QuantBenchResult& r) {
           << std::setw(12) << e.maxAbsError << "\n";
 
     o << "\nrouting top-k vs the bank's storage (" << (r.bytes.empty() ? std::string("bf16") : r.bytes.front().format) << "), per routing layer over " << r.nQuestions
-      << " questions (queries from the bf16 prefill's own layer; overlap = |A∩B|/k)\n";
+      << " questions (queries from the baseline prefill's own layer; overlap = |A∩B|/k)\n";
     for (const auto& a : r.routingAgreement) {
         o << "  " << a.format << "\n";
-        o << "    layer  mean overlap  min overlap  exact set  exact order  mean tau  min tau  worst rank  max |dscore|  min bf16 gap\n";
+        o << "    layer  mean overlap  min overlap  exact set  exact order  mean tau  min tau  worst rank  max |dscore|  min base gap\n";
         auto row = [&](const LayerAgreement& l, const std::string& name) {
             o.precision(4);
             o << "    " << std::left << std::setw(5) << name << std::right << std::setw(14) << l.meanOverlap << std::setw(13) << l.minOverlap

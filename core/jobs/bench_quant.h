@@ -69,7 +69,7 @@ struct LayerAgreement {
     double meanKendall = 0, minKendall = 1;     // τ-a over the candidates' scores
     size_t worstBoundaryRank = 0;               // max over questions; == k when every set is kept
     double maxScoreDelta = 0;                   // max |score_q − score_bf16| over candidates and questions
-    double minBoundaryGap = 0;                  // min over questions of bf16 score[k−1] − score[k]
+    double minBoundaryGap = 0;                  // min over questions of the baseline score[k−1] − score[k]
 };
 
 struct RoutingAgreement {
