@@ -20,9 +20,9 @@
 // so x / scale never overflows; such rows' values all round to zero or near it), and near FLT_MAX the
 // scale is lowered by ulps until qmax · scale is finite (the largest code never decodes to inf).
 //
-// Error bound per element (tested): int8 |x − x̂| ≤ scale/2 · (1 + 2^-20); E4M3 |x − x̂| ≤
-// max(2^-4 |x|, 2^-10 · scale) · (1 + 2^-20) (half an ulp of a 3-bit mantissa in the normal range,
-// half the subnormal step below it), plus, for both, the f32 roundings of x / scale and decode × scale.
+// Error bound per element: int8 |x − x̂| ≤ scale/2; E4M3 |x − x̂| ≤ max(2^-4 |x|, 2^-10 · scale) (half an
+// ulp of a 3-bit mantissa in the normal range, half the subnormal step below it); plus, for both, the
+// f32 roundings of x / scale and decode × scale (tested with a slack of 1e-6·|x| + 2^-20·scale).
 //
 // Storage cost per row: headDim bytes + 4 (the scale); bf16 is 2 · headDim bytes. Codes are row-major
 // [rows][headDim] bytes (int8 as two's complement), scales [rows] f32.
