@@ -269,6 +269,23 @@ private slots:
         for (size_t i = 0; i < (*got2)[0].top.size(); ++i) QCOMPARE((*got2)[0].top[i].id, (*ref2)[0].top[i].id);
     }
 
+    void headMaxUsesTheCpuScan() {
+        // Head max is not linear: the "cuda" scanner hands it to the CPU scan, so results are exact.
+        RoutingConfig cfg = makeConfig(8, 2, 16, false);
+        cfg.headReduce = HeadReduce::Max;
+        const SyntheticKeys keys = makeKeys(97, 4, 2, 16, false, model::DType::BF16, 3);
+        const RoutingQueries q = makeQueries(cfg, 3, 4);
+        const std::vector<ScanShard> shards = {{keys.view(), {}}};
+        CpuRouteScanner cpu(1);
+        auto ref = cpu.scan(cfg, 0, q, shards, 20, nullptr);
+        auto made = createRouteScanner("cuda", {.device = 0, .nThreads = 1});
+        QVERIFY(ref.ok() && made.ok());
+        auto got = (*made)->scan(cfg, 0, q, shards, 20, nullptr);
+        QVERIFY(got.ok());
+        QVERIFY((*got)[0].top == (*ref)[0].top);
+        QCOMPARE((*got)[0].nCandidates, (*ref)[0].nCandidates);
+    }
+
     void splitShardsOnOneGpuEqualOneShard() {
         // Plan → split → per-shard GPU scans → exact merge, against one GPU scan of the whole table.
         const RoutingConfig cfg = makeConfig(8, 2, 32, false);
