@@ -7,6 +7,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include <algorithm>
 #include <atomic>
@@ -120,6 +121,81 @@ __global__ void chunkMeanKernel(const double* __restrict__ docSum, const uint32_
         const uint32_t n = docChunks[d];
         const bool ok = n > 0 && (allowed == nullptr || allowed[d] != 0);
         docKey[d] = ok ? orderedBits(static_cast<float>(docSum[d] / static_cast<double>(n))) : 0u;
+    }
+}
+
+// Tensor-core score kernel (bf16 keys, width a multiple of 16). One warp per tile of 16 chunks, 16
+// query tokens per pass: S = K̄ᴿ_tile · (q'_hi + q'_lo)ᵀ with two bf16 MMAs per 16-wide K step and
+// f32 accumulation. The folded query is split into bf16 hi + lo halves (splitQueryKernel), so the
+// products carry ~16 significant bits of q' instead of 8: scores stay within ~1e-5 relative of the
+// f32 scan (tst_shard_merge checks the split's accuracy on the CPU). Keys need 16 rows of zero
+// padding after the last chunk (DeviceRouteShard allocates them); queries tPad rows (zeros beyond
+// nTokens).
+constexpr int kMmaWarps = 4;
+__global__ void mmaScoreKernel(const __nv_bfloat16* __restrict__ keys, const uint32_t* __restrict__ chunkDoc,
+                               const uint8_t* __restrict__ allowed, const __nv_bfloat16* __restrict__ qHi,
+                               const __nv_bfloat16* __restrict__ qLo, size_t nChunks, int width, int nTokens, int tPad,
+                               int queryReduce, int chunkMean, uint32_t* __restrict__ docKey, double* __restrict__ docSum) {
+    using namespace nvcuda;
+    __shared__ __align__(128) float tileOut[kMmaWarps][16 * 16];   // store_matrix_sync wants 256-bit alignment
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const size_t nTiles = (nChunks + 15) / 16;
+    // Warp-uniform loop; only warp-level synchronisation inside.
+    for (size_t tile = size_t(blockIdx.x) * kMmaWarps + warp; tile < nTiles; tile += size_t(gridDim.x) * kMmaWarps) {
+        const size_t c0 = tile * 16;
+        bool mine = false;
+        uint32_t doc = 0;
+        if (lane < 16 && c0 + lane < nChunks) {
+            doc = chunkDoc[c0 + lane];
+            mine = allowed == nullptr || allowed[doc] != 0;
+        }
+        if (!__any_sync(0xFFFFFFFFu, mine)) continue;
+        float run = queryReduce == kQueryMax ? -INFINITY : 0.0f;
+        for (int t0 = 0; t0 < tPad; t0 += 16) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::fill_fragment(acc, 0.0f);
+            for (int k0 = 0; k0 < width; k0 += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> bh, bl;
+                wmma::load_matrix_sync(a, keys + c0 * size_t(width) + k0, width);
+                wmma::load_matrix_sync(bh, qHi + size_t(t0) * width + k0, width);
+                wmma::load_matrix_sync(bl, qLo + size_t(t0) * width + k0, width);
+                wmma::mma_sync(acc, a, bh, acc);
+                wmma::mma_sync(acc, a, bl, acc);
+            }
+            wmma::store_matrix_sync(tileOut[warp], acc, 16, wmma::mem_row_major);
+            __syncwarp();
+            if (mine) {
+                const int nt = min(16, nTokens - t0);
+                for (int t = 0; t < nt; ++t) {
+                    const float sc = tileOut[warp][lane * 16 + t];
+                    if (queryReduce == kQueryMax) run = fmaxf(run, sc);
+                    else if (queryReduce == kQueryMean) run += sc;
+                    else if (t0 + t == nTokens - 1) run = sc;
+                }
+            }
+            __syncwarp();
+        }
+        if (mine) {
+            float sc = run;
+            if (queryReduce == kQueryMean) sc = sc / static_cast<float>(nTokens);
+            if (sc == sc) {
+                if (chunkMean) atomicAdd(&docSum[doc], static_cast<double>(sc));
+                else atomicMax(&docKey[doc], orderedBits(sc));
+            }
+        }
+    }
+}
+
+// q' (nTokens × width f32) → bf16 hi = rn(q'), lo = rn(q' − hi), tPad rows (zeros past nTokens).
+__global__ void splitQueryKernel(const float* __restrict__ q, int nTokens, int tPad, int width,
+                                 __nv_bfloat16* __restrict__ hi, __nv_bfloat16* __restrict__ lo) {
+    const size_t total = size_t(tPad) * width;
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+        const float x = i < size_t(nTokens) * width ? q[i] : 0.0f;
+        const __nv_bfloat16 h = __float2bfloat16_rn(x);
+        hi[i] = h;
+        lo[i] = __float2bfloat16_rn(x - __bfloat162float(h));
     }
 }
 
@@ -251,9 +327,12 @@ Result<std::unique_ptr<DeviceRouteShard>> DeviceRouteShard::upload(const memory:
     std::vector<uint32_t> rankToRow(nDocs);
     for (size_t d = 0; d < nDocs; ++d) rankToRow[rank[d]] = static_cast<uint32_t>(d);
     // The key bytes come straight from the (pageable, mapped) bank span; the runtime stages them.
-    MSA_CUDA_CHECK(cudaMalloc(&s->m_keys, std::max<size_t>(keys.data.size(), 1)));
+    // 16 zero rows after the last chunk: the tensor-core kernel loads whole 16-chunk tiles.
+    const size_t padBytes = 16 * width * elem;
+    MSA_CUDA_CHECK(cudaMalloc(&s->m_keys, keys.data.size() + padBytes));
     if (!keys.data.empty())
         MSA_CUDA_CHECK(cudaMemcpyAsync(s->m_keys, keys.data.data(), keys.data.size(), cudaMemcpyHostToDevice, stream));
+    MSA_CUDA_CHECK(cudaMemsetAsync(static_cast<std::byte*>(s->m_keys) + keys.data.size(), 0, padBytes, stream));
     MSA_RETURN_IF_ERROR(cudaAllocCopy(&s->m_chunkDoc, chunkDoc.data(), chunkDoc.size(), stream));
     MSA_RETURN_IF_ERROR(cudaAllocCopy(&s->m_docChunks, docChunks.data(), docChunks.size(), stream));
     MSA_RETURN_IF_ERROR(cudaAllocCopy(&s->m_rank, rank.data(), rank.size(), stream));
@@ -307,16 +386,31 @@ DeviceRouteShard::DevicePtrs DeviceRouteShard::ptrs() const {
 ScanWorkspace::~ScanWorkspace() { release(); }
 
 void ScanWorkspace::release() {
-    freeAll({docKey, docSum, candA, candB, count});
+    freeAll({docKey, docSum, candA, candB, count, qHi, qLo});
     docKey = nullptr, docSum = nullptr, candA = candB = nullptr, count = nullptr;
-    m_docs = m_cand = 0;
+    qHi = qLo = nullptr;
+    m_docs = m_cand = m_query = 0;
+}
+
+Status ScanWorkspace::reserveQueries(size_t elements, cudaStream_t stream) {
+    if (elements <= m_query && qHi) return Status::ok();
+    MSA_CUDA_CHECK(cudaStreamSynchronize(stream));
+    freeAll({qHi, qLo});
+    qHi = qLo = nullptr;
+    m_query = 0;
+    MSA_CUDA_CHECK(cudaMalloc(&qHi, elements * 2));
+    MSA_CUDA_CHECK(cudaMalloc(&qLo, elements * 2));
+    m_query = elements;
+    return Status::ok();
 }
 
 Status ScanWorkspace::reserve(size_t nDocs, size_t n, cudaStream_t stream) {
     const size_t cand = ((nDocs + kSortKeys - 1) / kSortKeys) * std::max<size_t>(n, 1) + kSortKeys;
     if (nDocs <= m_docs && cand <= m_cand && count) return Status::ok();
     MSA_CUDA_CHECK(cudaStreamSynchronize(stream));   // nothing may still use the old buffers
-    release();
+    freeAll({docKey, docSum, candA, candB, count});
+    docKey = nullptr, docSum = nullptr, candA = candB = nullptr, count = nullptr;
+    m_docs = m_cand = 0;
     const size_t docs = std::max(nDocs, m_docs) + 1;
     MSA_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&docKey), docs * sizeof(uint32_t)));
     MSA_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&docSum), docs * sizeof(double)));
@@ -330,8 +424,13 @@ Status ScanWorkspace::reserve(size_t nDocs, size_t n, cudaStream_t stream) {
 
 // ---- the scan --------------------------------------------------------------------------------------
 
+bool tensorCoreShape(const DeviceRouteShard& shard) {
+    return shard.dtype() == model::DType::BF16 && shard.width() % 16 == 0 && shard.width() <= (1u << 30);
+}
+
 Status enqueueScan(const DeviceRouteShard& shard, const float* dFolded, size_t nTokens, memory::QueryReduce queryReduce,
-                   memory::ChunkReduce chunkReduce, size_t n, ScanWorkspace& ws, DeviceCandidate* out, cudaStream_t stream) {
+                   memory::ChunkReduce chunkReduce, size_t n, ScanWorkspace& ws, DeviceCandidate* out, cudaStream_t stream,
+                   ScanKernel kernel) {
     if (n == 0 || n > kMaxScanTopN)
         return Status(ErrorCode::InvalidArgument, "GPU top-k of " + std::to_string(n) + " (1.." + std::to_string(kMaxScanTopN) + ")");
     if (nTokens == 0 || nTokens > (1u << 30)) return Status(ErrorCode::InvalidArgument, "no routing-query token");
@@ -344,7 +443,23 @@ Status enqueueScan(const DeviceRouteShard& shard, const float* dFolded, size_t n
     if (chunkMean) MSA_CUDA_CHECK(cudaMemsetAsync(ws.docSum, 0, std::max<size_t>(nDocs, 1) * sizeof(double), stream));
     MSA_CUDA_CHECK(cudaMemsetAsync(ws.count, 0, sizeof(unsigned), stream));
     const size_t nTiles = (shard.nChunks() + kChunkTile - 1) / kChunkTile;
-    if (nTiles > 0) {
+    const bool mma = kernel != ScanKernel::Fma && tensorCoreShape(shard);
+    if (nTiles > 0 && mma) {
+        const size_t tPad = (nTokens + 15) / 16 * 16;
+        MSA_RETURN_IF_ERROR(ws.reserveQueries(tPad * shard.width(), stream));
+        const size_t total = tPad * shard.width();
+        splitQueryKernel<<<static_cast<unsigned>(std::min<size_t>((total + 255) / 256, 4096)), 256, 0, stream>>>(
+            dFolded, static_cast<int>(nTokens), static_cast<int>(tPad), static_cast<int>(shard.width()),
+            static_cast<__nv_bfloat16*>(ws.qHi), static_cast<__nv_bfloat16*>(ws.qLo));
+        MSA_CUDA_CHECK_LAUNCH("routing query split kernel");
+        const unsigned grid = static_cast<unsigned>(std::min<size_t>((nTiles + kMmaWarps - 1) / kMmaWarps, 65535u * 8u));
+        mmaScoreKernel<<<grid, kMmaWarps * 32, 0, stream>>>(static_cast<const __nv_bfloat16*>(p.keys), p.chunkDoc, p.allowed,
+                                                            static_cast<const __nv_bfloat16*>(ws.qHi),
+                                                            static_cast<const __nv_bfloat16*>(ws.qLo), shard.nChunks(), static_cast<int>(shard.width()),
+                                                            static_cast<int>(nTokens), static_cast<int>(tPad), qr, chunkMean,
+                                                            ws.docKey, ws.docSum);
+        MSA_CUDA_CHECK_LAUNCH("routing score kernel (tensor cores)");
+    } else if (nTiles > 0) {
         const unsigned grid = static_cast<unsigned>(std::min<size_t>(nTiles, 65535u * 8u));
         if (shard.dtype() == model::DType::BF16)
             scoreKernel<__nv_bfloat16><<<grid, kScoreThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(p.keys), p.chunkDoc,
@@ -502,7 +617,7 @@ Result<std::vector<memory::ShardScan>> CudaRouteScanner::scan(const memory::Rout
             MSA_ASSIGN_OR_RETURN(slot, DeviceRouteShard::upload(s.keys, m_stream));
         }
         MSA_RETURN_IF_ERROR(slot->setAllowed(s.allowed, m_stream));
-        MSA_RETURN_IF_ERROR(enqueueScan(*slot, m_folded, queries.nTokens, cfg.queryReduce, cfg.chunkReduce, n, m_ws, m_out, m_stream));
+        MSA_RETURN_IF_ERROR(enqueueScan(*slot, m_folded, queries.nTokens, cfg.queryReduce, cfg.chunkReduce, n, m_ws, m_out, m_stream, m_kernel));
         MSA_CUDA_CHECK(cudaMemcpyAsync(m_hostOut, m_out, (n + 1) * sizeof(DeviceCandidate), cudaMemcpyDeviceToHost, m_stream));
         MSA_CUDA_CHECK(cudaStreamSynchronize(m_stream));
         out[si] = decodeCandidates({m_hostOut, n + 1}, n);

@@ -58,7 +58,11 @@
 
 namespace msa::gpu {
 
-inline constexpr size_t kMaxScanTopN = 1024;   // the device top-k keeps ≤ half of a 2048-key block
+inline constexpr size_t kMaxScanTopN = 1024;
+
+// Which score kernel a scan uses. Auto: tensor cores when the keys are bf16 and nKv·D is a multiple
+// of 16 (every real model), else the FMA kernel. The tests run both on the same data.
+enum class ScanKernel { Auto, Fma, TensorCore };   // the device top-k keeps ≤ half of a 2048-key block
 
 // One slot of a scan's fixed-size answer. index == kNoCandidate marks an empty slot.
 struct DeviceCandidate {
@@ -128,6 +132,7 @@ public:
     ScanWorkspace(const ScanWorkspace&) = delete;
     ScanWorkspace& operator=(const ScanWorkspace&) = delete;
     Status reserve(size_t nDocs, size_t n, cudaStream_t stream);
+    Status reserveQueries(size_t elements, cudaStream_t stream);   // bf16 hi/lo halves of the folded query
     void release();   // frees everything (call with the workspace's device current)
 
     uint32_t* docKey = nullptr;   // [nDocs]
@@ -135,16 +140,21 @@ public:
     uint64_t* candA = nullptr;    // [ceil(nDocs / 2048) · n]
     uint64_t* candB = nullptr;
     unsigned* count = nullptr;    // [1]
+    void* qHi = nullptr;          // [tPad · width] bf16 (tensor-core kernel)
+    void* qLo = nullptr;
 
 private:
-    size_t m_docs = 0, m_cand = 0;
+    size_t m_docs = 0, m_cand = 0, m_query = 0;
 };
 
 // Enqueues one shard's scan on `stream` (the shard's device must be current): dFolded holds
 // nTokens × width f32 folded queries on that device; out receives n + 1 DeviceCandidate slots
 // (slot n: candidate count in .id). No host synchronisation.
 Status enqueueScan(const DeviceRouteShard& shard, const float* dFolded, size_t nTokens, memory::QueryReduce queryReduce,
-                   memory::ChunkReduce chunkReduce, size_t n, ScanWorkspace& ws, DeviceCandidate* out, cudaStream_t stream);
+                   memory::ChunkReduce chunkReduce, size_t n, ScanWorkspace& ws, DeviceCandidate* out, cudaStream_t stream,
+                   ScanKernel kernel = ScanKernel::Auto);
+// True when the tensor-core kernel handles this shard (bf16 keys, width % 16 == 0).
+bool tensorCoreShape(const DeviceRouteShard& shard);
 
 // Host side of a scan's answer: the filled slots in order, and the count.
 memory::ShardScan decodeCandidates(std::span<const DeviceCandidate> slots, size_t n);
@@ -159,11 +169,13 @@ public:
                                                 std::span<const memory::ScanShard> shards, size_t n,
                                                 const CancelToken* cancel) override;
     size_t residentBytes() const;   // routing keys and tables held on the device
+    void setKernel(ScanKernel k) { m_kernel = k; }
 
 private:
     CudaRouteScanner() = default;
     int m_device = 0;
     size_t m_cpuThreads = 0;
+    ScanKernel m_kernel = ScanKernel::Auto;
     cudaStream_t m_stream = nullptr;
     std::unique_ptr<memory::CpuRouteScanner> m_cpu;   // head-max configs
     std::map<std::pair<size_t, size_t>, std::unique_ptr<DeviceRouteShard>> m_shards;

@@ -220,6 +220,7 @@ private slots:
         QTest::newRow("multi-pass top-k") << 5000 << 2 << 4 << 1 << 24 << 3 << false << true << 0 << 0 << false << 300;
         QTest::newRow("token mean, chunk mean") << 301 << 9 << 6 << 3 << 20 << 19 << false << false << 1 << 1 << false << 30;
         QTest::newRow("token last") << 301 << 9 << 6 << 3 << 20 << 19 << true << false << 2 << 0 << false << 30;
+        QTest::newRow("width 48, 16 tokens exactly") << 640 << 3 << 6 << 3 << 16 << 16 << false << false << 0 << 0 << false << 20;
         QTest::newRow("f32 keys, odd head dim") << 211 << 4 << 10 << 5 << 13 << 7 << false << true << 0 << 0 << true << 25;
     }
     void scanMatchesCpu() {
@@ -248,14 +249,25 @@ private slots:
         CpuRouteScanner cpu(2);
         auto ref = cpu.scan(cfg, 0, q, shards, size_t(topN), nullptr);
         QVERIFY2(ref.ok(), ref.status().toString().c_str());
+        const auto cpuScores = scoreMap(cpu.router(), cfg, q, keys.view(), allowed);
+        // Both score kernels (the tensor-core one only takes bf16 keys with nKv·D % 16 == 0 and
+        // falls back to the FMA kernel otherwise), then the registry's default.
+        for (gpu::ScanKernel kernel : {gpu::ScanKernel::Fma, gpu::ScanKernel::TensorCore}) {
+            auto direct = gpu::CudaRouteScanner::create(0);
+            QVERIFY2(direct.ok(), direct.status().toString().c_str());
+            (*direct)->setKernel(kernel);
+            auto got = (*direct)->scan(cfg, 0, q, shards, size_t(topN), nullptr);
+            QVERIFY2(got.ok(), got.status().toString().c_str());
+            QCOMPARE(got->size(), size_t(1));
+            QCOMPARE((*got)[0].nCandidates, (*ref)[0].nCandidates);
+            const QString diff = compareLists((*got)[0].top, (*ref)[0].top, cpuScores);
+            QVERIFY2(diff.isEmpty(), qPrintable(QString(kernel == gpu::ScanKernel::Fma ? "fma: " : "tensor cores: ") + diff));
+        }
         auto made = createRouteScanner("cuda", {.device = 0});
         QVERIFY2(made.ok(), made.status().toString().c_str());
         auto got = (*made)->scan(cfg, 0, q, shards, size_t(topN), nullptr);
         QVERIFY2(got.ok(), got.status().toString().c_str());
-        QCOMPARE(got->size(), size_t(1));
-        QCOMPARE((*got)[0].nCandidates, (*ref)[0].nCandidates);
-        const QString diff = compareLists((*got)[0].top, (*ref)[0].top, scoreMap(cpu.router(), cfg, q, keys.view(), allowed));
-        QVERIFY2(diff.isEmpty(), qPrintable(diff));
+        QVERIFY2(compareLists((*got)[0].top, (*ref)[0].top, cpuScores).isEmpty(), "default kernel");
         // Second call: keys resident (cache hit), filter changed.
         std::vector<uint8_t> none(size_t(nDocs), 0);
         if (nDocs > 1) none[1] = 1;

@@ -281,6 +281,39 @@ private slots:
         QCOMPARE(foldHeadMean(q, 5).status().code(), ErrorCode::InvalidArgument);
     }
 
+    void bf16SplitQueryKeepsFoldAccuracy() {
+        // The GPU's tensor-core scan multiplies bf16 keys by the folded query split into bf16 halves,
+        // hi = rn(q'), lo = rn(q' − hi) (gpu/route_scan.cu splitQueryKernel). Against the f32 q':
+        // |q'·k − (hi+lo)·k| ≤ 2⁻¹⁸ Σ|q'_i k_i| in exact arithmetic; a single bf16 q' is ~2⁻⁹.
+        const size_t H = 32, G = 8, D = 128;
+        const RoutingConfig cfg = makeConfig(H, G, D, false);
+        const RoutingQueries q = makeQueries(cfg, 40, 7);
+        auto folded = foldHeadMean(q, G);
+        QVERIFY(folded.ok());
+        const SyntheticKeys keys = makeKeys(30, G, D, false, 8);
+        const size_t W = G * D;
+        double worstSplit = 0, worstHi = 0;
+        for (size_t c = 0; c < keys.offsets.back(); ++c)
+            for (size_t t = 0; t < q.nTokens; ++t) {
+                double exact = 0, split = 0, hiOnly = 0, mag = 0;
+                for (size_t i = 0; i < W; ++i) {
+                    const float x = (*folded)[t * W + i];
+                    const double k = model::bf16ToF32(keys.bf16[c * W + i]);
+                    const float hi = model::bf16ToF32(model::f32ToBf16(x));
+                    const float lo = model::bf16ToF32(model::f32ToBf16(x - hi));
+                    exact += double(x) * k;
+                    split += (double(hi) + double(lo)) * k;
+                    hiOnly += double(hi) * k;
+                    mag += std::abs(double(x) * k);
+                }
+                worstSplit = std::max(worstSplit, std::abs(split - exact) / mag);
+                worstHi = std::max(worstHi, std::abs(hiOnly - exact) / mag);
+            }
+        qInfo("relative dot error: bf16 hi+lo %.2e, bf16 hi only %.2e", worstSplit, worstHi);
+        QVERIFY(worstSplit <= std::ldexp(1.0, -18));
+        QVERIFY(worstHi > 50 * worstSplit);
+    }
+
     void memoryIndexOverShardsEqualsOneScan() {
         auto files = model::ModelFiles::open(MSA_SOURCE_DIR "/tests/fixtures/models/msa-qwen3-bf16");
         QVERIFY2(files.ok(), files.status().toString().c_str());
