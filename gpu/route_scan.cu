@@ -292,56 +292,79 @@ void freeAll(std::initializer_list<void*> ptrs) {
 // ---- DeviceRouteShard ----------------------------------------------------------------------------
 
 Result<std::unique_ptr<DeviceRouteShard>> DeviceRouteShard::upload(const memory::RouteKeys& keys, cudaStream_t stream) {
+    return upload(std::span<const memory::RouteKeys>(&keys, 1), stream);
+}
+
+Result<std::unique_ptr<DeviceRouteShard>> DeviceRouteShard::upload(std::span<const memory::RouteKeys> parts, cudaStream_t stream) {
     using model::DType;
-    if (keys.dtype != DType::F32 && keys.dtype != DType::BF16)
-        return Status(ErrorCode::InvalidArgument, "routing keys must be f32 or bf16 on the GPU");
-    const size_t elem = keys.dtype == DType::F32 ? 4 : 2;
-    const size_t width = keys.nHeads * keys.headDim;
-    const size_t nDocs = keys.nDocs();
-    if (width == 0 || keys.data.size() != keys.nChunks * width * elem)
-        return Status(ErrorCode::InvalidArgument, "routing keys hold " + std::to_string(keys.data.size()) + " bytes for " +
-                                                      std::to_string(keys.nChunks) + " chunks of " + std::to_string(width));
-    if (nDocs > 0 && (keys.chunkOffsets.front() != 0 || keys.chunkOffsets.back() != keys.nChunks ||
-                      !std::is_sorted(keys.chunkOffsets.begin(), keys.chunkOffsets.end())))
-        return Status(ErrorCode::InvalidArgument, "document table does not cover the chunks 0.." + std::to_string(keys.nChunks));
-    if (keys.docIds.size() != nDocs)
-        return Status(ErrorCode::InvalidArgument, "the GPU scan needs one document id per document");
-    if (nDocs >= kNoCandidate || keys.nChunks >= (uint64_t(1) << 32))
-        return Status(ErrorCode::InvalidArgument, "a shard of more than 2^32 documents or chunks");
+    if (parts.empty()) return Status(ErrorCode::InvalidArgument, "no routing keys to upload");
+    const DType dtype = parts[0].dtype;
+    if (dtype != DType::F32 && dtype != DType::BF16) return Status(ErrorCode::InvalidArgument, "routing keys must be f32 or bf16 on the GPU");
+    const size_t elem = dtype == DType::F32 ? 4 : 2;
+    const size_t width = parts[0].nHeads * parts[0].headDim;
+    size_t nDocs = 0, nChunks = 0, nBytes = 0;
+    for (const memory::RouteKeys& keys : parts) {
+        if (keys.dtype != dtype || keys.nHeads * keys.headDim != width)
+            return Status(ErrorCode::InvalidArgument, "routing key parts of different dtype or width");
+        if (width == 0 || keys.data.size() != keys.nChunks * width * elem)
+            return Status(ErrorCode::InvalidArgument, "routing keys hold " + std::to_string(keys.data.size()) + " bytes for " +
+                                                          std::to_string(keys.nChunks) + " chunks of " + std::to_string(width));
+        const size_t nd = keys.nDocs();
+        if (nd > 0 && (keys.chunkOffsets.front() != 0 || keys.chunkOffsets.back() != keys.nChunks ||
+                       !std::is_sorted(keys.chunkOffsets.begin(), keys.chunkOffsets.end())))
+            return Status(ErrorCode::InvalidArgument, "document table does not cover the chunks 0.." + std::to_string(keys.nChunks));
+        if (keys.docIds.size() != nd) return Status(ErrorCode::InvalidArgument, "the GPU scan needs one document id per document");
+        nDocs += nd;
+        nChunks += keys.nChunks;
+        nBytes += keys.data.size();
+    }
+    if (nDocs >= kNoCandidate || nChunks >= (uint64_t(1) << 32))
+        return Status(ErrorCode::InvalidArgument, "a routing table of more than 2^32 documents or chunks");
     std::unique_ptr<DeviceRouteShard> s(new DeviceRouteShard());
     MSA_CUDA_CHECK(cudaGetDevice(&s->m_device));
     s->m_nDocs = nDocs;
-    s->m_nChunks = keys.nChunks;
+    s->m_nChunks = nChunks;
     s->m_width = width;
-    s->m_dtype = keys.dtype;
-    s->m_srcData = keys.data.data();
-    s->m_srcBytes = keys.data.size();
-    s->m_srcOffsets = keys.chunkOffsets.data();
-    s->m_srcIds = keys.docIds.data();
-    std::vector<uint32_t> chunkDoc(keys.nChunks), docChunks(nDocs);
-    for (size_t d = 0; d < nDocs; ++d) {
-        docChunks[d] = static_cast<uint32_t>(keys.chunkOffsets[d + 1] - keys.chunkOffsets[d]);
-        for (uint64_t c = keys.chunkOffsets[d]; c < keys.chunkOffsets[d + 1]; ++c) chunkDoc[c] = static_cast<uint32_t>(d);
+    s->m_dtype = dtype;
+    std::vector<uint32_t> chunkDoc(nChunks), docChunks(nDocs);
+    std::vector<uint64_t> ids;
+    ids.reserve(nDocs);
+    size_t d0 = 0, c0 = 0;
+    for (const memory::RouteKeys& keys : parts) {
+        s->m_sources.push_back({keys.data.data(), keys.data.size(), keys.chunkOffsets.data(), keys.docIds.data(), keys.nDocs()});
+        for (size_t d = 0; d < keys.nDocs(); ++d) {
+            docChunks[d0 + d] = static_cast<uint32_t>(keys.chunkOffsets[d + 1] - keys.chunkOffsets[d]);
+            for (uint64_t c = keys.chunkOffsets[d]; c < keys.chunkOffsets[d + 1]; ++c) chunkDoc[c0 + c] = static_cast<uint32_t>(d0 + d);
+        }
+        ids.insert(ids.end(), keys.docIds.begin(), keys.docIds.end());
+        d0 += keys.nDocs();
+        c0 += keys.nChunks;
     }
-    const std::vector<uint32_t> rank = memory::idRanks(keys.docIds);
+    const std::vector<uint32_t> rank = memory::idRanks(ids);
     std::vector<uint32_t> rankToRow(nDocs);
     for (size_t d = 0; d < nDocs; ++d) rankToRow[rank[d]] = static_cast<uint32_t>(d);
-    // The key bytes come straight from the (pageable, mapped) bank span; the runtime stages them.
-    // 16 zero rows after the last chunk: the tensor-core kernel loads whole 16-chunk tiles.
+    // The key bytes come straight from the bank's mapped spans (pageable: the runtime stages them;
+    // page-locked by a ContentTier: direct DMA). 16 zero rows after the last chunk: the tensor-core
+    // kernel loads whole 16-chunk tiles.
     const size_t padBytes = 16 * width * elem;
-    MSA_CUDA_CHECK(cudaMalloc(&s->m_keys, keys.data.size() + padBytes));
-    if (!keys.data.empty())
-        MSA_CUDA_CHECK(cudaMemcpyAsync(s->m_keys, keys.data.data(), keys.data.size(), cudaMemcpyHostToDevice, stream));
-    MSA_CUDA_CHECK(cudaMemsetAsync(static_cast<std::byte*>(s->m_keys) + keys.data.size(), 0, padBytes, stream));
+    MSA_CUDA_CHECK(cudaMalloc(&s->m_keys, nBytes + padBytes));
+    size_t at = 0;
+    for (const memory::RouteKeys& keys : parts) {
+        if (!keys.data.empty())
+            MSA_CUDA_CHECK(cudaMemcpyAsync(static_cast<std::byte*>(s->m_keys) + at, keys.data.data(), keys.data.size(),
+                                           cudaMemcpyHostToDevice, stream));
+        at += keys.data.size();
+    }
+    MSA_CUDA_CHECK(cudaMemsetAsync(static_cast<std::byte*>(s->m_keys) + nBytes, 0, padBytes, stream));
     MSA_RETURN_IF_ERROR(cudaAllocCopy(&s->m_chunkDoc, chunkDoc.data(), chunkDoc.size(), stream));
     MSA_RETURN_IF_ERROR(cudaAllocCopy(&s->m_docChunks, docChunks.data(), docChunks.size(), stream));
     MSA_RETURN_IF_ERROR(cudaAllocCopy(&s->m_rank, rank.data(), rank.size(), stream));
     MSA_RETURN_IF_ERROR(cudaAllocCopy(&s->m_rankToRow, rankToRow.data(), rankToRow.size(), stream));
-    MSA_RETURN_IF_ERROR(cudaAllocCopy(&s->m_ids, keys.docIds.data(), keys.docIds.size(), stream));
+    MSA_RETURN_IF_ERROR(cudaAllocCopy(&s->m_ids, ids.data(), ids.size(), stream));
     MSA_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&s->m_allowed), std::max<size_t>(nDocs, 1)));
     // The host vectors above die at return: the copies must be done first.
     MSA_CUDA_CHECK(cudaStreamSynchronize(stream));
-    s->m_bytes = keys.data.size() + (chunkDoc.size() + 3 * nDocs) * 4 + nDocs * 9;
+    s->m_bytes = nBytes + padBytes + (chunkDoc.size() + 3 * nDocs) * 4 + nDocs * 9;
     return Result<std::unique_ptr<DeviceRouteShard>>(std::move(s));
 }
 
@@ -353,9 +376,16 @@ DeviceRouteShard::~DeviceRouteShard() {
     cudaGetLastError();
 }
 
-bool DeviceRouteShard::sameSource(const memory::RouteKeys& keys) const {
-    return keys.data.data() == m_srcData && keys.data.size() == m_srcBytes && keys.chunkOffsets.data() == m_srcOffsets &&
-           keys.docIds.data() == m_srcIds && keys.nDocs() == m_nDocs && keys.dtype == m_dtype;
+bool DeviceRouteShard::sameSource(std::span<const memory::RouteKeys> parts) const {
+    if (parts.size() != m_sources.size()) return false;
+    for (size_t i = 0; i < parts.size(); ++i) {
+        const memory::RouteKeys& k = parts[i];
+        const Source& s = m_sources[i];
+        if (k.data.data() != s.data || k.data.size() != s.bytes || k.chunkOffsets.data() != s.offsets ||
+            k.docIds.data() != s.ids || k.nDocs() != s.nDocs || k.dtype != m_dtype)
+            return false;
+    }
+    return true;
 }
 
 Status DeviceRouteShard::setAllowed(std::span<const uint8_t> allowed, cudaStream_t stream) {
@@ -539,7 +569,7 @@ CudaRouteScanner::~CudaRouteScanner() {
     int prev = -1;
     cudaGetDevice(&prev);
     cudaSetDevice(m_device);
-    m_shards.clear();
+    m_layers.clear();
     if (m_stream) cudaStreamSynchronize(m_stream);
     if (m_folded) cudaFree(m_folded);
     if (m_out) cudaFree(m_out);
@@ -554,7 +584,7 @@ std::string CudaRouteScanner::name() const { return "cuda:" + std::to_string(m_d
 
 size_t CudaRouteScanner::residentBytes() const {
     size_t b = 0;
-    for (const auto& [k, s] : m_shards) b += s->deviceBytes();
+    for (const auto& [k, s] : m_layers) b += s->deviceBytes();
     return b;
 }
 
@@ -599,32 +629,68 @@ Result<std::vector<memory::ShardScan>> CudaRouteScanner::scan(const memory::Rout
         MSA_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&m_hostOut), (n + 1) * sizeof(DeviceCandidate)));
         m_outCapacity = n + 1;
     }
-    MSA_CUDA_CHECK(cudaMemcpyAsync(m_folded, folded.data(), foldedFloats * sizeof(float), cudaMemcpyHostToDevice, m_stream));
+    // All shards of the layer form one device table (a bank has hundreds of shards at 100M tokens:
+    // one scan instead of one per shard). Its top-n is split back by shard; merging those lists
+    // gives the same top-n as merging each shard's own top-n (route_scanner.h).
+    std::vector<memory::RouteKeys> parts;
+    std::vector<size_t> partShard, firstDoc{0};
+    bool filtered = false;
     for (size_t si = 0; si < shards.size(); ++si) {
-        if (cancel && cancel->isCancelled()) {
-            cudaStreamSynchronize(m_stream);
-            return Status(ErrorCode::Cancelled, "routing scan cancelled");
-        }
         const memory::ScanShard& s = shards[si];
         if (s.keys.nDocs() == 0) continue;
         if (s.keys.nHeads != width || queries.headDim != s.keys.headDim || queries.nHeads % s.keys.nHeads != 0)
             return Status(ErrorCode::InvalidArgument, "query heads " + std::to_string(queries.nHeads) + " x " +
                                                           std::to_string(queries.headDim) + " do not map onto key heads " +
                                                           std::to_string(s.keys.nHeads) + " x " + std::to_string(s.keys.headDim));
-        auto& slot = m_shards[{layerPos, si}];
-        if (!slot || !slot->sameSource(s.keys)) {
-            slot.reset();
-            MSA_ASSIGN_OR_RETURN(slot, DeviceRouteShard::upload(s.keys, m_stream));
-        }
-        MSA_RETURN_IF_ERROR(slot->setAllowed(s.allowed, m_stream));
-        MSA_RETURN_IF_ERROR(enqueueScan(*slot, m_folded, queries.nTokens, cfg.queryReduce, cfg.chunkReduce, n, m_ws, m_out, m_stream, m_kernel));
-        MSA_CUDA_CHECK(cudaMemcpyAsync(m_hostOut, m_out, (n + 1) * sizeof(DeviceCandidate), cudaMemcpyDeviceToHost, m_stream));
-        MSA_CUDA_CHECK(cudaStreamSynchronize(m_stream));
-        out[si] = decodeCandidates({m_hostOut, n + 1}, n);
+        if (!s.allowed.empty() && s.allowed.size() != s.keys.nDocs())
+            return Status(ErrorCode::InvalidArgument, "candidate filter has " + std::to_string(s.allowed.size()) + " entries for " +
+                                                          std::to_string(s.keys.nDocs()) + " documents");
+        parts.push_back(s.keys);
+        partShard.push_back(si);
+        firstDoc.push_back(firstDoc.back() + s.keys.nDocs());
+        filtered = filtered || !s.allowed.empty();
     }
-    // `folded` is a host vector read by the first async copy: the synchronisations above (or the
-    // one below when no shard had documents) finish it before it dies.
+    std::unique_ptr<DeviceRouteShard>& table = m_layers[layerPos];
+    if (!table || !table->sameSource(parts)) {
+        table.reset();
+        MSA_ASSIGN_OR_RETURN(table, DeviceRouteShard::upload(parts, m_stream));
+    }
+    std::vector<uint8_t> allowed;
+    if (filtered) {
+        allowed.reserve(firstDoc.back());
+        for (size_t p = 0; p < parts.size(); ++p) {
+            const memory::ScanShard& s = shards[partShard[p]];
+            if (s.allowed.empty()) allowed.insert(allowed.end(), s.keys.nDocs(), uint8_t(1));
+            else allowed.insert(allowed.end(), s.allowed.begin(), s.allowed.end());
+        }
+    }
+    if (cancel && cancel->isCancelled()) return Status(ErrorCode::Cancelled, "routing scan cancelled");
+    MSA_RETURN_IF_ERROR(table->setAllowed(allowed, m_stream));
+    MSA_CUDA_CHECK(cudaMemcpyAsync(m_folded, folded.data(), foldedFloats * sizeof(float), cudaMemcpyHostToDevice, m_stream));
+    MSA_RETURN_IF_ERROR(enqueueScan(*table, m_folded, queries.nTokens, cfg.queryReduce, cfg.chunkReduce, n, m_ws, m_out, m_stream, m_kernel));
+    MSA_CUDA_CHECK(cudaMemcpyAsync(m_hostOut, m_out, (n + 1) * sizeof(DeviceCandidate), cudaMemcpyDeviceToHost, m_stream));
+    // Also finishes the copy out of the pageable `folded` before it dies.
     MSA_CUDA_CHECK(cudaStreamSynchronize(m_stream));
+    const memory::ShardScan all = decodeCandidates({m_hostOut, n + 1}, n);
+    for (const memory::ScoredDocument& d : all.top) {
+        const size_t p = static_cast<size_t>(std::upper_bound(firstDoc.begin(), firstDoc.end(), size_t(d.index)) - firstDoc.begin()) - 1;
+        if (p >= parts.size()) return Status(ErrorCode::DeviceError, "the routing scan returned a row outside its table");
+        out[partShard[p]].top.push_back({d.id, static_cast<uint32_t>(d.index - firstDoc[p]), d.score});
+    }
+    // Candidates per shard: the allowed non-empty documents (each has a finite score with finite
+    // keys and queries); the device's own count must agree.
+    size_t total = 0;
+    for (size_t p = 0; p < parts.size(); ++p) {
+        const memory::ScanShard& s = shards[partShard[p]];
+        size_t c = 0;
+        for (size_t d = 0; d < s.keys.nDocs(); ++d)
+            c += (s.keys.chunkOffsets[d + 1] > s.keys.chunkOffsets[d] && (s.allowed.empty() || s.allowed[d])) ? 1 : 0;
+        out[partShard[p]].nCandidates = c;
+        total += c;
+    }
+    if (total != all.nCandidates)
+        return Status(ErrorCode::DeviceError, "the routing scan scored " + std::to_string(all.nCandidates) + " documents of " +
+                                                  std::to_string(total) + " candidates (non-finite keys or queries?)");
     return out;
 }
 

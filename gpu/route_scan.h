@@ -24,9 +24,10 @@
 // ascending id as on the CPU; equal keys give bit-identical device scores, so exact ties survive.
 //
 // CudaRouteScanner is the "cuda" memory::RouteScanner (registerRouteScanner() adds its factory):
-// a cache of DeviceRouteShards per (routing-layer position, shard), keyed by the key span's address
-// and size, filled on first use; results equal the CPU Router's ids, with scores within f32
-// summation-order differences (tests/gpu/tst_gpu_routing.cpp).
+// per routing-layer position one device table holding all the shards it is given, concatenated
+// (one scan per layer however many bank shards), re-uploaded only when a shard's key span, table or
+// ids move; its top-n is split back by shard. Results equal the CPU Router's ids, with scores within
+// f32 summation-order differences (tests/gpu/tst_gpu_routing.cpp).
 //
 // Ownership/threads: every object here belongs to one device and is used by one host thread at a
 // time; the functions switch to the object's device themselves. Destructors free device memory
@@ -77,6 +78,8 @@ class DeviceRouteShard {
 public:
     // Uploads `keys` (f32 or bf16; docIds required) to the current device. The filter starts as "all".
     static Result<std::unique_ptr<DeviceRouteShard>> upload(const memory::RouteKeys& keys, cudaStream_t stream);
+    // One table from several parts (a layer's bank shards) in order: rows and chunks concatenated.
+    static Result<std::unique_ptr<DeviceRouteShard>> upload(std::span<const memory::RouteKeys> parts, cudaStream_t stream);
     ~DeviceRouteShard();
     DeviceRouteShard(const DeviceRouteShard&) = delete;
     DeviceRouteShard& operator=(const DeviceRouteShard&) = delete;
@@ -90,8 +93,8 @@ public:
     size_t width() const { return m_width; }              // nKv × D
     model::DType dtype() const { return m_dtype; }
     size_t deviceBytes() const { return m_bytes; }
-    // Identity of the host span it was made from (CudaRouteScanner's cache key).
-    bool sameSource(const memory::RouteKeys& keys) const;
+    // Identity of the host spans it was made from (CudaRouteScanner's cache key).
+    bool sameSource(std::span<const memory::RouteKeys> parts) const;
 
     struct DevicePtrs {
         const void* keys;
@@ -109,10 +112,14 @@ private:
     int m_device = 0;
     size_t m_nDocs = 0, m_nChunks = 0, m_width = 0, m_bytes = 0;
     model::DType m_dtype = model::DType::BF16;
-    const void* m_srcData = nullptr;
-    size_t m_srcBytes = 0;
-    const void* m_srcOffsets = nullptr;
-    const void* m_srcIds = nullptr;
+    struct Source {
+        const void* data;
+        size_t bytes;
+        const void* offsets;
+        const void* ids;
+        size_t nDocs;
+    };
+    std::vector<Source> m_sources;
     void* m_keys = nullptr;
     uint32_t* m_chunkDoc = nullptr;
     uint32_t* m_docChunks = nullptr;
@@ -178,7 +185,7 @@ private:
     ScanKernel m_kernel = ScanKernel::Auto;
     cudaStream_t m_stream = nullptr;
     std::unique_ptr<memory::CpuRouteScanner> m_cpu;   // head-max configs
-    std::map<std::pair<size_t, size_t>, std::unique_ptr<DeviceRouteShard>> m_shards;
+    std::map<size_t, std::unique_ptr<DeviceRouteShard>> m_layers;   // per routing-layer position: all its shards
     ScanWorkspace m_ws;
     float* m_folded = nullptr;
     size_t m_foldedCapacity = 0;

@@ -51,9 +51,12 @@ struct ScanShard {
     std::span<const uint8_t> allowed = {};   // per document of the shard; empty: all
 };
 
-// One shard's answer: its top-n with ScoredDocument::index = the document's row in the shard's table.
+// One shard's answer, ScoredDocument::index = the document's row in the shard's table. `top` is
+// either the shard's own top-n (CpuRouteScanner) or the shard's members of the top-n of all shards
+// together (a device scanner that scans a layer's shards as one table); mergeShardTops(lists, n)
+// gives the same global top-n from either.
 struct ShardScan {
-    std::vector<ScoredDocument> top;   // min(n, nCandidates), score descending, id ascending on ties
+    std::vector<ScoredDocument> top;   // score descending, id ascending on ties
     size_t nCandidates = 0;            // documents with a finite score (allowed and non-empty)
 };
 
@@ -61,7 +64,7 @@ class RouteScanner {
 public:
     virtual ~RouteScanner() = default;
     virtual std::string name() const = 0;   // "cpu", "cuda:0"
-    // Scores shard by shard for routing-layer position `layerPos` and keeps each shard's top-n.
+    // Scores every shard for routing-layer position `layerPos` and keeps top-n lists (see ShardScan).
     // Results are returned in shard order (one ShardScan per entry of `shards`).
     virtual Result<std::vector<ShardScan>> scan(const RoutingConfig& cfg, size_t layerPos, const RoutingQueries& queries,
                                                 std::span<const ScanShard> shards, size_t n,

@@ -298,15 +298,23 @@ private slots:
         QCOMPARE((*got)[0].nCandidates, (*ref)[0].nCandidates);
     }
 
+    void splitShardsOnOneGpuEqualOneShard_data() {
+        QTest::addColumn<int>("kernel");
+        QTest::newRow("fma") << int(gpu::ScanKernel::Fma);
+        QTest::newRow("tensor cores") << int(gpu::ScanKernel::TensorCore);
+    }
     void splitShardsOnOneGpuEqualOneShard() {
-        // Plan → split → per-shard GPU scans → exact merge, against one GPU scan of the whole table.
+        // Plan → split → the shards scanned (chunks now in plan order) → exact merge, against one GPU
+        // scan of the whole table: equal scores need a chunk's score not to depend on its position.
         const RoutingConfig cfg = makeConfig(8, 2, 32, false);
         const SyntheticKeys keys = makeKeys(733, 5, 2, 32, false, model::DType::BF16, 5);
         const RoutingQueries q = makeQueries(cfg, 9, 6);
         std::vector<uint8_t> allowed;
         for (size_t d = 0; d < keys.ids.size(); ++d) allowed.push_back(d % 5 != 0);
-        auto scanner = createRouteScanner("cuda", {.device = 0});
+        QFETCH(int, kernel);
+        auto scanner = gpu::CudaRouteScanner::create(0);
         QVERIFY(scanner.ok());
+        (*scanner)->setKernel(gpu::ScanKernel(kernel));
         const size_t n = 50;
         auto whole = (*scanner)->scan(cfg, 0, q, std::vector<ScanShard>{{keys.view(), allowed}}, n, nullptr);
         QVERIFY2(whole.ok(), whole.status().toString().c_str());
