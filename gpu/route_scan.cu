@@ -688,9 +688,9 @@ Result<std::vector<memory::ShardScan>> CudaRouteScanner::scan(const memory::Rout
         out[partShard[p]].nCandidates = c;
         total += c;
     }
-    if (total != all.nCandidates)
-        return Status(ErrorCode::DeviceError, "the routing scan scored " + std::to_string(all.nCandidates) + " documents of " +
-                                                  std::to_string(total) + " candidates (non-finite keys or queries?)");
+    if (total != all.nCandidates)   // a NaN score never becomes a candidate (as on the CPU); say so
+        MSA_LOG(Warning) << "routing layer position " << layerPos << ": " << (total - std::min(total, size_t(all.nCandidates)))
+                         << " candidate documents have no finite score (non-finite routing keys or queries)";
     return out;
 }
 
