@@ -471,6 +471,71 @@ private slots:
         QCOMPARE((*tier)->stage(0, bad).code(), ErrorCode::InvalidArgument);
     }
 
+    void scanThroughput() {
+        // Timing only where it is cheap to get: one layer of 1M memory tokens of the MSA-4B shape
+        // (15,625 chunks × 8 × 128 bf16 = 32 MB), 40 query tokens, k 16, both kernels, CUDA events.
+        // Prints ms per layer and key bandwidth; asserts that both kernels select the same documents.
+        const size_t nDocs = 3125, chunksPerDoc = 5, G = 8, D = 128, W = G * D, nTokens = 40;
+        std::mt19937 rng(1);
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        std::vector<uint16_t> bf(nDocs * chunksPerDoc * W);
+        for (auto& x : bf) x = model::f32ToBf16(nd(rng));
+        std::vector<uint64_t> offsets{0}, ids;
+        for (size_t d = 0; d < nDocs; ++d) {
+            offsets.push_back(offsets.back() + chunksPerDoc);
+            ids.push_back(d);
+        }
+        const RouteKeys keys{std::as_bytes(std::span(bf)), model::DType::BF16, offsets.back(), G, D, offsets, ids};
+        const RoutingConfig cfg = makeConfig(32, G, D, false);
+        auto folded = foldHeadMean(makeQueries(cfg, nTokens, 2), G);
+        QVERIFY(folded.ok());
+        cudaStream_t stream = nullptr;
+        QCOMPARE(cudaStreamCreate(&stream), cudaSuccess);
+        auto shard = gpu::DeviceRouteShard::upload(keys, stream);
+        QVERIFY2(shard.ok(), shard.status().toString().c_str());
+        float* dq = nullptr;
+        gpu::DeviceCandidate* dOut = nullptr;
+        QCOMPARE(cudaMalloc(reinterpret_cast<void**>(&dq), folded->size() * 4), cudaSuccess);
+        QCOMPARE(cudaMalloc(reinterpret_cast<void**>(&dOut), 17 * sizeof(gpu::DeviceCandidate)), cudaSuccess);
+        QCOMPARE(cudaMemcpy(dq, folded->data(), folded->size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+        gpu::ScanWorkspace ws;
+        cudaEvent_t t0 = nullptr, t1 = nullptr;
+        cudaEventCreate(&t0);
+        cudaEventCreate(&t1);
+        std::vector<std::vector<uint64_t>> picks;
+        for (gpu::ScanKernel kernel : {gpu::ScanKernel::Fma, gpu::ScanKernel::TensorCore}) {
+            const int reps = 20;
+            QVERIFY(gpu::enqueueScan(**shard, dq, nTokens, QueryReduce::Max, ChunkReduce::Max, 16, ws, dOut, stream, kernel).isOk());
+            cudaEventRecord(t0, stream);
+            for (int i = 0; i < reps; ++i)
+                QVERIFY(gpu::enqueueScan(**shard, dq, nTokens, QueryReduce::Max, ChunkReduce::Max, 16, ws, dOut, stream, kernel).isOk());
+            cudaEventRecord(t1, stream);
+            QCOMPARE(cudaEventSynchronize(t1), cudaSuccess);
+            float ms = 0;
+            cudaEventElapsedTime(&ms, t0, t1);
+            ms /= reps;
+            const double gbs = double(bf.size() * 2) / (ms * 1e-3) / 1e9;
+            qInfo("%s: %.3f ms per layer at 1M tokens (%.0f GB/s of keys), %.2f ms for 18 layers",
+                  kernel == gpu::ScanKernel::Fma ? "fma kernel" : "tensor-core kernel", double(ms), gbs, double(ms) * 18);
+            std::vector<gpu::DeviceCandidate> host(17);
+            QCOMPARE(cudaMemcpy(host.data(), dOut, host.size() * sizeof(gpu::DeviceCandidate), cudaMemcpyDeviceToHost), cudaSuccess);
+            const ShardScan s = gpu::decodeCandidates(host, 16);
+            QCOMPARE(s.nCandidates, nDocs);
+            std::vector<uint64_t> p;
+            for (const auto& d : s.top) p.push_back(d.id);
+            picks.push_back(p);
+        }
+        QCOMPARE(picks[0].size(), size_t(16));
+        QCOMPARE(picks[0], picks[1]);
+        cudaEventDestroy(t0);
+        cudaEventDestroy(t1);
+        cudaFree(dq);
+        cudaFree(dOut);
+        ws.release();
+        shard->reset();
+        cudaStreamDestroy(stream);
+    }
+
 private:
     int m_nDevices = 0;
 };
