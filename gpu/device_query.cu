@@ -7,6 +7,8 @@
 // "CUDA driver version is insufficient for CUDA runtime version" (BUILD-NOTES #6).
 #include "gpu/register.h"
 
+#include "gpu/route_scan.h"
+
 #include <cuda_runtime.h>
 #if MSA_HAVE_NCCL
 #include <nccl.h>
@@ -54,6 +56,7 @@ std::string selfTest(int device) {
 }  // namespace
 
 void registerBackends(engine::BackendRegistry& registry) {
+    registerRouteScanner();   // memory::createRouteScanner("cuda") from here on (gpu/route_scan.h)
     engine::BackendInfo info;
     info.name = "cuda";
     info.built = true;

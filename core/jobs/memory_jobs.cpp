@@ -258,6 +258,11 @@ Result<std::unique_ptr<RoutingContext>> openRouting(const RouteRequest& r, engin
     ctx->wrap = wrappingFor(ctx->rt);
     MSA_ASSIGN_OR_RETURN(memory::MemoryIndex index, memory::MemoryIndex::create(ctx->bank, *ctx->rt.files, ctx->cfg, r.nThreads));
     ctx->index.emplace(std::move(index));
+    if (backend.name() == "cuda") {
+        auto scanner = memory::createRouteScanner("cuda", {.device = r.scanDevice, .nThreads = r.nThreads});
+        if (scanner) ctx->index->setScanner(std::move(scanner).value());
+        else MSA_LOG(Warning) << "routing scan on the CPU: " << scanner.status().toString();
+    }
     if (r.catalog) {
         auto cat = catalog::Catalog::open(*r.catalog, {.readOnly = true, .create = false});
         if (cat) ctx->catalog = std::move(cat).value();

@@ -86,6 +86,9 @@ struct RouteRequest {
     size_t topN = 10;
     size_t nThreads = 0;
     CandidateFilter filter;                            // empty: every live document is a candidate
+    // With a CUDA engine backend the routing scan runs on this CUDA device through the "cuda"
+    // RouteScanner (gpu/route_scan.h); when that cannot be created the CPU scan is used (logged).
+    int scanDevice = 0;
 };
 
 struct RoutedDocument {

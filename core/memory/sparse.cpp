@@ -1,5 +1,6 @@
 #include "core/memory/sparse.h"
 
+#include "core/memory/shard_merge.h"
 #include "core/model/dtype.h"
 
 #include <algorithm>
@@ -12,7 +13,7 @@ struct MemoryIndex::Impl {
     const Bank* bank = nullptr;
     const model::ModelFiles* files = nullptr;
     RoutingConfig cfg;
-    std::unique_ptr<Router> router;
+    std::unique_ptr<RouteScanner> scanner;   // CpuRouteScanner unless setScanner() replaced it
     // Per shard, the router's document table (layer-independent): chunk offsets relative to the
     // shard's first chunk, memory document ids, bank rows, and the candidate mask.
     struct Shard {
@@ -49,7 +50,7 @@ Result<MemoryIndex> MemoryIndex::create(const Bank& bank, const model::ModelFile
     impl->bank = &bank;
     impl->files = &files;
     impl->cfg = std::move(cfg);
-    impl->router = std::make_unique<Router>(nThreads);
+    impl->scanner = std::make_unique<CpuRouteScanner>(nThreads);
     if (!impl->cfg.layers.empty()) {
         const auto& docs = bank.documents();
         for (const ShardSpan& span : bank.routingKeys(0)) {
@@ -73,6 +74,10 @@ Result<MemoryIndex> MemoryIndex::create(const Bank& bank, const model::ModelFile
 }
 
 const RoutingConfig& MemoryIndex::config() const { return m->cfg; }
+void MemoryIndex::setScanner(std::unique_ptr<RouteScanner> scanner) {
+    if (scanner) m->scanner = std::move(scanner);
+}
+const RouteScanner& MemoryIndex::scanner() const { return *m->scanner; }
 const Bank& MemoryIndex::bank() const { return *m->bank; }
 const model::ModelFiles& MemoryIndex::files() const { return *m->files; }
 size_t MemoryIndex::templateLength() const { return m->bank->params().nTemplateTokens; }
@@ -91,13 +96,11 @@ Result<LayerRouting> MemoryIndex::route(size_t li, const RoutingQueries& queries
     if (spans.size() != m->shards.size())
         return Status(ErrorCode::Internal, "routing layer " + std::to_string(li) + " has " + std::to_string(spans.size()) +
                                                " shard spans, the document table " + std::to_string(m->shards.size()));
-    std::vector<float> scores;
-    std::vector<uint64_t> ids;
-    std::vector<uint32_t> rows;
+    std::vector<ScanShard> scan(spans.size());
     for (size_t si = 0; si < spans.size(); ++si) {
         const Impl::Shard& s = m->shards[si];
-        if (s.ids.empty()) continue;
-        RouteKeys keys;
+        if (s.ids.empty()) continue;   // nDocs() == 0: the scanner skips it
+        RouteKeys& keys = scan[si].keys;
         keys.data = spans[si].bytes;
         keys.dtype = bp.storage;
         keys.nChunks = spans[si].nChunks;
@@ -105,17 +108,25 @@ Result<LayerRouting> MemoryIndex::route(size_t li, const RoutingQueries& queries
         keys.headDim = bp.headDim;
         keys.chunkOffsets = s.offsets;
         keys.docIds = s.ids;
-        MSA_ASSIGN_OR_RETURN(std::vector<float> sc,
-                             m->router->scoreDocuments(m->cfg, queries, keys, {.topK = m->cfg.topK, .allowed = s.allowed, .cancel = cancel}));
-        scores.insert(scores.end(), sc.begin(), sc.end());
-        ids.insert(ids.end(), s.ids.begin(), s.ids.end());
-        rows.insert(rows.end(), s.rows.begin(), s.rows.end());
+        scan[si].allowed = s.allowed;
     }
+    // Each shard's top-n merged exactly (shard_merge.h): the same documents and scores as one
+    // selectTop over the concatenated shards' scores.
+    const size_t n = std::max(topN, m->cfg.topK);
+    MSA_ASSIGN_OR_RETURN(std::vector<ShardScan> perShard, m->scanner->scan(m->cfg, li, queries, scan, n, cancel));
     LayerRouting out;
     out.layer = m->cfg.layers[li];
-    for (float v : scores) out.nCandidates += std::isfinite(v) ? 1 : 0;
-    std::vector<ScoredDocument> top = selectTop(scores, ids, std::max(topN, m->cfg.topK));
-    for (ScoredDocument& d : top) d.index = rows[d.index];   // concatenated position → bank row
+    std::vector<std::vector<ScoredDocument>> lists(perShard.size());
+    for (size_t si = 0; si < perShard.size(); ++si) {
+        out.nCandidates += perShard[si].nCandidates;
+        lists[si] = std::move(perShard[si].top);
+    }
+    std::vector<ScoredDocument> top;
+    for (const ShardedDocument& d : mergeShardTops(lists, n)) {
+        ScoredDocument doc = d.doc;
+        doc.index = m->shards[d.shard].rows[d.doc.index];   // shard row → bank row
+        top.push_back(doc);
+    }
     out.selected.assign(top.begin(), top.begin() + static_cast<std::ptrdiff_t>(std::min(top.size(), m->cfg.topK)));
     top.resize(std::min(top.size(), std::max<size_t>(topN, 1)));
     if (top.size() < out.selected.size()) top = out.selected;

@@ -26,6 +26,7 @@
 
 #include "core/engine/backend.h"
 #include "core/memory/bank.h"
+#include "core/memory/route_scanner.h"
 #include "core/memory/router.h"
 
 #include <cstdint>
@@ -55,6 +56,10 @@ public:
     ~MemoryIndex();
 
     const RoutingConfig& config() const;
+    // Replaces the scanner route() uses (default: CpuRouteScanner with the threads given to create();
+    // "cuda" from createRouteScanner() when the engine runs on a GPU). nullptr keeps the current one.
+    void setScanner(std::unique_ptr<RouteScanner> scanner);
+    const RouteScanner& scanner() const;
     const Bank& bank() const;
     const model::ModelFiles& files() const;
     size_t templateLength() const;
