@@ -622,6 +622,39 @@ private slots:
         }
     }
 
+    void memoryParallelWith8BitKeysSplitsExactly() {
+        // 8-bit keys: worlds of 3 and 5 ranks on one GPU equal world size 1 of the same storage bit for
+        // bit, and the CPU index routing over the dequantized keys selects the same documents.
+        RealBank rb;
+        const Status st = makeRealBank(rb, 120);
+        QVERIFY2(st.isOk(), st.toString().c_str());
+        for (const KeyStorage storage : {KeyStorage::Fp8E4M3, KeyStorage::Int8}) {
+            auto one = gpu::MemoryParallel::create(*rb.bank, rb.cfg, {.devices = {0}, .keyStorage = storage});
+            QVERIFY2(one.ok(), one.status().toString().c_str());
+            auto cpuIndex = MemoryIndex::create(*rb.bank, *rb.files, rb.cfg, 1);
+            QVERIFY(cpuIndex.ok());
+            cpuIndex->setScanner(std::make_unique<CpuRouteScanner>(1, storage));
+            for (const std::vector<int>& devices : {std::vector<int>{0, 0, 0}, std::vector<int>{0, 0, 0, 0, 0}}) {
+                auto mp = gpu::MemoryParallel::create(*rb.bank, rb.cfg, {.devices = devices, .keyStorage = storage});
+                QVERIFY2(mp.ok(), mp.status().toString().c_str());
+                for (size_t li = 0; li < 2; ++li) {
+                    const RoutingQueries q = makeQueries(rb.cfg, 4, uint32_t(80 + li));
+                    auto a = (*one)->route(li, q, 25);
+                    auto b = (*mp)->route(li, q, 25);
+                    QVERIFY2(a.ok() && b.ok(), (a.ok() ? b.status() : a.status()).toString().c_str());
+                    QVERIFY2(a->top == b->top, qPrintable(QString("world %1 differs from world 1").arg(devices.size())));
+                    QCOMPARE(a->nCandidates, b->nCandidates);
+                    auto c = cpuIndex->route(li, q, 25);
+                    QVERIFY(c.ok());
+                    QCOMPARE(a->nCandidates, c->nCandidates);
+                    QCOMPARE(a->selected.size(), c->selected.size());
+                    for (size_t i = 0; i < c->selected.size(); ++i)
+                        QVERIFY(a->selected[i].id == c->selected[i].id || closeScore(a->selected[i].score, c->selected[i].score));
+                }
+            }
+        }
+    }
+
     void contentTierCopiesSelectedRows() {
         RealBank rb;
         const Status st = makeRealBank(rb, 40);
