@@ -291,9 +291,9 @@ private slots:
     }
 
     void quantizedUploadEqualsHostQuantization() {
-        // Three parts (≈ 4,100, 1 and ≈ 6,000 chunks) of 8 × 128 (the MSA-4B width): the upload's
-        // staging blocks are 4,096 chunks of that width, so both buffers alternate and a part ends
-        // inside a block.
+        // Three parts (thousands of chunks, 1 chunk, thousands) of 8 × 128 (the MSA-4B width): the
+        // upload's staging blocks are 4,096 chunks of that width, so both buffers alternate and a part
+        // ends inside a block.
         const size_t G = 8, D = 128;
         const std::vector<SyntheticKeys> src = {makeKeys(820, 9, G, D, false, model::DType::BF16, 21),
                                                 makeKeys(1, 1, G, D, false, model::DType::BF16, 22),
@@ -414,13 +414,22 @@ private slots:
             QVERIFY2(diff.isEmpty(), qPrintable(diff));
             lists.push_back((*got)[0].top);
         }
-        // 8-bit tables always take the FMA kernel: the tensor-core request gives the same bits.
-        QVERIFY(lists[0] == lists[1]);
+        // 8-bit tables always take the FMA kernel: the tensor-core request gives the same bits (chunk
+        // mean sums chunks with double atomics in any order, which may even reorder exact ties, so
+        // there only scores within tolerance position by position; each list already matched the CPU).
+        auto sameRun = [&](const std::vector<ScoredDocument>& a, const std::vector<ScoredDocument>& b) {
+            if (chunkReduce == 0) return a == b;
+            if (a.size() != b.size()) return false;
+            for (size_t i = 0; i < a.size(); ++i)
+                if (!closeScore(a[i].score, b[i].score)) return false;
+            return true;
+        };
+        QVERIFY(sameRun(lists[0], lists[1]));
         auto made = createRouteScanner("cuda", {.device = 0, .keyStorage = st});
         QVERIFY2(made.ok(), made.status().toString().c_str());
         auto got = (*made)->scan(cfg, 0, q, shards, size_t(topN), nullptr);
         QVERIFY2(got.ok(), got.status().toString().c_str());
-        QVERIFY((*got)[0].top == lists[0]);
+        QVERIFY(sameRun((*got)[0].top, lists[0]));
         // Second call: the 8-bit copy stays resident, the filter changes.
         std::vector<uint8_t> some(size_t(nDocs), 0);
         for (size_t d = 0; d < some.size(); d += 3) some[d] = 1;
