@@ -44,7 +44,7 @@ struct NativeKeys {
     }
 };
 // 8-bit keys: exactly key_quant's reader, x̂ = decode(code) · scale of the (chunk, key head) row, one
-// f32 multiply that nvcc may not contract into the following FMA (__fmul_rn).
+// f32 multiply that nvcc may not contract into the following FMA (quant_route.h, tested on the CPU).
 template <bool kFp8>
 struct QuantKeys {
     const uint8_t* codes;
@@ -52,9 +52,7 @@ struct QuantKeys {
     size_t width;
     uint32_t nHeads, headDim;
     __device__ __forceinline__ float operator()(size_t c, size_t e) const {
-        const uint8_t code = codes[c * width + e];
-        const float decoded = kFp8 ? memory::decodeE4M3Bits(code) : memory::decodeInt8Bits(code);
-        return __fmul_rn(decoded, scales[c * nHeads + static_cast<uint32_t>(e) / headDim]);
+        return memory::quantizedKeyElement(kFp8, codes, scales, width, nHeads, headDim, c, e);
     }
 };
 

@@ -66,6 +66,22 @@ struct DequantizedRouteKeys {
 };
 Result<DequantizedRouteKeys> dequantizeRouteKeys(const QuantizedRows& q, const RouteKeys& table);
 
+// Element e (0 ≤ e < nHeads·headDim) of chunk c of an 8-bit routing table (codes
+// [chunks][nHeads][headDim] bytes, scales [chunks·nHeads]) as f32: decode(code) · the scale of its
+// (chunk, head) row, one f32 multiply (__fmul_rn on the device, which is never fused). This is the GPU
+// score kernel's key loader; tst_quant_route checks it against dequantizeRouteKeys on every element.
+MSA_QUANT_HD inline float quantizedKeyElement(bool fp8, const uint8_t* codes, const float* scales, size_t width,
+                                              uint32_t nHeads, uint32_t headDim, size_t c, size_t e) {
+    const uint8_t code = codes[c * width + e];
+    const float decoded = fp8 ? decodeE4M3Bits(code) : decodeInt8Bits(code);
+    const float scale = scales[c * nHeads + static_cast<uint32_t>(e) / headDim];
+#if defined(__CUDA_ARCH__)
+    return __fmul_rn(decoded, scale);
+#else
+    return decoded * scale;
+#endif
+}
+
 enum class QuantDotOrder { DequantizeFirst, ScaleAfterDot };
 
 // Every document's score (−inf for filtered or empty documents, as Router::scoreDocuments) from the

@@ -3,7 +3,8 @@
 //  - decodeE4M3Bits / decodeInt8Bits (what the GPU kernel calls) equal key_quant's decoders on all 256
 //    codes, bit for bit; quantizeRowsInto (the upload's writer into pinned staging) equals quantizeRows;
 //  - quantizeRouteKeys numbers rows chunk × key head, crosses its 4096-chunk block boundary, and equals
-//    key_quant on the widened table; non-finite keys are refused naming the row;
+//    key_quant on the widened table; quantizedKeyElement (the GPU kernel's key loader) gives exactly
+//    the dequantized value of every element; non-finite keys are refused naming the row;
 //  - the head-mean fold with per-(chunk, head) scales, in both orders (dequantize first, as the kernel;
 //    scale after the per-head dot, the tensor-core form), equals Router::scoreDocuments over the
 //    dequantized keys within f32 tolerance and selects the same ids, for both scoring branches, GQA
@@ -193,6 +194,19 @@ private slots:
             QCOMPARE(v.nChunks, size_t(4100));
             QCOMPARE(v.data.size(), f32.size() * 4);
             QCOMPARE(v.docIds.data(), keys.docIds.data());
+        }
+        // The GPU loader's element function over the same rows, every element, odd shape (2 × 3).
+        for (QuantFormat f : {QuantFormat::Fp8E4M3, QuantFormat::Int8}) {
+            auto q = quantizeRouteKeys(f, keys);
+            QVERIFY(q.ok());
+            auto dq = dequantizeRouteKeys(*q, keys);
+            QVERIFY(dq.ok());
+            for (size_t c = 0; c < keys.nChunks; ++c)
+                for (size_t e = 0; e < 6; ++e) {
+                    const float v = quantizedKeyElement(f == QuantFormat::Fp8E4M3, q->codes.data(), q->scales.data(), 6, 2, 3, c, e);
+                    if (std::bit_cast<uint32_t>(v) != std::bit_cast<uint32_t>(dq->values[c * 6 + e]))
+                        QFAIL(qPrintable(QString("chunk %1 element %2: %3 vs %4").arg(c).arg(e).arg(double(v)).arg(double(dq->values[c * 6 + e]))));
+                }
         }
         std::vector<float> nanKeys(2 * 6, 1.0f);
         nanKeys[7] = NAN;
