@@ -168,7 +168,7 @@ Result<std::unique_ptr<MemoryParallel>> MemoryParallel::create(const memory::Ban
             keys.headDim = bp.headDim;
             keys.chunkOffsets = offsets;
             keys.docIds = ids;
-            MSA_ASSIGN_OR_RETURN(std::unique_ptr<DeviceRouteShard> shard, DeviceRouteShard::upload(keys, rk.stream));
+            MSA_ASSIGN_OR_RETURN(std::unique_ptr<DeviceRouteShard> shard, DeviceRouteShard::upload(keys, rk.stream, options.keyStorage));
             rk.layers.push_back(std::move(shard));
         }
     }

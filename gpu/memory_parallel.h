@@ -36,6 +36,7 @@
 #pragma once
 
 #include "core/memory/bank.h"
+#include "core/memory/route_scanner.h"
 #include "core/memory/router.h"
 #include "core/memory/shard_merge.h"
 #include "core/memory/sparse.h"
@@ -54,6 +55,10 @@ struct MemoryParallelOptions {
     std::vector<int> devices;        // one rank per entry (a device may repeat: ranks then share it)
     size_t rootRank = 0;             // the generating GPU's rank
     bool registerMapping = true;     // ContentTierOptions::registerMapping
+    // Routing keys resident as the bank stores them, or as 8-bit codes + per-(chunk, head) scales
+    // (route_scan.h "8-bit keys"). Scales are per row, so a rank's 8-bit rows are the whole bank's:
+    // the exact merge still gives the world-size-1 result of the same storage.
+    memory::KeyStorage keyStorage = memory::KeyStorage::Native;
 };
 
 class MemoryParallel {

@@ -1,6 +1,8 @@
 // route_scan.cu: see route_scan.h for the design.
 #include "gpu/route_scan.h"
 
+#include "core/memory/key_quant.h"
+#include "core/memory/quant_route.h"
 #include "core/memory/shard_merge.h"
 #include "core/util/log.h"
 #include "gpu/cuda_check.h"
@@ -14,7 +16,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string>
+#include <type_traits>
 
 namespace msa::gpu {
 
@@ -29,8 +33,28 @@ constexpr int kSortThreads = 1024;
 
 enum : int { kQueryMax = 0, kQueryMean = 1, kQueryLast = 2 };
 
-__device__ __forceinline__ float toFloat(float x) { return x; }
-__device__ __forceinline__ float toFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
+// Key loaders of the FMA score kernel: element e (0..width) of chunk c as f32.
+template <typename T>
+struct NativeKeys {
+    const T* keys;
+    size_t width;
+    __device__ __forceinline__ float operator()(size_t c, size_t e) const {
+        if constexpr (std::is_same_v<T, float>) return keys[c * width + e];
+        else return __bfloat162float(keys[c * width + e]);
+    }
+};
+// 8-bit keys: exactly key_quant's reader, x̂ = decode(code) · scale of the (chunk, key head) row, one
+// f32 multiply that nvcc may not contract into the following FMA (quant_route.h, tested on the CPU).
+template <bool kFp8>
+struct QuantKeys {
+    const uint8_t* codes;
+    const float* scales;
+    size_t width;
+    uint32_t nHeads, headDim;
+    __device__ __forceinline__ float operator()(size_t c, size_t e) const {
+        return memory::quantizedKeyElement(kFp8, codes, scales, width, nHeads, headDim, c, e);
+    }
+};
 
 __device__ __forceinline__ uint32_t orderedBits(float f) {
     const uint32_t u = __float_as_uint(f);
@@ -41,8 +65,8 @@ __device__ __forceinline__ float fromOrderedBits(uint32_t b) {
 }
 
 // Score kernel (route_scan.h step 1). Grid-strides over tiles of kChunkTile chunks.
-template <typename T>
-__global__ void scoreKernel(const T* __restrict__ keys, const uint32_t* __restrict__ chunkDoc,
+template <typename Keys>
+__global__ void scoreKernel(const Keys keys, const uint32_t* __restrict__ chunkDoc,
                             const uint8_t* __restrict__ allowed, const float* __restrict__ q, size_t nChunks,
                             size_t width, int nTokens, int queryReduce, int chunkMean, uint32_t* __restrict__ docKey,
                             double* __restrict__ docSum) {
@@ -75,7 +99,7 @@ __global__ void scoreKernel(const T* __restrict__ keys, const uint32_t* __restri
                 for (int i = tid; i < kChunkTile * kKTile; i += kScoreThreads) {
                     const int r = i / kKTile, k = i % kKTile;
                     const size_t c = c0 + r;
-                    ks[r][k] = (valid[r] && k0 + k < width) ? toFloat(keys[c * width + k0 + k]) : 0.0f;
+                    ks[r][k] = (valid[r] && k0 + k < width) ? keys(c, k0 + k) : 0.0f;
                 }
                 for (int i = tid; i < kTokenTile * kKTile; i += kScoreThreads) {
                     const int r = i / kKTile, k = i % kKTile;
@@ -287,15 +311,85 @@ void freeAll(std::initializer_list<void*> ptrs) {
         if (p) cudaFree(p);
 }
 
+// Two page-locked buffers (codes + scales) that alternate between host quantization and the copy
+// engine; freed only after the stream has drained (error paths included).
+struct PinnedStaging {
+    cudaStream_t stream = nullptr;
+    uint8_t* codes[2] = {nullptr, nullptr};
+    float* scales[2] = {nullptr, nullptr};
+    cudaEvent_t done[2] = {nullptr, nullptr};
+    bool inFlight[2] = {false, false};
+    PinnedStaging() = default;
+    PinnedStaging(const PinnedStaging&) = delete;
+    PinnedStaging& operator=(const PinnedStaging&) = delete;
+    ~PinnedStaging() {
+        if (stream) cudaStreamSynchronize(stream);
+        for (int b = 0; b < 2; ++b) {
+            if (codes[b]) cudaFreeHost(codes[b]);
+            if (scales[b]) cudaFreeHost(scales[b]);
+            if (done[b]) cudaEventDestroy(done[b]);
+        }
+        cudaGetLastError();
+    }
+};
+
+// The 8-bit upload (route_scan.h "8-bit keys"): parts' keys block by block to f32, key_quant's writer
+// into pinned staging, async copies to codes [rows][D] and scales [rows], rows = chunk · nKv + head.
+Status uploadQuantizedKeys(std::span<const memory::RouteKeys> parts, memory::QuantFormat format, uint8_t* dCodes,
+                           float* dScales, cudaStream_t stream) {
+    const size_t nKv = parts[0].nHeads, D = parts[0].headDim, width = nKv * D;
+    const size_t blockChunks = std::max<size_t>(1, (size_t(4) << 20) / width);
+    PinnedStaging st;
+    for (int b = 0; b < 2; ++b) {
+        MSA_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&st.codes[b]), blockChunks * width));
+        MSA_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&st.scales[b]), blockChunks * nKv * sizeof(float)));
+        MSA_CUDA_CHECK(cudaEventCreateWithFlags(&st.done[b], cudaEventDisableTiming));
+    }
+    st.stream = stream;
+    std::vector<float> values;
+    try {
+        values.resize(blockChunks * width);
+    } catch (const std::bad_alloc&) {
+        return Status(ErrorCode::OutOfMemory, "routing-key quantization scratch of " + std::to_string(blockChunks * width) + " floats");
+    }
+    size_t chunkBase = 0;
+    int b = 0;
+    for (const memory::RouteKeys& part : parts) {
+        for (size_t c0 = 0; c0 < part.nChunks; c0 += blockChunks) {
+            const size_t nc = std::min(blockChunks, part.nChunks - c0), nRows = nc * nKv;
+            const size_t row0 = (chunkBase + c0) * nKv;
+            MSA_RETURN_IF_ERROR(memory::routeKeysAsF32(part, c0, nc, values));
+            if (st.inFlight[b]) MSA_CUDA_CHECK(cudaEventSynchronize(st.done[b]));
+            st.inFlight[b] = false;
+            const Status q = memory::quantizeRowsInto(format, std::span<const float>(values.data(), nc * width), D,
+                                                      std::span<uint8_t>(st.codes[b], nc * width),
+                                                      std::span<float>(st.scales[b], nRows), row0);
+            if (!q.isOk())
+                return Status(q.code(), "routing keys to " + std::string(memory::quantFormatName(format)) +
+                                            " (rows are chunk x key head of the layer's table): " + q.message());
+            MSA_CUDA_CHECK(cudaMemcpyAsync(dCodes + row0 * D, st.codes[b], nc * width, cudaMemcpyHostToDevice, stream));
+            MSA_CUDA_CHECK(cudaMemcpyAsync(dScales + row0, st.scales[b], nRows * sizeof(float), cudaMemcpyHostToDevice, stream));
+            MSA_CUDA_CHECK(cudaEventRecord(st.done[b], stream));
+            st.inFlight[b] = true;
+            b ^= 1;
+        }
+        chunkBase += part.nChunks;
+    }
+    MSA_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return Status::ok();
+}
+
 }  // namespace
 
 // ---- DeviceRouteShard ----------------------------------------------------------------------------
 
-Result<std::unique_ptr<DeviceRouteShard>> DeviceRouteShard::upload(const memory::RouteKeys& keys, cudaStream_t stream) {
-    return upload(std::span<const memory::RouteKeys>(&keys, 1), stream);
+Result<std::unique_ptr<DeviceRouteShard>> DeviceRouteShard::upload(const memory::RouteKeys& keys, cudaStream_t stream,
+                                                                   KeyStorage storage) {
+    return upload(std::span<const memory::RouteKeys>(&keys, 1), stream, storage);
 }
 
-Result<std::unique_ptr<DeviceRouteShard>> DeviceRouteShard::upload(std::span<const memory::RouteKeys> parts, cudaStream_t stream) {
+Result<std::unique_ptr<DeviceRouteShard>> DeviceRouteShard::upload(std::span<const memory::RouteKeys> parts, cudaStream_t stream,
+                                                                   KeyStorage storage) {
     using model::DType;
     if (parts.empty()) return Status(ErrorCode::InvalidArgument, "no routing keys to upload");
     const DType dtype = parts[0].dtype;
@@ -304,8 +398,8 @@ Result<std::unique_ptr<DeviceRouteShard>> DeviceRouteShard::upload(std::span<con
     const size_t width = parts[0].nHeads * parts[0].headDim;
     size_t nDocs = 0, nChunks = 0, nBytes = 0;
     for (const memory::RouteKeys& keys : parts) {
-        if (keys.dtype != dtype || keys.nHeads * keys.headDim != width)
-            return Status(ErrorCode::InvalidArgument, "routing key parts of different dtype or width");
+        if (keys.dtype != dtype || keys.nHeads != parts[0].nHeads || keys.headDim != parts[0].headDim)
+            return Status(ErrorCode::InvalidArgument, "routing key parts of different dtype or shape");
         if (width == 0 || keys.data.size() != keys.nChunks * width * elem)
             return Status(ErrorCode::InvalidArgument, "routing keys hold " + std::to_string(keys.data.size()) + " bytes for " +
                                                           std::to_string(keys.nChunks) + " chunks of " + std::to_string(width));
@@ -325,7 +419,10 @@ Result<std::unique_ptr<DeviceRouteShard>> DeviceRouteShard::upload(std::span<con
     s->m_nDocs = nDocs;
     s->m_nChunks = nChunks;
     s->m_width = width;
+    s->m_nHeads = parts[0].nHeads;
+    s->m_headDim = parts[0].headDim;
     s->m_dtype = dtype;
+    s->m_storage = storage;
     std::vector<uint32_t> chunkDoc(nChunks), docChunks(nDocs);
     std::vector<uint64_t> ids;
     ids.reserve(nDocs);
@@ -346,16 +443,33 @@ Result<std::unique_ptr<DeviceRouteShard>> DeviceRouteShard::upload(std::span<con
     // The key bytes come straight from the bank's mapped spans (pageable: the runtime stages them;
     // page-locked by a ContentTier: direct DMA). 16 zero rows after the last chunk: the tensor-core
     // kernel loads whole 16-chunk tiles.
-    const size_t padBytes = 16 * width * elem;
-    MSA_CUDA_CHECK(cudaMalloc(&s->m_keys, nBytes + padBytes));
-    size_t at = 0;
-    for (const memory::RouteKeys& keys : parts) {
-        if (!keys.data.empty())
-            MSA_CUDA_CHECK(cudaMemcpyAsync(static_cast<std::byte*>(s->m_keys) + at, keys.data.data(), keys.data.size(),
-                                           cudaMemcpyHostToDevice, stream));
-        at += keys.data.size();
+    size_t keyAlloc = 0;
+    if (const std::optional<memory::QuantFormat> format = memory::quantFormatOf(storage)) {
+        // 8-bit: codes (1 byte per element) and one f32 scale per (chunk, key head) row, each with
+        // the same 16 zero chunks of padding.
+        const size_t codeBytes = nChunks * width, padCodes = 16 * width;
+        const size_t nRows = nChunks * s->m_nHeads, padRows = 16 * s->m_nHeads;
+        MSA_CUDA_CHECK(cudaMalloc(&s->m_keys, codeBytes + padCodes));
+        MSA_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&s->m_scales), (nRows + padRows) * sizeof(float)));
+        MSA_CUDA_CHECK(cudaMemsetAsync(static_cast<std::byte*>(s->m_keys) + codeBytes, 0, padCodes, stream));
+        MSA_CUDA_CHECK(cudaMemsetAsync(s->m_scales + nRows, 0, padRows * sizeof(float), stream));
+        MSA_RETURN_IF_ERROR(uploadQuantizedKeys(parts, *format, static_cast<uint8_t*>(s->m_keys), s->m_scales, stream));
+        s->m_keyBytes = codeBytes + nRows * sizeof(float);
+        keyAlloc = codeBytes + padCodes + (nRows + padRows) * sizeof(float);
+    } else {
+        const size_t padBytes = 16 * width * elem;
+        MSA_CUDA_CHECK(cudaMalloc(&s->m_keys, nBytes + padBytes));
+        size_t at = 0;
+        for (const memory::RouteKeys& keys : parts) {
+            if (!keys.data.empty())
+                MSA_CUDA_CHECK(cudaMemcpyAsync(static_cast<std::byte*>(s->m_keys) + at, keys.data.data(), keys.data.size(),
+                                               cudaMemcpyHostToDevice, stream));
+            at += keys.data.size();
+        }
+        MSA_CUDA_CHECK(cudaMemsetAsync(static_cast<std::byte*>(s->m_keys) + nBytes, 0, padBytes, stream));
+        s->m_keyBytes = nBytes;
+        keyAlloc = nBytes + padBytes;
     }
-    MSA_CUDA_CHECK(cudaMemsetAsync(static_cast<std::byte*>(s->m_keys) + nBytes, 0, padBytes, stream));
     MSA_RETURN_IF_ERROR(cudaAllocCopy(&s->m_chunkDoc, chunkDoc.data(), chunkDoc.size(), stream));
     MSA_RETURN_IF_ERROR(cudaAllocCopy(&s->m_docChunks, docChunks.data(), docChunks.size(), stream));
     MSA_RETURN_IF_ERROR(cudaAllocCopy(&s->m_rank, rank.data(), rank.size(), stream));
@@ -364,14 +478,14 @@ Result<std::unique_ptr<DeviceRouteShard>> DeviceRouteShard::upload(std::span<con
     MSA_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&s->m_allowed), std::max<size_t>(nDocs, 1)));
     // The host vectors above die at return: the copies must be done first.
     MSA_CUDA_CHECK(cudaStreamSynchronize(stream));
-    s->m_bytes = nBytes + padBytes + (chunkDoc.size() + 3 * nDocs) * 4 + nDocs * 9;
+    s->m_bytes = keyAlloc + (chunkDoc.size() + 3 * nDocs) * 4 + nDocs * 9;
     return Result<std::unique_ptr<DeviceRouteShard>>(std::move(s));
 }
 
 DeviceRouteShard::~DeviceRouteShard() {
     int prev = 0;
     if (cudaGetDevice(&prev) == cudaSuccess && prev != m_device) cudaSetDevice(m_device);
-    freeAll({m_keys, m_chunkDoc, m_docChunks, m_rank, m_rankToRow, m_ids, m_allowed});
+    freeAll({m_keys, m_scales, m_chunkDoc, m_docChunks, m_rank, m_rankToRow, m_ids, m_allowed});
     if (prev != m_device) cudaSetDevice(prev);
     cudaGetLastError();
 }
@@ -408,7 +522,7 @@ Status DeviceRouteShard::setAllowed(std::span<const uint8_t> allowed, cudaStream
 }
 
 DeviceRouteShard::DevicePtrs DeviceRouteShard::ptrs() const {
-    return {m_keys, m_chunkDoc, m_docChunks, m_rank, m_rankToRow, m_ids, m_filtered ? m_allowed : nullptr};
+    return {m_keys, m_scales, m_chunkDoc, m_docChunks, m_rank, m_rankToRow, m_ids, m_filtered ? m_allowed : nullptr};
 }
 
 // ---- ScanWorkspace -------------------------------------------------------------------------------
@@ -455,7 +569,8 @@ Status ScanWorkspace::reserve(size_t nDocs, size_t n, cudaStream_t stream) {
 // ---- the scan --------------------------------------------------------------------------------------
 
 bool tensorCoreShape(const DeviceRouteShard& shard) {
-    return shard.dtype() == model::DType::BF16 && shard.width() % 16 == 0 && shard.width() <= (1u << 30);
+    return shard.storage() == KeyStorage::Native && shard.dtype() == model::DType::BF16 && shard.width() % 16 == 0 &&
+           shard.width() <= (1u << 30);
 }
 
 Status enqueueScan(const DeviceRouteShard& shard, const float* dFolded, size_t nTokens, memory::QueryReduce queryReduce,
@@ -491,14 +606,30 @@ Status enqueueScan(const DeviceRouteShard& shard, const float* dFolded, size_t n
         MSA_CUDA_CHECK_LAUNCH("routing score kernel (tensor cores)");
     } else if (nTiles > 0) {
         const unsigned grid = static_cast<unsigned>(std::min<size_t>(nTiles, 65535u * 8u));
-        if (shard.dtype() == model::DType::BF16)
-            scoreKernel<__nv_bfloat16><<<grid, kScoreThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(p.keys), p.chunkDoc,
-                                                                         p.allowed, dFolded, shard.nChunks(), shard.width(),
-                                                                         static_cast<int>(nTokens), qr, chunkMean, ws.docKey, ws.docSum);
-        else
-            scoreKernel<float><<<grid, kScoreThreads, 0, stream>>>(static_cast<const float*>(p.keys), p.chunkDoc, p.allowed, dFolded,
-                                                                 shard.nChunks(), shard.width(), static_cast<int>(nTokens), qr,
-                                                                 chunkMean, ws.docKey, ws.docSum);
+        const size_t w = shard.width();
+        const int nt = static_cast<int>(nTokens);
+        if (shard.storage() != KeyStorage::Native) {
+            if (shard.headDim() == 0 || shard.headDim() > (1u << 30) || !p.scales)
+                return Status(ErrorCode::InvalidArgument, "8-bit routing table without scales or head dim");
+            const auto* codes = static_cast<const uint8_t*>(p.keys);
+            const auto nh = static_cast<uint32_t>(shard.nHeads()), hd = static_cast<uint32_t>(shard.headDim());
+            if (shard.storage() == KeyStorage::Fp8E4M3)
+                scoreKernel<QuantKeys<true>><<<grid, kScoreThreads, 0, stream>>>(QuantKeys<true>{codes, p.scales, w, nh, hd}, p.chunkDoc,
+                                                                               p.allowed, dFolded, shard.nChunks(), w, nt, qr,
+                                                                               chunkMean, ws.docKey, ws.docSum);
+            else
+                scoreKernel<QuantKeys<false>><<<grid, kScoreThreads, 0, stream>>>(QuantKeys<false>{codes, p.scales, w, nh, hd}, p.chunkDoc,
+                                                                                p.allowed, dFolded, shard.nChunks(), w, nt, qr,
+                                                                                chunkMean, ws.docKey, ws.docSum);
+        } else if (shard.dtype() == model::DType::BF16) {
+            scoreKernel<NativeKeys<__nv_bfloat16>><<<grid, kScoreThreads, 0, stream>>>(
+                NativeKeys<__nv_bfloat16>{static_cast<const __nv_bfloat16*>(p.keys), w}, p.chunkDoc, p.allowed, dFolded,
+                shard.nChunks(), w, nt, qr, chunkMean, ws.docKey, ws.docSum);
+        } else {
+            scoreKernel<NativeKeys<float>><<<grid, kScoreThreads, 0, stream>>>(NativeKeys<float>{static_cast<const float*>(p.keys), w},
+                                                                             p.chunkDoc, p.allowed, dFolded, shard.nChunks(), w, nt,
+                                                                             qr, chunkMean, ws.docKey, ws.docSum);
+        }
         MSA_CUDA_CHECK_LAUNCH("routing score kernel");
     }
     if (chunkMean && nDocs > 0) {
@@ -551,7 +682,7 @@ struct DeviceGuard {
 };
 }  // namespace
 
-Result<std::unique_ptr<CudaRouteScanner>> CudaRouteScanner::create(int device, size_t nCpuThreads) {
+Result<std::unique_ptr<CudaRouteScanner>> CudaRouteScanner::create(int device, size_t nCpuThreads, KeyStorage storage) {
     int count = 0;
     MSA_CUDA_CHECK(cudaGetDeviceCount(&count));
     if (device < 0 || device >= count)
@@ -561,6 +692,7 @@ Result<std::unique_ptr<CudaRouteScanner>> CudaRouteScanner::create(int device, s
     std::unique_ptr<CudaRouteScanner> s(new CudaRouteScanner());
     s->m_device = device;
     s->m_cpuThreads = nCpuThreads;
+    s->m_storage = storage;
     MSA_CUDA_CHECK(cudaStreamCreateWithFlags(&s->m_stream, cudaStreamNonBlocking));
     return Result<std::unique_ptr<CudaRouteScanner>>(std::move(s));
 }
@@ -596,7 +728,7 @@ Result<std::vector<memory::ShardScan>> CudaRouteScanner::scan(const memory::Rout
         // Head max is not linear (no fold); the CPU scan is exact for it.
         if (!m_cpu) {
             MSA_LOG(Info) << "routing scan on the CPU: " << (n > kMaxScanTopN ? "top-n above the GPU limit" : "head max is not folded on the GPU");
-            m_cpu = std::make_unique<memory::CpuRouteScanner>(m_cpuThreads);
+            m_cpu = std::make_unique<memory::CpuRouteScanner>(m_cpuThreads, m_storage);
         }
         return m_cpu->scan(cfg, layerPos, queries, shards, n, cancel);
     }
@@ -653,7 +785,7 @@ Result<std::vector<memory::ShardScan>> CudaRouteScanner::scan(const memory::Rout
     std::unique_ptr<DeviceRouteShard>& table = m_layers[layerPos];
     if (!table || !table->sameSource(parts)) {
         table.reset();
-        MSA_ASSIGN_OR_RETURN(table, DeviceRouteShard::upload(parts, m_stream));
+        MSA_ASSIGN_OR_RETURN(table, DeviceRouteShard::upload(parts, m_stream, m_storage));
     }
     std::vector<uint8_t> allowed;
     if (filtered) {
@@ -698,7 +830,7 @@ void registerRouteScanner() {
     static std::atomic<bool> done{false};
     if (done.exchange(true)) return;
     memory::registerRouteScannerFactory("cuda", [](const memory::RouteScannerOptions& o) -> Result<std::unique_ptr<memory::RouteScanner>> {
-        MSA_ASSIGN_OR_RETURN(std::unique_ptr<CudaRouteScanner> s, CudaRouteScanner::create(o.device, o.nThreads));
+        MSA_ASSIGN_OR_RETURN(std::unique_ptr<CudaRouteScanner> s, CudaRouteScanner::create(o.device, o.nThreads, o.keyStorage));
         return std::unique_ptr<memory::RouteScanner>(std::move(s));
     });
 }

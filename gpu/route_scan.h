@@ -3,6 +3,7 @@
 // Keys stay resident: DeviceRouteShard holds one shard's routing keys of one routing layer in device
 // memory in the bank's storage dtype (bf16, or f32), uploaded once from the bank's mapped span, plus
 // its document table (chunk → document, chunk counts, id ranks, ids) and the candidate filter.
+// With KeyStorage::Fp8E4M3 / Int8 it holds an 8-bit copy instead (see "8-bit keys" below).
 //
 // One scan (enqueueScan) is three short kernels on one stream, none of which materialises the
 // chunk × token score matrix:
@@ -29,17 +30,38 @@
 // ids move; its top-n is split back by shard. Results equal the CPU Router's ids, with scores within
 // f32 summation-order differences (tests/gpu/tst_gpu_routing.cpp).
 //
+// 8-bit keys (issue 6 item 4; core/memory/key_quant.h is the format, core/memory/quant_route.h the
+// algebra and the CPU reference). DeviceRouteShard::upload(..., KeyStorage::Fp8E4M3 or Int8)
+// quantizes on the host, block by block (≤ 4 MiB of codes), with key_quant's own writer straight into
+// two page-locked staging buffers that alternate with the copies (an event per buffer), and keeps
+// codes [chunks][nKv][D] bytes + one f32 scale per (chunk, key head) row resident: D + 4 bytes per row
+// instead of 2·D (MSA-4B: 132 vs 256 B per row, 297 vs 576 B per memory token over 18 layers; a
+// 100M-token bank's routing keys ≈ 29.7 GB instead of 57.6 GB). The FMA score kernel reads them with
+// a loader that forms x̂ = decode(code) · scale in f32 (decodeE4M3Bits/decodeInt8Bits, then one
+// __fmul_rn, never fused) while staging a key tile, which is exactly key_quant's dequantizeRow; the
+// dot with the folded query follows as for f32 keys. So the quantized scan equals the CPU Router over
+// the dequantized keys (CpuRouteScanner with the same storage) up to f32 summation order. The scale
+// is per key head and the head-mean fold sums only query heads of one group, so each folded q'_G
+// meets rows scaled by its own s_{c,G}: the fold is unchanged (quant_route.h derives it).
+// Tensor cores are not used for 8-bit keys: x̂ carries up to 24 significant bits, so a bf16 MMA
+// could only take decode(code) (exact in bf16) and apply the scale after the dot per head
+// (score = Σ_G s_{c,G}·(q'_G · decode(codes_{c,G}))), which is not the contract's value bit for bit;
+// tst_quant_route measures that order on the CPU for whoever builds it. The FMA kernel is compute-
+// rather than bandwidth-bound at tens of query tokens, so 8-bit keys save memory, not time, until
+// then. NOT RUN ON A GPU: compiled only (tests/gpu/tst_gpu_routing has the rows a GPU session runs).
+//
 // Ownership/threads: every object here belongs to one device and is used by one host thread at a
 // time; the functions switch to the object's device themselves. Destructors free device memory
 // (errors ignored: nothing to report them to).
 //
 // Usage:
 //     msa::gpu::registerRouteScanner();                         // once, e.g. from registerBackends()
-//     auto scanner = msa::memory::createRouteScanner("cuda", {.device = 0});
+//     auto scanner = msa::memory::createRouteScanner("cuda", {.device = 0});   // .keyStorage = KeyStorage::Int8: 8-bit keys
 //     index.setScanner(std::move(scanner).value());
 //
 // Failure codes: DeviceError (a CUDA call failed; the message names it and the device), OutOfMemory
-// (device or pinned allocation), InvalidArgument (shapes, dtype, filter size, n > kMaxScanTopN),
+// (device or pinned allocation), InvalidArgument (shapes, dtype, filter size, n > kMaxScanTopN, a
+// non-finite key with 8-bit storage),
 // Cancelled (between shards).
 #pragma once
 
@@ -74,12 +96,17 @@ struct DeviceCandidate {
 static_assert(sizeof(DeviceCandidate) == 16);
 inline constexpr uint32_t kNoCandidate = 0xFFFFFFFFu;
 
+using memory::KeyStorage;
+
 class DeviceRouteShard {
 public:
-    // Uploads `keys` (f32 or bf16; docIds required) to the current device. The filter starts as "all".
-    static Result<std::unique_ptr<DeviceRouteShard>> upload(const memory::RouteKeys& keys, cudaStream_t stream);
+    // Uploads `keys` (f32 or bf16; docIds required) to the current device, as they are (Native) or
+    // quantized to 8 bits on the way. The filter starts as "all".
+    static Result<std::unique_ptr<DeviceRouteShard>> upload(const memory::RouteKeys& keys, cudaStream_t stream,
+                                                            KeyStorage storage = KeyStorage::Native);
     // One table from several parts (a layer's bank shards) in order: rows and chunks concatenated.
-    static Result<std::unique_ptr<DeviceRouteShard>> upload(std::span<const memory::RouteKeys> parts, cudaStream_t stream);
+    static Result<std::unique_ptr<DeviceRouteShard>> upload(std::span<const memory::RouteKeys> parts, cudaStream_t stream,
+                                                            KeyStorage storage = KeyStorage::Native);
     ~DeviceRouteShard();
     DeviceRouteShard(const DeviceRouteShard&) = delete;
     DeviceRouteShard& operator=(const DeviceRouteShard&) = delete;
@@ -91,13 +118,18 @@ public:
     size_t nDocs() const { return m_nDocs; }
     size_t nChunks() const { return m_nChunks; }
     size_t width() const { return m_width; }              // nKv × D
-    model::DType dtype() const { return m_dtype; }
-    size_t deviceBytes() const { return m_bytes; }
+    size_t nHeads() const { return m_nHeads; }            // key heads (nKv)
+    size_t headDim() const { return m_headDim; }
+    model::DType dtype() const { return m_dtype; }        // of the source keys
+    KeyStorage storage() const { return m_storage; }      // what is resident
+    size_t deviceBytes() const { return m_bytes; }        // everything this shard allocated
+    size_t keyBytes() const { return m_keyBytes; }        // the keys alone (codes + scales, or native), padding excluded
     // Identity of the host spans it was made from (CudaRouteScanner's cache key).
     bool sameSource(std::span<const memory::RouteKeys> parts) const;
 
     struct DevicePtrs {
-        const void* keys;
+        const void* keys;         // native elements, or 8-bit codes
+        const float* scales;      // 8-bit storage: one per (chunk, key head) row; else nullptr
         const uint32_t* chunkDoc;
         const uint32_t* docChunks;
         const uint32_t* rank;
@@ -110,8 +142,9 @@ public:
 private:
     DeviceRouteShard() = default;
     int m_device = 0;
-    size_t m_nDocs = 0, m_nChunks = 0, m_width = 0, m_bytes = 0;
+    size_t m_nDocs = 0, m_nChunks = 0, m_width = 0, m_nHeads = 0, m_headDim = 0, m_bytes = 0, m_keyBytes = 0;
     model::DType m_dtype = model::DType::BF16;
+    KeyStorage m_storage = KeyStorage::Native;
     struct Source {
         const void* data;
         size_t bytes;
@@ -121,6 +154,7 @@ private:
     };
     std::vector<Source> m_sources;
     void* m_keys = nullptr;
+    float* m_scales = nullptr;
     uint32_t* m_chunkDoc = nullptr;
     uint32_t* m_docChunks = nullptr;
     uint32_t* m_rank = nullptr;
@@ -160,7 +194,8 @@ private:
 Status enqueueScan(const DeviceRouteShard& shard, const float* dFolded, size_t nTokens, memory::QueryReduce queryReduce,
                    memory::ChunkReduce chunkReduce, size_t n, ScanWorkspace& ws, DeviceCandidate* out, cudaStream_t stream,
                    ScanKernel kernel = ScanKernel::Auto);
-// True when the tensor-core kernel handles this shard (bf16 keys, width % 16 == 0).
+// True when the tensor-core kernel handles this shard (native bf16 keys, width % 16 == 0); 8-bit
+// shards always take the FMA kernel.
 bool tensorCoreShape(const DeviceRouteShard& shard);
 
 // Host side of a scan's answer: the filled slots in order, and the count.
@@ -168,7 +203,10 @@ memory::ShardScan decodeCandidates(std::span<const DeviceCandidate> slots, size_
 
 class CudaRouteScanner final : public memory::RouteScanner {
 public:
-    static Result<std::unique_ptr<CudaRouteScanner>> create(int device, size_t nCpuThreads = 0);
+    // storage: how routing keys are kept resident (Native, or 8-bit: see the header comment); the CPU
+    // fallback (head max, n above the limit) then routes over the same dequantized keys.
+    static Result<std::unique_ptr<CudaRouteScanner>> create(int device, size_t nCpuThreads = 0,
+                                                            KeyStorage storage = KeyStorage::Native);
     ~CudaRouteScanner() override;
     std::string name() const override;
     Result<std::vector<memory::ShardScan>> scan(const memory::RoutingConfig& cfg, size_t layerPos,
@@ -177,12 +215,14 @@ public:
                                                 const CancelToken* cancel) override;
     size_t residentBytes() const;   // routing keys and tables held on the device
     void setKernel(ScanKernel k) { m_kernel = k; }
+    KeyStorage keyStorage() const { return m_storage; }
 
 private:
     CudaRouteScanner() = default;
     int m_device = 0;
     size_t m_cpuThreads = 0;
     ScanKernel m_kernel = ScanKernel::Auto;
+    KeyStorage m_storage = KeyStorage::Native;
     cudaStream_t m_stream = nullptr;
     std::unique_ptr<memory::CpuRouteScanner> m_cpu;   // head-max configs
     std::map<size_t, std::unique_ptr<DeviceRouteShard>> m_layers;   // per routing-layer position: all its shards

@@ -93,6 +93,38 @@ float rowScale(QuantFormat f, std::span<const float> row) {
     return scale;
 }
 
+Status quantizeRowsInto(QuantFormat f, std::span<const float> values, size_t rowLength, std::span<uint8_t> codes,
+                        std::span<float> scales, size_t firstRow) {
+    if (rowLength == 0) return Status(ErrorCode::InvalidArgument, "quantized rows need a row length above 0");
+    if (values.size() % rowLength != 0)
+        return Status(ErrorCode::InvalidArgument, std::to_string(values.size()) + " values are not whole rows of " +
+                                                      std::to_string(rowLength));
+    const size_t nRows = values.size() / rowLength;
+    if (codes.size() < values.size() || scales.size() < nRows)
+        return Status(ErrorCode::InvalidArgument, "quantization buffers hold " + std::to_string(codes.size()) + " codes and " +
+                                                      std::to_string(scales.size()) + " scales for " + std::to_string(nRows) +
+                                                      " rows of " + std::to_string(rowLength));
+    for (size_t r = 0; r < nRows; ++r) {
+        const std::span<const float> row = values.subspan(r * rowLength, rowLength);
+        for (float v : row)
+            if (!std::isfinite(v))
+                return Status(ErrorCode::InvalidArgument, "row " + std::to_string(firstRow + r) + " holds a non-finite value (" +
+                                                              std::to_string(v) + "); it cannot be quantized");
+        const float scale = rowScale(f, row);
+        scales[r] = scale;
+        uint8_t* out = codes.data() + r * rowLength;
+        if (scale == 0) {
+            std::fill(out, out + rowLength, uint8_t(0));
+            continue;
+        }
+        if (f == QuantFormat::Fp8E4M3)
+            for (size_t i = 0; i < rowLength; ++i) out[i] = encodeE4M3(row[i] / scale);
+        else
+            for (size_t i = 0; i < rowLength; ++i) out[i] = static_cast<uint8_t>(encodeInt8(row[i] / scale));
+    }
+    return Status::ok();
+}
+
 Result<QuantizedRows> quantizeRows(QuantFormat f, std::span<const float> values, size_t rowLength) {
     if (rowLength == 0) return Status(ErrorCode::InvalidArgument, "quantized rows need a row length above 0");
     if (values.size() % rowLength != 0)
@@ -108,24 +140,7 @@ Result<QuantizedRows> quantizeRows(QuantFormat f, std::span<const float> values,
     } catch (const std::bad_alloc&) {
         return Status(ErrorCode::OutOfMemory, "quantized copy of " + std::to_string(values.size()) + " values");
     }
-    for (size_t r = 0; r < q.nRows; ++r) {
-        const std::span<const float> row = values.subspan(r * rowLength, rowLength);
-        for (float v : row)
-            if (!std::isfinite(v))
-                return Status(ErrorCode::InvalidArgument, "row " + std::to_string(r) + " holds a non-finite value (" +
-                                                              std::to_string(v) + "); it cannot be quantized");
-        const float scale = rowScale(f, row);
-        q.scales[r] = scale;
-        uint8_t* out = q.codes.data() + r * rowLength;
-        if (scale == 0) {
-            std::fill(out, out + rowLength, uint8_t(0));
-            continue;
-        }
-        if (f == QuantFormat::Fp8E4M3)
-            for (size_t i = 0; i < rowLength; ++i) out[i] = encodeE4M3(row[i] / scale);
-        else
-            for (size_t i = 0; i < rowLength; ++i) out[i] = static_cast<uint8_t>(encodeInt8(row[i] / scale));
-    }
+    MSA_RETURN_IF_ERROR(quantizeRowsInto(f, values, rowLength, q.codes, q.scales));
     return q;
 }
 

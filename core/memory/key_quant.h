@@ -35,13 +35,15 @@
 //     dequantizeRows(q, back);
 //
 // Failure codes: quantizeRows(): InvalidArgument (row length 0, a size that is not a whole number of
-// rows, or a NaN/inf input value, naming the row).
+// rows, or a NaN/inf input value, naming the row), OutOfMemory; quantizeRowsInto(): the same, and
+// InvalidArgument for buffers that are too small.
 #pragma once
 
 #include "core/util/status.h"
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -64,6 +66,38 @@ float decodeE4M3(uint8_t code);
 int8_t encodeInt8(float x);                          // NaN → 0
 inline float decodeInt8(int8_t code) { return static_cast<float>(code); }
 
+// The decoders again as branch-light functions a CUDA kernel can call too (nvcc sees __host__
+// __device__; core never includes a CUDA header, the macro only spells the qualifiers). They equal
+// decodeE4M3()/decodeInt8() bit for bit on every code (tst_key_quant), so a GPU reader that applies
+// them and one f32 multiply by the scale reproduces dequantizeRow() exactly.
+#if defined(__CUDACC__)
+#define MSA_QUANT_HD __host__ __device__
+#else
+#define MSA_QUANT_HD
+#endif
+MSA_QUANT_HD inline float quantBitsToFloat(uint32_t bits) {
+#if defined(__CUDA_ARCH__)
+    return __uint_as_float(bits);
+#else
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+#endif
+}
+// E4M3 from the definition: exponent field e, mantissa m; e == 0: m · 2^-9 (exact in f32);
+// e 1..15: the f32 with exponent e − 7 and mantissa m in its top 3 bits; S.1111.111: NaN.
+MSA_QUANT_HD inline float decodeE4M3Bits(uint8_t code) {
+    const uint32_t sign = static_cast<uint32_t>(code & 0x80u) << 24;
+    const uint32_t e = (code >> 3) & 15u, m = code & 7u;
+    if (e == 15u && m == 7u) return quantBitsToFloat(sign | 0x7FC00000u);
+    if (e == 0u) {
+        const float v = static_cast<float>(m) * 0.001953125f;   // 2^-9
+        return sign ? -v : v;
+    }
+    return quantBitsToFloat(sign | ((e + 120u) << 23) | (m << 20));
+}
+MSA_QUANT_HD inline float decodeInt8Bits(uint8_t code) { return static_cast<float>(static_cast<int8_t>(code)); }
+
 // The scale the writer uses for a row (see the contract above).
 float rowScale(QuantFormat f, std::span<const float> row);
 
@@ -80,6 +114,12 @@ inline size_t quantizedRowBytes(size_t rowLength) { return rowLength + sizeof(fl
 
 // Quantizes values (a whole number of rows of rowLength) row by row.
 Result<QuantizedRows> quantizeRows(QuantFormat f, std::span<const float> values, size_t rowLength);
+
+// The same into caller-owned buffers (e.g. page-locked staging for a device upload): codes holds
+// values.size() bytes, scales values.size() / rowLength floats. Same failures as quantizeRows(),
+// plus InvalidArgument when the buffers are too small. firstRow only numbers rows in messages.
+Status quantizeRowsInto(QuantFormat f, std::span<const float> values, size_t rowLength, std::span<uint8_t> codes,
+                        std::span<float> scales, size_t firstRow = 0);
 
 // One row back to f32: out[i] = decode(codes[i]) * scale. The reference every reader matches.
 void dequantizeRow(QuantFormat f, const uint8_t* codes, float scale, float* out, size_t n);

@@ -1,5 +1,7 @@
 #include "core/memory/route_scanner.h"
 
+#include "core/memory/quant_route.h"
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -7,16 +9,56 @@
 
 namespace msa::memory {
 
-CpuRouteScanner::CpuRouteScanner(size_t nThreads) : m_router(nThreads) {}
+std::string_view keyStorageName(KeyStorage s) {
+    switch (s) {
+    case KeyStorage::Fp8E4M3: return "fp8-e4m3";
+    case KeyStorage::Int8: return "int8";
+    case KeyStorage::Native: break;
+    }
+    return "native";
+}
 
-Result<std::vector<ShardScan>> CpuRouteScanner::scan(const RoutingConfig& cfg, size_t /*layerPos*/, const RoutingQueries& queries,
+std::optional<KeyStorage> parseKeyStorage(std::string_view name) {
+    if (name == "native" || name == "bf16" || name == "f32") return KeyStorage::Native;
+    if (const std::optional<QuantFormat> f = parseQuantFormat(name))
+        return *f == QuantFormat::Fp8E4M3 ? KeyStorage::Fp8E4M3 : KeyStorage::Int8;
+    return std::nullopt;
+}
+
+// One shard's dequantized keys and the key span they were made from.
+struct CpuRouteScanner::Dequantized {
+    const std::byte* data = nullptr;
+    size_t bytes = 0;
+    model::DType dtype = model::DType::F32;
+    size_t nChunks = 0, nHeads = 0, headDim = 0;
+    DequantizedRouteKeys keys;
+};
+
+CpuRouteScanner::CpuRouteScanner(size_t nThreads, KeyStorage storage) : m_router(nThreads), m_storage(storage) {}
+CpuRouteScanner::~CpuRouteScanner() = default;
+
+Result<std::vector<ShardScan>> CpuRouteScanner::scan(const RoutingConfig& cfg, size_t layerPos, const RoutingQueries& queries,
                                                      std::span<const ScanShard> shards, size_t n, const CancelToken* cancel) {
     std::vector<ShardScan> out(shards.size());
+    const std::optional<QuantFormat> format = quantFormatOf(m_storage);
     for (size_t si = 0; si < shards.size(); ++si) {
         const ScanShard& s = shards[si];
         if (s.keys.nDocs() == 0) continue;
+        RouteKeys keys = s.keys;
+        if (format) {
+            std::unique_ptr<Dequantized>& dq = m_dequantized[{layerPos, si}];
+            if (!dq || dq->data != s.keys.data.data() || dq->bytes != s.keys.data.size() || dq->dtype != s.keys.dtype ||
+                dq->nChunks != s.keys.nChunks || dq->nHeads != s.keys.nHeads || dq->headDim != s.keys.headDim) {
+                dq.reset();
+                MSA_ASSIGN_OR_RETURN(QuantizedRows q, quantizeRouteKeys(*format, s.keys));
+                MSA_ASSIGN_OR_RETURN(DequantizedRouteKeys values, dequantizeRouteKeys(q, s.keys));
+                dq = std::make_unique<Dequantized>(Dequantized{s.keys.data.data(), s.keys.data.size(), s.keys.dtype, s.keys.nChunks,
+                                                               s.keys.nHeads, s.keys.headDim, std::move(values)});
+            }
+            keys = dq->keys.view(s.keys);
+        }
         MSA_ASSIGN_OR_RETURN(std::vector<float> scores,
-                             m_router.scoreDocuments(cfg, queries, s.keys, {.topK = cfg.topK, .allowed = s.allowed, .cancel = cancel}));
+                             m_router.scoreDocuments(cfg, queries, keys, {.topK = cfg.topK, .allowed = s.allowed, .cancel = cancel}));
         for (float v : scores) out[si].nCandidates += std::isfinite(v) ? 1 : 0;
         out[si].top = selectTop(scores, s.keys.docIds, n);
     }
@@ -61,7 +103,7 @@ void registerRouteScannerFactory(const std::string& name, RouteScannerFactory fa
 }
 
 Result<std::unique_ptr<RouteScanner>> createRouteScanner(const std::string& name, const RouteScannerOptions& options) {
-    if (name == "cpu") return std::unique_ptr<RouteScanner>(std::make_unique<CpuRouteScanner>(options.nThreads));
+    if (name == "cpu") return std::unique_ptr<RouteScanner>(std::make_unique<CpuRouteScanner>(options.nThreads, options.keyStorage));
     RouteScannerFactory f;
     {
         Registry& r = registry();

@@ -18,6 +18,14 @@
 // cosine branch the per-head normalisation is already done (keys at bank build, queries in
 // prepareQueries), before the fold, which is what keeps the fold exact.
 //
+// Key storage (RouteScannerOptions::keyStorage; ROUTING.md "Quantized storage"): Native scans the
+// bank's bf16/f32 keys; Fp8E4M3 / Int8 make the scanner keep an 8-bit copy (core/memory/key_quant.h:
+// one f32 scale per (chunk, key head) row) and score that. The CPU scanner then routes over the
+// dequantized keys (quant_route.h: the reference); the "cuda" scanner keeps codes + scales resident
+// and dequantizes in its score kernel exactly as key_quant's reader does. The per-row scale belongs
+// to one key head, so the head-mean fold is unchanged: the key a query head h meets is row
+// (c, h/g) = decode(codes)·scale_{c,h/g} whatever the other heads' scales are.
+//
 // Ownership/threads: a scanner is owned by one MemoryIndex (or test) and used by one thread at a time.
 // The RouteKeys passed to scan() are borrowed for the call; a device scanner may cache a copy keyed by
 // (layer position, shard, data pointer, size), so the caller must keep a shard's key bytes unchanged
@@ -27,7 +35,8 @@
 //     MSA_ASSIGN_OR_RETURN(auto scanner, createRouteScanner("cuda", {.device = 0}));
 //     index.setScanner(std::move(scanner));       // MemoryIndex::route now scans on the GPU
 //
-// Failure codes: scan(): InvalidArgument (shapes, dtype, tables, filter size), Cancelled, and for device
+// Failure codes: scan(): InvalidArgument (shapes, dtype, tables, filter size, with 8-bit storage a
+// non-finite key), OutOfMemory (the quantized copy), Cancelled, and for device
 // scanners DeviceError / OutOfMemory. createRouteScanner(): Unsupported (no factory of that name), plus
 // what the factory returns (DeviceError when the device cannot be used).
 #pragma once
@@ -38,9 +47,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace msa::memory {
@@ -71,17 +84,29 @@ public:
                                                 const CancelToken* cancel) = 0;
 };
 
-// The CPU scan: Router::scoreDocuments per shard, then selectTop. Owns the Router's threads.
+// How a scanner holds routing keys (see the header comment).
+enum class KeyStorage { Native, Fp8E4M3, Int8 };
+std::string_view keyStorageName(KeyStorage s);                      // "native", "fp8-e4m3", "int8"
+std::optional<KeyStorage> parseKeyStorage(std::string_view name);   // those, "fp8", "e4m3", "bf16"/"f32" = native
+
+// The CPU scan: Router::scoreDocuments per shard, then selectTop. Owns the Router's threads. With an
+// 8-bit storage it routes over each shard's dequantized keys (quantized once per shard and cached by
+// (layer position, shard, key span), as the GPU scanner caches its upload).
 class CpuRouteScanner final : public RouteScanner {
 public:
-    explicit CpuRouteScanner(size_t nThreads = 0);
+    explicit CpuRouteScanner(size_t nThreads = 0, KeyStorage storage = KeyStorage::Native);
+    ~CpuRouteScanner() override;
     std::string name() const override { return "cpu"; }
     Result<std::vector<ShardScan>> scan(const RoutingConfig& cfg, size_t layerPos, const RoutingQueries& queries,
                                         std::span<const ScanShard> shards, size_t n, const CancelToken* cancel) override;
     Router& router() { return m_router; }
+    KeyStorage keyStorage() const { return m_storage; }
 
 private:
+    struct Dequantized;
     Router m_router;
+    KeyStorage m_storage = KeyStorage::Native;
+    std::map<std::pair<size_t, size_t>, std::unique_ptr<Dequantized>> m_dequantized;   // (layerPos, shard)
 };
 
 // Folded head-mean queries [nTokens][nKvHeads][D] (see the header comment). InvalidArgument when the
@@ -91,6 +116,7 @@ Result<std::vector<float>> foldHeadMean(const RoutingQueries& queries, size_t nK
 struct RouteScannerOptions {
     int device = 0;          // device ordinal for device scanners
     size_t nThreads = 0;     // CPU threads (the CPU scanner, and a device scanner's CPU fallback)
+    KeyStorage keyStorage = KeyStorage::Native;   // 8-bit routing keys (parseKeyStorage for a CLI value)
 };
 
 using RouteScannerFactory = std::function<Result<std::unique_ptr<RouteScanner>>(const RouteScannerOptions&)>;
