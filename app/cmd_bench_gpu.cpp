@@ -75,6 +75,7 @@ int runBenchGpu(const BenchArgs& a) {
     o.device = *device;
     o.nThreads = static_cast<size_t>(std::max(0, a.threads));
     o.repeats = static_cast<size_t>(std::max(1, a.repeats));
+    o.workDir = a.workDir;
     if (device->backend == "cpu") {
         o.hooks = jobs::cpuBenchHooks(o.nThreads);
         o.peerDevice = "cpu";

@@ -43,6 +43,7 @@ struct BenchArgs {
     std::string shape = "msa-4b"; // gpu: msa-4b (the real shape, random weights) | tiny (harness tests on the CPU)
     std::string peer = "auto";    // gpu: auto | none | the Python interpreter running tests/tools/bench_peer_torch.py
     std::string peerScript;       // gpu: the peer script (default: found beside the source tree or installed)
+    std::string workDir;          // gpu: where the random checkpoint is written and kept (default: a temporary folder, removed)
     std::vector<double> bankMillions;   // gpu: routing-scan bank sizes, millions of tokens (empty: the shape's: 1, 10, 100)
     bool json = false;
 };

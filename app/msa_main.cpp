@@ -703,6 +703,7 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"msa-4b", "tiny"}))->capture_default_str();
     benchCmd->add_option("--peer", bench.peer, "gpu: the PyTorch peer: auto (python3 when torch and transformers import), "
                                                "none, or a Python interpreter")->capture_default_str();
+    benchCmd->add_option("--work-dir", bench.workDir, "gpu: write (and keep) the random checkpoint in this folder");
     benchCmd->add_option("--peer-script", bench.peerScript, "gpu: the peer script (default: tests/tools/bench_peer_torch.py)");
     benchCmd->add_option("--bank-mtokens", bench.bankMillions, "gpu: routing-scan bank sizes in millions of memory tokens (default 1 10 100)");
     benchCmd->add_flag("--json", bench.json, "Print the figures as one JSON object");

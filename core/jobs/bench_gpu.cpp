@@ -421,7 +421,9 @@ Result<GpuBenchResult> runGpuBench(const GpuBenchOptions& o) {
     if (o.hooks.copyBandwidth) {
         MSA_ASSIGN_OR_RETURN(r.copyBandwidth, o.hooks.copyBandwidth(copyBytes));
     }
-    const double readBw = r.copyBandwidth / 2;   // a stream that only reads moves half the copy's bytes per byte read
+    // The copy's bytes read + written per second is the memory's total rate; a kernel that only
+    // reads (keys, weights) can at best stream at that rate, so it is the limit (as STREAM/nvbandwidth count).
+    const double readBw = r.copyBandwidth;
 
     MSA_ASSIGN_OR_RETURN(std::unique_ptr<model::ModelFiles> opened, model::ModelFiles::open(modelDir));
     std::shared_ptr<const model::ModelFiles> files = std::move(opened);
@@ -461,6 +463,14 @@ Result<GpuBenchResult> runGpuBench(const GpuBenchOptions& o) {
                                                                      (static_cast<double>(s.docTokens) + 1) / 2 * s.nLayers;
         if (r.peakBf16Flops > 0) enc.limit = r.peakBf16Flops / flopsPerToken;
         enc.note = fmt(flopsPerToken / 1e6, 1) + " MFLOP/token";
+    }
+    // The first token's floor besides the scan: the question's prefill (compute, or one read of the
+    // weights, whichever is longer) plus one decode step's weight read.
+    double prefillFloorMs = 0;
+    if (r.peakBf16Flops > 0 && readBw > 0) {
+        const double qFlops = (2 * matrixMacsPerToken(s) + 4.0 * static_cast<double>(H * D) * (static_cast<double>(s.questionTokens) / 2 + static_cast<double>(nChunkRows)) * s.nLayers) *
+                              static_cast<double>(s.questionTokens);
+        prefillFloorMs = (std::max(qFlops / r.peakBf16Flops, weightBytes / readBw) + weightBytes / readBw) * 1e3;
     }
 
     // ---- routing scan + ttft per bank ----
@@ -521,6 +531,7 @@ Result<GpuBenchResult> runGpuBench(const GpuBenchOptions& o) {
             if (rep) runs.push_back(secondsSince(t0) * 1e3);
         }
         sf.value = median(runs);
+        if (sf.limit > 0 && prefillFloorMs > 0) tf.limit = sf.limit + prefillFloorMs;
         scans.push_back(sf);
 
         // Time to first token: prefill of the question with the scan in each routing layer (the
@@ -585,6 +596,9 @@ Result<GpuBenchResult> runGpuBench(const GpuBenchOptions& o) {
     }
 
     // ---- the peer ----
+    // Our model leaves the device first: the peer loads its own copy of the weights beside its keys.
+    loaded.reset();
+    backend.reset();
     if (!o.peerPython.empty()) {
         std::vector<std::string> args = {"bench", "--checkpoint", modelDir.string(), "--device", o.peerDevice,
                                          "--dtype", o.peerDevice == "cpu" ? "float32" : "bfloat16",

@@ -22,7 +22,11 @@
 //              routing layer's prefix and the question in the cache; limit = (weights + KV bytes
 //              read per token) ÷ copy bandwidth
 //   ttft       time to first token for a `questionTokens` question per bank size: the prefill with
-//              the routing scan in every routing layer (memory hook) plus the first decode step
+//              the routing scan in every routing layer (memory hook) plus the first decode step;
+//              limit = the scan's + the prefill's (compute at peak or one weight read, the longer)
+//              + one decode step's weight read
+// Bandwidth limits use the copy's bytes read + written per second (the memory's total rate, which a
+// read-only stream can at best reach), as STREAM and nvbandwidth count it.
 // The device-specific parts (copy bandwidth, the routing scan over device-resident keys, the peak
 // FLOP/s of the device) come in through DeviceBenchHooks: cpuBenchHooks() here; the CUDA ones from
 // gpu/bench_gpu.h (core includes no CUDA). Everything else goes through the Backend interface, whose

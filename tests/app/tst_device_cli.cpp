@@ -133,6 +133,28 @@ private slots:
         QCOMPARE(names, (QStringList{"encoding", "scan 64K", "scan 256K", "decode", "ttft 64K", "ttft 256K"}));
         QVERIFY(!g["peer_error"].toString().isEmpty());   // --peer none says so
     }
+
+    // The whole run with the PyTorch peer as a subprocess (tests/tools/bench_peer_torch.py) on the CPU.
+    void benchGpuRunsThePeerInTheSameRun() {
+        QProcess probe;
+        probe.start(QStringLiteral("python3"), {QStringLiteral("-c"), QStringLiteral("import torch, transformers")});
+        if (!probe.waitForFinished(120000) || probe.exitCode() != 0) QSKIP("python3 cannot import torch and transformers");
+        const Run r = runMsa({"bench", "gpu", "--device", "cpu", "--shape", "tiny", "--repeats", "1", "--bank-mtokens",
+                              "0.03", "--peer-script", MSA_SOURCE_DIR "/tests/tools/bench_peer_torch.py", "--json"}, 300000);
+        QCOMPARE(r.exitCode, 0);
+        const QJsonObject g = QJsonDocument::fromJson(r.out.toUtf8()).object()["gpu"].toObject();
+        QVERIFY2(g["peer_error"].toString().isEmpty(), qPrintable(g["peer_error"].toString()));
+        QCOMPARE(g["peer_device"].toString(), QString("cpu"));
+        QStringList names;
+        for (const QJsonValue f : g["figures"].toArray()) {
+            const QJsonObject o = f.toObject();
+            names << o["name"].toString();
+            QVERIFY2(o["peer"].toDouble() > 0, qPrintable(o["name"].toString()));
+            QVERIFY(o.contains("speedup_vs_peer"));
+        }
+        QCOMPARE(names, (QStringList{"encoding", "scan 30000", "decode", "ttft 30000"}));
+        QVERIFY(g["peer"].toObject()["versions"].toString().startsWith("torch "));
+    }
 };
 
 QTEST_GUILESS_MAIN(TestDeviceCli)

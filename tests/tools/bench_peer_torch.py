@@ -149,7 +149,7 @@ def run_bench(a):
         out["scan_ms"], out["ttft_ms"] = [], []
         for bank in a.bank_tokens:
             n_chunks = (bank + a.chunk - 1) // a.chunk
-            keys = torch.randn((n_chunks, G, D), generator=gen, device=device, dtype=torch.float32).to(dtype)
+            keys = torch.randn((n_chunks, G, D), generator=gen, device=device, dtype=dtype)
             chunk_doc = torch.arange(n_chunks, device=device) // max(1, a.doc_tokens // a.chunk)
             n_docs = int(chunk_doc[-1].item()) + 1
             q = (torch.randn((a.question_tokens, H, D), generator=gen, device=device) / math.sqrt(D)).to(dtype)
