@@ -425,20 +425,44 @@ Result<GpuBenchResult> runGpuBench(const GpuBenchOptions& o) {
     // reads (keys, weights) can at best stream at that rate, so it is the limit (as STREAM/nvbandwidth count).
     const double readBw = r.copyBandwidth;
 
-    MSA_ASSIGN_OR_RETURN(std::unique_ptr<model::ModelFiles> opened, model::ModelFiles::open(modelDir));
-    std::shared_ptr<const model::ModelFiles> files = std::move(opened);
-    MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend, o.device.create());
-    MSA_ASSIGN_OR_RETURN(std::shared_ptr<const engine::LoadedModel> loaded, backend->load(files));
     const size_t repeats = std::max<size_t>(1, o.repeats);
     std::mt19937 rng(static_cast<uint32_t>(o.seed));
     const size_t D = static_cast<size_t>(s.headDim), G = static_cast<size_t>(s.nKvHeads), H = static_cast<size_t>(s.nHeads);
     const int lastRouting = s.nLayers - 1;
+    const int nRouting = s.nRoutingLayers();
     const size_t nChunkRows = s.nSelectedDocs * s.docTokens / s.chunkSize;
     const double weightBytes = static_cast<double>(r.nParameters) * 2.0;
 
+    // A figure our engine cannot produce (an operation the backend does not support yet, a device
+    // fault) keeps the reason in its note and the run goes on: the peer and the other figures still
+    // come out of a first run on a new device.
+    auto notMeasured = [](Figure& f, const Status& st) {
+        f.value = 0;
+        f.note = "not measured: " + st.toString() + (f.note.empty() ? "" : " (" + f.note + ")");
+    };
+
+    std::unique_ptr<engine::Backend> backend;
+    std::shared_ptr<const engine::LoadedModel> loaded;
+    Status loadStatus = [&]() -> Status {
+        MSA_ASSIGN_OR_RETURN(std::unique_ptr<model::ModelFiles> opened, model::ModelFiles::open(modelDir));
+        std::shared_ptr<const model::ModelFiles> files = std::move(opened);
+        MSA_ASSIGN_OR_RETURN(backend, o.device.create());
+        MSA_ASSIGN_OR_RETURN(loaded, backend->load(files));
+        return Status::ok();
+    }();
+    // ModelFiles problems are bugs of the writer, not of the device: they stop the run.
+    if (!loadStatus && loadStatus.code() != ErrorCode::Unsupported && loadStatus.code() != ErrorCode::Unimplemented &&
+        loadStatus.code() != ErrorCode::DeviceError && loadStatus.code() != ErrorCode::OutOfMemory)
+        return loadStatus;
+
     // ---- encoding ----
     Figure enc{.name = "encoding", .unit = "tokens/s", .target = s.name == "msa-4b" ? 60000.0 : 0.0, .note = {}};
-    {
+    // FLOPs per token: 2 × matrix MACs + attention (QKᵀ and PV: 4 × H × D × mean context).
+    const double flopsPerToken = 2 * matrixMacsPerToken(s) + 4.0 * static_cast<double>(H * D) *
+                                                                 (static_cast<double>(s.docTokens) + 1) / 2 * s.nLayers;
+    if (r.peakBf16Flops > 0) enc.limit = r.peakBf16Flops / flopsPerToken;
+    enc.note = fmt(flopsPerToken / 1e6, 1) + " MFLOP/token";
+    Status encStatus = !loadStatus ? loadStatus : [&]() -> Status {
         const size_t nTok = s.docTokens * s.docsPerForward;
         MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session,
                              loaded->createSession({.maxTokens = nTok + 8, .nThreads = o.nThreads}));
@@ -458,12 +482,10 @@ Result<GpuBenchResult> runGpuBench(const GpuBenchOptions& o) {
             if (rep) runs.push_back(static_cast<double>(nTok) / secondsSince(t0));
         }
         enc.value = median(runs);
-        // FLOPs per token: 2 × matrix MACs + attention (QKᵀ and PV: 4 × H × D × mean context).
-        const double flopsPerToken = 2 * matrixMacsPerToken(s) + 4.0 * static_cast<double>(H * D) *
-                                                                     (static_cast<double>(s.docTokens) + 1) / 2 * s.nLayers;
-        if (r.peakBf16Flops > 0) enc.limit = r.peakBf16Flops / flopsPerToken;
-        enc.note = fmt(flopsPerToken / 1e6, 1) + " MFLOP/token";
-    }
+        return Status::ok();
+    }();
+    if (!encStatus) notMeasured(enc, encStatus);
+
     // The first token's floor besides the scan: the question's prefill (compute, or one read of the
     // weights, whichever is longer) plus one decode step's weight read.
     double prefillFloorMs = 0;
@@ -473,9 +495,6 @@ Result<GpuBenchResult> runGpuBench(const GpuBenchOptions& o) {
         prefillFloorMs = (std::max(qFlops / r.peakBf16Flops, weightBytes / readBw) + weightBytes / readBw) * 1e3;
     }
 
-    // ---- routing scan + ttft per bank ----
-    std::vector<Figure> scans, ttfts;
-    const int nRouting = s.nRoutingLayers();
     // Synthetic memory content: the selected documents' chunk rows (K̄, V̄), random, in every routing layer.
     engine::LayerPrefix memoryRows;
     memoryRows.nRows = nChunkRows;
@@ -489,6 +508,9 @@ Result<GpuBenchResult> runGpuBench(const GpuBenchOptions& o) {
     const std::vector<int32_t> question = randomTokens(rng, s.questionTokens, s.vocab);
     std::vector<int32_t> questionPos(question.size());
     for (size_t i = 0; i < question.size(); ++i) questionPos[i] = static_cast<int32_t>(i);
+
+    // ---- routing scan + ttft per bank ----
+    std::vector<Figure> scans, ttfts;
     for (uint64_t bankTokens : s.bankTokens) {
         Figure sf{.name = "scan " + millions(bankTokens), .unit = "ms", .higherIsBetter = false, .note = {}};
         Figure tf{.name = "ttft " + millions(bankTokens), .unit = "ms", .higherIsBetter = false, .note = {}};
@@ -505,70 +527,73 @@ Result<GpuBenchResult> runGpuBench(const GpuBenchOptions& o) {
         spec.seed = 7;
         const double keyBytes = static_cast<double>(spec.nChunks * G * D * 2) * nRouting;
         if (readBw > 0) sf.limit = keyBytes / readBw * 1e3;
-        sf.note = formatBytes(keyBytes) + " of keys";
-        if (!o.hooks.openScanner) {
-            sf.note = tf.note = "no routing scan for this device";
-            scans.push_back(sf);
-            ttfts.push_back(tf);
-            continue;
-        }
-        Result<std::unique_ptr<BenchScanner>> scanner = o.hooks.openScanner(spec);
-        if (!scanner) {
-            if (scanner.status().code() != ErrorCode::Unimplemented && scanner.status().code() != ErrorCode::OutOfMemory)
-                return scanner.status();
-            sf.note = tf.note = scanner.status().toString();
-            scans.push_back(sf);
-            ttfts.push_back(tf);
-            continue;
-        }
-        std::vector<float> queries(s.questionTokens * H * D);
-        std::normal_distribution<float> nd(0.0f, 1.0f);
-        for (float& x : queries) x = nd(rng) / std::sqrt(static_cast<float>(D));
-        std::vector<double> runs;
-        for (size_t rep = 0; rep <= repeats; ++rep) {
-            const auto t0 = Clock::now();
-            for (int l = 0; l < nRouting; ++l) MSA_RETURN_IF_ERROR((*scanner)->scan(queries, s.questionTokens, s.topK).status());
-            if (rep) runs.push_back(secondsSince(t0) * 1e3);
-        }
-        sf.value = median(runs);
         if (sf.limit > 0 && prefillFloorMs > 0) tf.limit = sf.limit + prefillFloorMs;
-        scans.push_back(sf);
+        sf.note = formatBytes(keyBytes) + " of keys";
+
+        std::unique_ptr<BenchScanner> scanner;
+        Status scanStatus = [&]() -> Status {
+            if (!o.hooks.openScanner) return unimplemented("no routing scan for this device");
+            MSA_ASSIGN_OR_RETURN(scanner, o.hooks.openScanner(spec));
+            std::vector<float> queries(s.questionTokens * H * D);
+            std::normal_distribution<float> nd(0.0f, 1.0f);
+            for (float& x : queries) x = nd(rng) / std::sqrt(static_cast<float>(D));
+            std::vector<double> runs;
+            for (size_t rep = 0; rep <= repeats; ++rep) {
+                const auto t0 = Clock::now();
+                for (int l = 0; l < nRouting; ++l) MSA_RETURN_IF_ERROR(scanner->scan(queries, s.questionTokens, s.topK).status());
+                if (rep) runs.push_back(secondsSince(t0) * 1e3);
+            }
+            sf.value = median(runs);
+            return Status::ok();
+        }();
+        if (!scanStatus) notMeasured(sf, scanStatus);
 
         // Time to first token: prefill of the question with the scan in each routing layer (the
         // memory hook gathers the selected documents' rows), then the first decode step.
-        MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session,
-                             loaded->createSession({.maxTokens = s.questionTokens + 8, .nThreads = o.nThreads}));
-        engine::ForwardOptions fo;
-        BenchScanner* sc = scanner->get();
-        const size_t nQ = s.questionTokens;
-        fo.memoryHook = [&](const engine::LayerTensors& lt) -> Result<engine::LayerPrefix> {
-            if (lt.layer < s.firstRoutingLayer()) return engine::LayerPrefix{};
-            std::vector<float> q(lt.q, lt.q + lt.nTokens * H * D);
-            const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-            for (float& x : q) x *= scale;
-            MSA_ASSIGN_OR_RETURN(std::vector<uint32_t> top, sc->scan(q, nQ, s.topK));
-            (void)top;   // the synthetic content stands for the selected documents' rows
-            return memoryRows;
-        };
-        std::vector<double> ttftRuns;
-        for (size_t rep = 0; rep <= repeats; ++rep) {
-            session->truncate(0);
-            MSA_RETURN_IF_ERROR(session->setPrefix(std::vector<engine::LayerPrefix>(static_cast<size_t>(s.nLayers))));
-            const auto t0 = Clock::now();
-            MSA_ASSIGN_OR_RETURN(std::span<const float> logits, session->forward(question, questionPos, fo));
-            const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-            const std::array<int32_t, 1> one = {next};
-            const std::array<int32_t, 1> onePos = {static_cast<int32_t>(nQ)};
-            MSA_RETURN_IF_ERROR(session->forward(one, onePos, {}).status());
-            if (rep) ttftRuns.push_back(secondsSince(t0) * 1e3);
-        }
-        tf.value = median(ttftRuns);
-        ttfts.push_back(tf);
+        Status ttftStatus = !loadStatus ? loadStatus : !scanStatus ? scanStatus : [&]() -> Status {
+            MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session,
+                                 loaded->createSession({.maxTokens = s.questionTokens + 8, .nThreads = o.nThreads}));
+            engine::ForwardOptions fo;
+            BenchScanner* sc = scanner.get();
+            const size_t nQ = s.questionTokens;
+            fo.memoryHook = [&](const engine::LayerTensors& lt) -> Result<engine::LayerPrefix> {
+                if (lt.layer < s.firstRoutingLayer()) return engine::LayerPrefix{};
+                std::vector<float> q(lt.q, lt.q + lt.nTokens * H * D);
+                const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+                for (float& x : q) x *= scale;
+                MSA_ASSIGN_OR_RETURN(std::vector<uint32_t> top, sc->scan(q, nQ, s.topK));
+                (void)top;   // the synthetic content stands for the selected documents' rows
+                return memoryRows;
+            };
+            std::vector<double> ttftRuns;
+            for (size_t rep = 0; rep <= repeats; ++rep) {
+                session->truncate(0);
+                MSA_RETURN_IF_ERROR(session->setPrefix(std::vector<engine::LayerPrefix>(static_cast<size_t>(s.nLayers))));
+                const auto t0 = Clock::now();
+                MSA_ASSIGN_OR_RETURN(std::span<const float> logits, session->forward(question, questionPos, fo));
+                const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+                const std::array<int32_t, 1> one = {next};
+                const std::array<int32_t, 1> onePos = {static_cast<int32_t>(nQ)};
+                MSA_RETURN_IF_ERROR(session->forward(one, onePos, {}).status());
+                if (rep) ttftRuns.push_back(secondsSince(t0) * 1e3);
+            }
+            tf.value = median(ttftRuns);
+            return Status::ok();
+        }();
+        if (!ttftStatus) notMeasured(tf, ttftStatus);
+        scans.push_back(std::move(sf));
+        ttfts.push_back(std::move(tf));
     }
 
     // ---- decode ----
     Figure dec{.name = "decode", .unit = "ms/token", .target = s.name == "msa-4b" ? 3.0 : 0.0, .higherIsBetter = false, .note = {}};
-    {
+    // Bytes read per token: every weight once (the tied embedding as lm_head) + the K/V of the
+    // context (memory rows in routing layers, the question everywhere), bf16.
+    const double kvBytes = (static_cast<double>(nChunkRows) * nRouting + static_cast<double>(s.questionTokens) * s.nLayers) *
+                           static_cast<double>(2 * G * D * 2);
+    if (readBw > 0) dec.limit = (weightBytes + kvBytes) / readBw * 1e3;
+    dec.note = formatBytes(weightBytes + kvBytes) + " read per token";
+    Status decStatus = !loadStatus ? loadStatus : [&]() -> Status {
         const size_t ctx = s.questionTokens + s.decodeTokens + 8;
         MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session,
                              loaded->createSession({.maxTokens = ctx, .nThreads = o.nThreads}));
@@ -587,13 +612,9 @@ Result<GpuBenchResult> runGpuBench(const GpuBenchOptions& o) {
             if (i) steps.push_back(secondsSince(t0) * 1e3);
         }
         dec.value = median(steps);
-        // Bytes read per token: every weight once (the tied embedding as lm_head) + the K/V of the
-        // context (memory rows in routing layers, the question everywhere), bf16.
-        const double kvBytes = (static_cast<double>(nChunkRows) * nRouting +
-                                static_cast<double>(s.questionTokens) * s.nLayers) * static_cast<double>(2 * G * D * 2);
-        if (readBw > 0) dec.limit = (weightBytes + kvBytes) / readBw * 1e3;
-        dec.note = formatBytes(weightBytes + kvBytes) + " read per token";
-    }
+        return Status::ok();
+    }();
+    if (!decStatus) notMeasured(dec, decStatus);
 
     // ---- the peer ----
     // Our model leaves the device first: the peer loads its own copy of the weights beside its keys.

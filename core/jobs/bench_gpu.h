@@ -34,7 +34,9 @@
 //
 // Thread affinity: runs on the calling thread. Failure codes: IoError/DiskFull (writing the
 // checkpoint), those of loading the model and Session::forward, DeviceError/OutOfMemory from the
-// hooks; a failing peer is reported in the result (peer.error), not as a failure.
+// hooks while loading; a figure the backend cannot produce (Unsupported, Unimplemented, a device
+// error in its operation) keeps the reason in its note ("not measured: ...") and the run goes on; a
+// failing peer is reported in the result (peerError), not as a failure.
 #pragma once
 
 #include "core/engine/device_select.h"
