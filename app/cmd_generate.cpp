@@ -113,7 +113,7 @@ int runBench(const BenchArgs& a) {
     if (a.what == "memory") {
         if (a.modelPath.empty()) return reportFailure("bench", invalidArgument("msa bench memory needs --model PATH"), a.json);
         jobs::MemoryBenchOptions mo;
-        auto device = selectDevice(a.device, "bench");
+        auto device = selectDevice(a.device.empty() ? "cpu" : a.device, "bench");
         if (!device) return reportFailure("bench", device.status(), a.json);
         mo.device = *device;
         mo.model = a.modelPath;
@@ -141,7 +141,7 @@ int runBench(const BenchArgs& a) {
         return reportFailure("bench", unimplemented("'msa bench " + a.what + "' is not available (cpu, import, memory and gpu are)"), a.json);
     if (a.modelPath.empty()) return reportFailure("bench", invalidArgument("msa bench cpu needs --model PATH"), a.json);
     jobs::CpuBenchOptions o;
-    auto device = selectDevice(a.device, "bench");
+    auto device = selectDevice(a.device.empty() ? "cpu" : a.device, "bench");
     if (!device) return reportFailure("bench", device.status(), a.json);
     o.device = *device;
     o.model = a.modelPath;

@@ -39,7 +39,7 @@ struct BenchArgs {
     std::vector<double> scanMillions = {1, 10};   // memory: synthetic routing scans, millions of tokens
     int batchTokens = 512;      // memory: encoder packing
     bool scanOnly = false;       // memory: only the routing scan (no build, no ask)
-    std::string device = "auto";   // --device: auto | cpu | cuda | cuda:N | cuda:all (core/engine/device_select.h)
+    std::string device;           // --device; empty: cpu for `bench cpu|memory` (CPU figures), auto for `bench gpu`
     std::string shape = "msa-4b"; // gpu: msa-4b (the real shape, random weights) | tiny (harness tests on the CPU)
     std::string peer = "auto";    // gpu: auto | none | the Python interpreter running tests/tools/bench_peer_torch.py
     std::string peerScript;       // gpu: the peer script (default: found beside the source tree or installed)

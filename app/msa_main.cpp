@@ -698,7 +698,8 @@ int main(int argc, char** argv) {
     benchCmd->add_option("--scan-mtokens", bench.scanMillions, "memory: synthetic routing-scan sizes in millions of memory tokens")->capture_default_str();
     benchCmd->add_option("--batch-tokens", bench.batchTokens, "memory: documents packed per encoder forward, in tokens")->capture_default_str();
     benchCmd->add_flag("--scan-only", bench.scanOnly, "memory: only the routing scan");
-    benchCmd->add_option("--device", bench.device, "Device: auto (a usable GPU, else the CPU), cpu, cuda, cuda:N or cuda:all (Memory Parallel); see msa doctor")->capture_default_str();
+    benchCmd->add_option("--device", bench.device, "Device: auto (a usable GPU, else the CPU), cpu, cuda, cuda:N or cuda:all "
+                                                   "(Memory Parallel); default: cpu for bench cpu/memory, auto for bench gpu");
     benchCmd->add_option("--shape", bench.shape, "gpu: msa-4b (the real MSA-4B shape, random weights) or tiny (harness checks on the CPU)")
         ->check(CLI::IsMember({"msa-4b", "tiny"}))->capture_default_str();
     benchCmd->add_option("--peer", bench.peer, "gpu: the PyTorch peer: auto (python3 when torch and transformers import), "
