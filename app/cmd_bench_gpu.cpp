@@ -38,7 +38,7 @@ fs::path findPeerScript(const std::string& given) {
     std::vector<fs::path> candidates;
     if (!ec) {
         candidates.push_back(exe.parent_path() / "../../tests/tools/bench_peer_torch.py");
-        candidates.push_back(exe.parent_path() / "../share/msa/bench_peer_torch.py");
+        candidates.push_back(exe.parent_path() / "../share/msa-workbench/bench_peer_torch.py");
     }
     candidates.push_back(fs::current_path(ec) / "tests/tools/bench_peer_torch.py");
     for (const fs::path& c : candidates)

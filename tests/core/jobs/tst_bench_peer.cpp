@@ -8,7 +8,8 @@
 //     splitmix64 recipe in numpy — selects the same documents in the same order as our memory::Router
 //     through the harness's CPU scanner, with the same scores.
 // Skips when python3 cannot import torch and transformers. Also checks the checkpoint is
-// deterministic (same seed → same bytes). Extend: add a field to parity.json and compare it here.
+// deterministic (same seed → same bytes) and that a device without a routing scan gets its figures
+// noted "not measured", not a failed run. Extend: add a field to parity.json and compare it here.
 #include "core/engine/backend.h"
 #include "core/jobs/bench_gpu.h"
 #include "core/model/model_files.h"
