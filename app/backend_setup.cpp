@@ -4,6 +4,10 @@
 #include "gpu/register.h"
 #endif
 
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+
 namespace msa::app {
 
 engine::BackendRegistry makeBackendRegistry() {
@@ -19,6 +23,20 @@ engine::BackendRegistry makeBackendRegistry() {
     registry.add(std::move(cuda));
 #endif
     return registry;
+}
+
+Result<engine::BackendChoice> selectDevice(std::string_view spec, const std::string& command) {
+    // A plain CPU request needs no device discovery (which initialises the CUDA runtime).
+    const engine::BackendRegistry registry =
+        spec == "cpu" ? engine::BackendRegistry::withCpu() : makeBackendRegistry();
+    MSA_ASSIGN_OR_RETURN(engine::BackendChoice choice, engine::chooseBackend(registry, spec));
+    if (choice.fellBack) std::fprintf(stderr, "msa %s: note: %s\n", command.c_str(), choice.note.c_str());
+    return choice;
+}
+
+nlohmann::json deviceJson(const engine::BackendChoice& c) {
+    return {{"id", c.deviceId},   {"name", c.deviceName},       {"backend", c.backend}, {"devices", c.devices},
+            {"requested", c.requested}, {"fell_back", c.fellBack}, {"note", c.note}};
 }
 
 }  // namespace msa::app

@@ -1,6 +1,7 @@
 // cmd_generate.cpp: `msa generate` — stream a model's continuation of a prompt (or, with --chat, its
 // answer to a user message in the model's chat template) to stdout. SIGINT cancels cleanly: what was
 // generated so far is kept and the timing line is still printed.
+#include "app/backend_setup.h"
 #include "app/commands.h"
 #include "app/signal_cancel.h"
 
@@ -35,8 +36,11 @@ int runGenerate(const GenerateArgs& a) {
     if (a.maxTokens < 0) return reportFailure("generate", invalidArgument("--max-tokens must be >= 0"), a.json);
     if (a.temperature < 0) return reportFailure("generate", invalidArgument("--temperature must be >= 0"), a.json);
     if (a.topP <= 0 || a.topP > 1) return reportFailure("generate", invalidArgument("--top-p must be in (0, 1]"), a.json);
-    auto backend = engine::createCpuBackend();
-    auto rt = jobs::openModelRuntime(a.modelPath, *backend);
+    auto device = selectDevice(a.device, "generate");
+    if (!device) return reportFailure("generate", device.status(), a.json);
+    auto backend = device->create();
+    if (!backend) return reportFailure("generate", backend.status(), a.json);
+    auto rt = jobs::openModelRuntime(a.modelPath, **backend);
     if (!rt) return reportFailure("generate", rt.status(), a.json);
     const std::vector<int32_t> prompt = jobs::promptTokens(*rt, a.prompt, a.chat);
     if (prompt.empty()) return reportFailure("generate", invalidArgument("the prompt is empty"), a.json);
@@ -76,11 +80,13 @@ int runGenerate(const GenerateArgs& a) {
                             {"prefill_seconds", r.prefillSeconds},
                             {"decode_seconds", r.decodeSeconds},
                             {"prefill_tokens_per_s", prefillRate},
-                            {"decode_tokens_per_s", decodeRate}};
+                            {"decode_tokens_per_s", decodeRate},
+                            {"device", deviceJson(*device)}};
         std::cout << j.dump(2) << std::endl;
     } else {
-        std::fprintf(stderr, "\n[%zu prompt tokens at %.1f tok/s, %zu generated at %.1f tok/s, stop: %s]\n",
-                     r.nPromptTokens, prefillRate, r.tokens.size(), decodeRate, r.stopReason.c_str());
+        std::fprintf(stderr, "\n[%zu prompt tokens at %.1f tok/s, %zu generated at %.1f tok/s, stop: %s, device: %s]\n",
+                     r.nPromptTokens, prefillRate, r.tokens.size(), decodeRate, r.stopReason.c_str(),
+                     device->describe().c_str());
     }
     return r.stopReason == "cancelled" ? exitCodeFor(ErrorCode::Cancelled) : 0;
 }
@@ -107,6 +113,9 @@ int runBench(const BenchArgs& a) {
     if (a.what == "memory") {
         if (a.modelPath.empty()) return reportFailure("bench", invalidArgument("msa bench memory needs --model PATH"), a.json);
         jobs::MemoryBenchOptions mo;
+        auto device = selectDevice(a.device.empty() ? "cpu" : a.device, "bench");
+        if (!device) return reportFailure("bench", device.status(), a.json);
+        mo.device = *device;
         mo.model = a.modelPath;
         mo.archive = a.archive;
         mo.nThreads = static_cast<size_t>(std::max(0, a.threads));
@@ -120,16 +129,21 @@ int runBench(const BenchArgs& a) {
         if (a.json) {
             nlohmann::json j = jobs::toJson(*r);
             j["ok"] = true;
+            j["device"] = deviceJson(mo.device);
             std::cout << j.dump(2) << std::endl;
         } else {
             std::cout << jobs::toText(*r);
         }
         return 0;
     }
+    if (a.what == "gpu") return runBenchGpu(a);
     if (a.what != "cpu")
-        return reportFailure("bench", unimplemented("'msa bench " + a.what + "' is not available (cpu, import and memory are)"), a.json);
+        return reportFailure("bench", unimplemented("'msa bench " + a.what + "' is not available (cpu, import, memory and gpu are)"), a.json);
     if (a.modelPath.empty()) return reportFailure("bench", invalidArgument("msa bench cpu needs --model PATH"), a.json);
     jobs::CpuBenchOptions o;
+    auto device = selectDevice(a.device.empty() ? "cpu" : a.device, "bench");
+    if (!device) return reportFailure("bench", device.status(), a.json);
+    o.device = *device;
     o.model = a.modelPath;
     o.nThreads = static_cast<size_t>(std::max(0, a.threads));
     o.promptTokens = static_cast<size_t>(std::max(1, a.promptTokens));
@@ -140,6 +154,7 @@ int runBench(const BenchArgs& a) {
     if (a.json) {
         nlohmann::json j = jobs::toJson(*r);
         j["ok"] = true;
+        j["device"] = deviceJson(o.device);
         std::cout << j.dump(2) << std::endl;
     } else {
         std::cout << jobs::toText(*r);

@@ -1,6 +1,7 @@
 // cmd_memory.cpp: `msa build` (encode a catalog collection into a memory bank) and `msa route` (which
 // documents each routing layer selects for a question). SIGINT during a build cancels after the
 // current document; everything committed stays, and the next run resumes.
+#include "app/backend_setup.h"
 #include "app/commands.h"
 #include "app/signal_cancel.h"
 
@@ -29,6 +30,9 @@ int runBuild(const BuildArgs& a) {
     o.bank = a.bank;
     o.nThreads = static_cast<size_t>(std::max(0, a.threads));
     o.batchTokens = static_cast<size_t>(std::max(0, a.batchTokens));
+    auto device = selectDevice(a.device, "build");
+    if (!device) return reportFailure("build", device.status(), a.json);
+    o.device = *device;
     if (a.storage == "f32") o.storage = model::DType::F32;
     else if (a.storage != "bf16") return reportFailure("build", invalidArgument("--storage must be bf16 or f32"), a.json);
     CancelToken cancel;
@@ -49,6 +53,7 @@ int runBuild(const BuildArgs& a) {
     if (a.json) {
         nlohmann::json j = jobs::toJson(*r);
         j["ok"] = true;
+        j["device"] = deviceJson(o.device);
         std::cout << j.dump(2) << std::endl;
     } else {
         std::printf("Memory bank %s (%s)\n", r->bank.c_str(), r->routing.c_str());
@@ -139,11 +144,15 @@ int runRoute(const RouteArgs& a) {
     req.question = a.question;
     req.topN = static_cast<size_t>(std::max(1, a.topN));
     req.nThreads = static_cast<size_t>(std::max(0, a.threads));
+    auto device = selectDevice(a.device, "route");
+    if (!device) return reportFailure("route", device.status(), a.json);
+    req.device = *device;
     auto r = jobs::routeQuestion(req);
     if (!r) return reportFailure("route", r.status(), a.json);
     if (a.json) {
         nlohmann::json j = jobs::toJson(*r);
         j["ok"] = true;
+        j["device"] = deviceJson(req.device);
         std::cout << j.dump(2) << std::endl;
         return 0;
     }
@@ -175,6 +184,9 @@ int runAsk(const AskArgs& a) {
     if (!a.catalog.empty()) req.route.catalog = a.catalog;
     req.route.question = a.question;
     req.route.nThreads = static_cast<size_t>(std::max(0, a.threads));
+    auto device = selectDevice(a.device, "ask");
+    if (!device) return reportFailure("ask", device.status(), a.json);
+    req.route.device = *device;
     req.nDocuments = static_cast<size_t>(std::max(1, a.nDocuments));
     req.maxTokens = static_cast<size_t>(std::max(1, a.maxTokens));
     req.hops = static_cast<size_t>(std::max(1, a.hops));
@@ -211,6 +223,7 @@ int runAsk(const AskArgs& a) {
     if (a.json) {
         nlohmann::json j = jobs::toJson(*r);
         j["ok"] = true;
+        j["device"] = deviceJson(req.route.device);
         if (turnId) j["turn_id"] = *turnId;
         std::cout << j.dump(2) << std::endl;
         return 0;
@@ -250,6 +263,9 @@ int runEval(const EvalArgs& a) {
     req.route.model = a.modelPath;
     req.route.catalog = a.catalog;
     req.route.nThreads = static_cast<size_t>(std::max(0, a.threads));
+    auto device = selectDevice(a.device, "eval");
+    if (!device) return reportFailure("eval", device.status(), a.json);
+    req.route.device = *device;
     req.k = static_cast<size_t>(a.k > 0 ? a.k : 5);
     const std::string questions = a.file.empty() ? a.questions : a.file;
     if (questions.empty()) {
@@ -266,6 +282,7 @@ int runEval(const EvalArgs& a) {
     if (a.json) {
         nlohmann::json j = jobs::toJson(*r);
         j["ok"] = true;
+        j["device"] = deviceJson(req.route.device);
         std::cout << j.dump(2) << std::endl;
         return 0;
     }
@@ -462,6 +479,9 @@ int runDatasetEval(const EvalArgs& a) {
     req.maxAnswerTokens = static_cast<size_t>(std::max(1, a.answerTokens));
     req.nAnswerDocuments = static_cast<size_t>(std::max(1, a.answerDocuments));
     req.nThreads = static_cast<size_t>(std::max(0, a.threads));
+    auto device = selectDevice(a.device, "eval");
+    if (!device) return reportFailure("eval", device.status(), a.json);
+    req.device = *device;
     CancelToken cancel;
     req.cancel = &cancel;
     const bool tty = ::isatty(STDERR_FILENO) != 0;
@@ -482,6 +502,7 @@ int runDatasetEval(const EvalArgs& a) {
     if (a.json) {
         nlohmann::json j = jobs::toJson(*r);
         j["ok"] = true;
+        j["device"] = deviceJson(req.device);
         std::cout << j.dump(2) << std::endl;
         return r->cancelled ? exitCodeFor(ErrorCode::Cancelled) : 0;
     }

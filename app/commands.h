@@ -22,6 +22,7 @@ struct GenerateArgs {
     float repeatPenalty = 1.0f;
     uint64_t seed = 0;
     int threads = 0;
+    std::string device = "auto";   // --device: auto | cpu | cuda | cuda:N | cuda:all (core/engine/device_select.h)
     bool json = false;
 };
 int runGenerate(const GenerateArgs& args);
@@ -38,6 +39,12 @@ struct BenchArgs {
     std::vector<double> scanMillions = {1, 10};   // memory: synthetic routing scans, millions of tokens
     int batchTokens = 512;      // memory: encoder packing
     bool scanOnly = false;       // memory: only the routing scan (no build, no ask)
+    std::string device;           // --device; empty: cpu for `bench cpu|memory` (CPU figures), auto for `bench gpu`
+    std::string shape = "msa-4b"; // gpu: msa-4b (the real shape, random weights) | tiny (harness tests on the CPU)
+    std::string peer = "auto";    // gpu: auto | none | the Python interpreter running tests/tools/bench_peer_torch.py
+    std::string peerScript;       // gpu: the peer script (default: found beside the source tree or installed)
+    std::string workDir;          // gpu: where the random checkpoint is written and kept (default: a temporary folder, removed)
+    std::vector<double> bankMillions;   // gpu: routing-scan bank sizes, millions of tokens (empty: the shape's: 1, 10, 100)
     bool json = false;
     std::string bank, questions; // quant: an existing bank (no build); questions.json (default: the demo's)
     int greedyTokens = 16;       // quant: greedy steps compared per question
@@ -45,12 +52,15 @@ struct BenchArgs {
 };
 int runBench(const BenchArgs& args);
 int runBenchQuant(const BenchArgs& args);   // cmd_bench_quant.cpp
+// `msa bench gpu` (cmd_bench_gpu.cpp): core/jobs/bench_gpu.h with the chosen device's hooks and the PyTorch peer.
+int runBenchGpu(const BenchArgs& args);
 
 struct BuildArgs {
     std::string catalog, collection, modelPath, bank;
     std::string storage = "bf16";
     int threads = 0;
     int batchTokens = 512;
+    std::string device = "auto";   // --device: auto | cpu | cuda | cuda:N | cuda:all (core/engine/device_select.h)
     bool quiet = false;
     bool json = false;
 };
@@ -65,6 +75,7 @@ struct RouteArgs {
     std::string bank, modelPath, catalog, question;
     int topN = 10;
     int threads = 0;
+    std::string device = "auto";   // --device: auto | cpu | cuda | cuda:N | cuda:all (core/engine/device_select.h)
     bool json = false;
     FilterArgs filter;
 };
@@ -75,6 +86,7 @@ struct AskArgs {
     int nDocuments = 4;
     int maxTokens = 256;
     int threads = 0;
+    std::string device = "auto";   // --device: auto | cpu | cuda | cuda:N | cuda:all (core/engine/device_select.h)
     bool json = false;
     bool trace = false;
     std::string method = "auto";          // auto | interleave | training-free
@@ -98,6 +110,7 @@ struct EvalArgs {
     int answerDocuments = 4;
     int k = 0;
     int threads = 0;
+    std::string device = "auto";   // --device: auto | cpu | cuda | cuda:N | cuda:all (core/engine/device_select.h)
     bool json = false;
 };
 int runEval(const EvalArgs& args);

@@ -680,13 +680,14 @@ int main(int argc, char** argv) {
     generate->add_option("--repeat-penalty", gen.repeatPenalty, "Repetition penalty (1 = off)")->capture_default_str();
     generate->add_option("--seed", gen.seed, "Random seed for sampling")->capture_default_str();
     generate->add_option("--threads", gen.threads, "CPU threads (0 = all cores)")->capture_default_str();
+    generate->add_option("--device", gen.device, "Device: auto (a usable GPU, else the CPU), cpu, cuda, cuda:N or cuda:all (Memory Parallel); see msa doctor")->capture_default_str();
     generate->add_flag("--json", gen.json, "Print the result and timings as one JSON object");
     generate->add_option("PROMPT", gen.prompt, "Prompt text")->required();
 
     // ---- bench ---------------------------------------------------------------------------------
     msa::app::BenchArgs bench;
     CLI::App* benchCmd = app.add_subcommand("bench", "Measure throughput beside the physical limit of this machine");
-    benchCmd->add_option("WHAT", bench.what, "What to measure: cpu (model throughput) | import (catalog import) | memory (build, bank, routing scan, RSS, first token) | quant (fp8/int8 bank rows: top-k agreement, logits)")->required();
+    benchCmd->add_option("WHAT", bench.what, "What to measure: cpu (model throughput) | import (catalog import) | memory (build, bank, routing scan, RSS, first token) | quant (fp8/int8 bank rows: top-k agreement, logits) | gpu (MSA-4B shape beside the bf16/HBM limits and a PyTorch peer)")->required();
     benchCmd->add_option("--model", bench.modelPath, "Model file (GGUF) or Hugging Face folder (cpu)");
     benchCmd->add_option("--files", bench.sizes, "import: files per generated archive, e.g. --files 2000 10000");
     benchCmd->add_option("--threads", bench.threads, "CPU threads (0 = all cores)")->capture_default_str();
@@ -697,6 +698,15 @@ int main(int argc, char** argv) {
     benchCmd->add_option("--scan-mtokens", bench.scanMillions, "memory: synthetic routing-scan sizes in millions of memory tokens")->capture_default_str();
     benchCmd->add_option("--batch-tokens", bench.batchTokens, "memory: documents packed per encoder forward, in tokens")->capture_default_str();
     benchCmd->add_flag("--scan-only", bench.scanOnly, "memory: only the routing scan");
+    benchCmd->add_option("--device", bench.device, "Device: auto (a usable GPU, else the CPU), cpu, cuda, cuda:N or cuda:all "
+                                                   "(Memory Parallel); default: cpu for bench cpu/memory, auto for bench gpu");
+    benchCmd->add_option("--shape", bench.shape, "gpu: msa-4b (the real MSA-4B shape, random weights) or tiny (harness checks on the CPU)")
+        ->check(CLI::IsMember({"msa-4b", "tiny"}))->capture_default_str();
+    benchCmd->add_option("--peer", bench.peer, "gpu: the PyTorch peer: auto (python3 when torch and transformers import), "
+                                               "none, or a Python interpreter")->capture_default_str();
+    benchCmd->add_option("--work-dir", bench.workDir, "gpu: write (and keep) the random checkpoint in this folder");
+    benchCmd->add_option("--peer-script", bench.peerScript, "gpu: the peer script (default: tests/tools/bench_peer_torch.py)");
+    benchCmd->add_option("--bank-mtokens", bench.bankMillions, "gpu: routing-scan bank sizes in millions of memory tokens (default 1 10 100)");
     benchCmd->add_flag("--json", bench.json, "Print the figures as one JSON object");
     benchCmd->add_option("--bank", bench.bank, "quant: an existing bank built with --model (skips the import and build)");
     benchCmd->add_option("--questions", bench.questions, "quant: questions.json (default: the demo questions)");
@@ -740,6 +750,7 @@ int main(int argc, char** argv) {
     buildCmd->add_option("--storage", buildArgs.storage, "bf16 or f32")->capture_default_str();
     buildCmd->add_option("--threads", buildArgs.threads, "CPU threads (0 = all cores)")->capture_default_str();
     buildCmd->add_option("--batch-tokens", buildArgs.batchTokens, "Documents packed per encoder forward, in tokens (0 = one document per forward)")->capture_default_str();
+    buildCmd->add_option("--device", buildArgs.device, "Device: auto (a usable GPU, else the CPU), cpu, cuda, cuda:N or cuda:all (Memory Parallel); see msa doctor")->capture_default_str();
     buildCmd->add_flag("--quiet,-q", buildArgs.quiet, "No progress line");
     buildCmd->add_flag("--json", buildArgs.json, "Print the build report as JSON");
 
@@ -750,6 +761,7 @@ int main(int argc, char** argv) {
     routeCmd->add_option("--catalog", routeArgs.catalog, "Catalog, for document titles");
     routeCmd->add_option("--top-n", routeArgs.topN, "Documents listed overall and kept per layer for inspection")->capture_default_str();
     routeCmd->add_option("--threads", routeArgs.threads, "CPU threads (0 = all cores)")->capture_default_str();
+    routeCmd->add_option("--device", routeArgs.device, "Device: auto (a usable GPU, else the CPU), cpu, cuda, cuda:N or cuda:all (Memory Parallel); see msa doctor")->capture_default_str();
     routeCmd->add_flag("--json", routeArgs.json, "Print the routing as JSON");
     routeCmd->add_option("QUESTION", routeArgs.question, "The question")->required();
     // Candidate filter: restrict the documents routing may select (needs --catalog).
@@ -772,6 +784,7 @@ int main(int argc, char** argv) {
     askCmd->add_option("--docs", askArgs.nDocuments, "Documents given to the model")->capture_default_str();
     askCmd->add_option("--max-tokens,-n", askArgs.maxTokens, "Answer length limit")->capture_default_str();
     askCmd->add_option("--threads", askArgs.threads, "CPU threads (0 = all cores)")->capture_default_str();
+    askCmd->add_option("--device", askArgs.device, "Device: auto (a usable GPU, else the CPU), cpu, cuda, cuda:N or cuda:all (Memory Parallel); see msa doctor")->capture_default_str();
     askCmd->add_flag("--json", askArgs.json, "Print the answer, citations, routing and trace as JSON");
     askCmd->add_flag("--trace", askArgs.trace, "Print the routing trace: per hop and routing layer the top documents");
     askCmd->add_option("--method", askArgs.method, "auto, interleave (MSA models) or training-free")
@@ -811,6 +824,7 @@ int main(int argc, char** argv) {
     evalCmd->add_option("--k", evalArgs.k, "Documents considered per question (0: 5 for demo questions, 10 for data sets)")
         ->capture_default_str();
     evalCmd->add_option("--threads", evalArgs.threads, "CPU threads (0 = all cores)")->capture_default_str();
+    evalCmd->add_option("--device", evalArgs.device, "Device: auto (a usable GPU, else the CPU), cpu, cuda, cuda:N or cuda:all (Memory Parallel); see msa doctor")->capture_default_str();
     evalCmd->add_flag("--json", evalArgs.json, "Print the evaluation as JSON");
 
     // ---- subcommands that later issues fill ---------------------------------------------------

@@ -30,6 +30,7 @@ AnswerSetup AnswerSetup::fromSettings(const UiContext& context, const QString& c
         s.hops = o.hops;
         s.filter = o.filter();
     }
+    s.device = deviceChoiceFor(context.registry, app.device);
     s.catalog = catalogPath;
     return s;
 }

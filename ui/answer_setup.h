@@ -32,6 +32,7 @@ struct AnswerSetup {
     jobs::AnswerMethod method = jobs::AnswerMethod::Auto;   // Memory Interleave iff the model is an MSA model
     jobs::Injection injection = jobs::Injection::Original;   // training-free: text, or chunk K/V ("kv")
     jobs::CandidateFilter filter;   // the Chat tab's candidate filters (ChatOptions)
+    engine::BackendChoice device;   // the Settings tab's device (AppSettings::device via deviceChoiceFor)
 
     static AnswerSetup fromSettings(const UiContext& context, const QString& catalogPath);
     // Empty when answering can start; else what is missing, as a sentence with what to do.

@@ -19,6 +19,18 @@
 
 namespace msa::ui {
 
+engine::BackendChoice deviceChoiceFor(const engine::BackendRegistry& registry, const QString& spec) {
+    Result<engine::BackendChoice> c = engine::chooseBackend(registry, spec.toStdString());
+    if (c) return *c;
+    Result<engine::BackendChoice> fallback = engine::chooseBackend(registry, "auto");
+    engine::BackendChoice out = fallback ? *fallback : engine::BackendChoice{};
+    out.requested = spec.toStdString();
+    out.fellBack = true;
+    out.note = "the stored device " + quotedName(spec.toStdString()) + " is not available here (" + c.status().message() +
+               "); using " + out.describe();
+    return out;
+}
+
 AppSettings AppSettings::defaults(const UiContext& context) {
     AppSettings s;
     if (context.doctor.demoModel.present) s.modelPath = QString::fromStdString(context.doctor.demoModel.path.string());

@@ -14,6 +14,7 @@
 //     ModelCheck m = checkModel(s.modelPath);   // m.ok, m.summary or m.problem
 #pragma once
 
+#include "core/engine/device_select.h"
 #include "core/jobs/memory_jobs.h"
 #include "ui/ui_context.h"
 
@@ -42,7 +43,7 @@ struct AppSettings {
     static constexpr const char* kActiveBankKey = "memory/bank";
 
     QString modelPath;                 // .gguf file or Hugging Face folder
-    QString device = "cpu";            // backend device id
+    QString device = "auto";           // --device spec: auto | cpu | cuda:N | cuda:all (deviceChoiceFor)
     int threads = 0;                   // 0: all cores
     QString bankDir;                   // banks live in <bankDir>/<collection slug>
     QString catalogPath;               // empty: CatalogClient::defaultPath()
@@ -98,6 +99,11 @@ struct ModelCheck {
 };
 // Opens the model's header and tensor table (core/model ModelFiles::open) without reading weights.
 ModelCheck checkModel(const QString& path);
+
+// The backend and device a stored spec selects on this machine (core/engine/device_select.h); when
+// this machine lacks that device (settings written on another one, a GPU removed) it is "auto", with
+// a note saying so. Never fails: the CPU is always there.
+engine::BackendChoice deviceChoiceFor(const engine::BackendRegistry& registry, const QString& spec);
 
 // Empty when `path` names a folder that exists or can be created and written; else why not.
 QString checkWritableFolder(const QString& path);

@@ -64,8 +64,9 @@ MainWindow::MainWindow(UiContext context, QWidget* parent)
 
     m_backendLabel = new QLabel(this);
     m_backendLabel->setObjectName("backendStatus");
-    m_backendLabel->setText(QString::fromStdString(jobs::backendSummary(m_context.registry)));
     statusBar()->addPermanentWidget(m_backendLabel);
+    showDeviceInUse();
+    connect(this, &MainWindow::settingsChanged, this, &MainWindow::showDeviceInUse);
     const auto& model = m_context.doctor.demoModel;
     statusBar()->showMessage(model.present && model.looksValid
                                  ? tr("Demo model ready: %1").arg(QString::fromStdString(model.path.filename().string()))
@@ -177,6 +178,15 @@ MainWindow::~MainWindow() {
     m_engine->shutdown();
     m_memory->shutdown();
     m_catalog->shutdown();
+}
+
+void MainWindow::showDeviceInUse() {
+    // The backends this build has, then the device the Settings tab's choice runs on (and why not a GPU).
+    const engine::BackendChoice c = deviceChoiceFor(m_context.registry, m_settingsView->current().device);
+    m_backendLabel->setText(tr("%1 · device: %2")
+                                .arg(QString::fromStdString(jobs::backendSummary(m_context.registry)),
+                                     QString::fromStdString(c.describe())));
+    m_backendLabel->setToolTip(QString::fromStdString(c.note));
 }
 
 void MainWindow::refreshAnswerSetup() {

@@ -48,6 +48,7 @@ public:
     AnswerClient* engine() const { return m_engine; }
     // Re-reads where the bank, model and catalog are (QSettings; AnswerSetup) for Chat and Routing.
     void refreshAnswerSetup();
+    void showDeviceInUse();   // the status bar: backends, and the device the Settings choice runs on
     MemoryView* memoryView() const { return m_memory; }
     SettingsView* settingsView() const { return m_settingsView; }
 

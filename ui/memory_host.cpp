@@ -92,6 +92,7 @@ void MemoryHost::runBuild(const MemoryBuildRequest& request, const std::shared_p
     o.nThreads = static_cast<size_t>(std::max(0, request.threads));
     o.maxDocumentTokens = static_cast<size_t>(std::max(1, request.maxDocumentTokens));
     o.storage = request.storage == "f32" ? model::DType::F32 : model::DType::BF16;
+    o.device = request.device;
     o.cancel = cancel.get();
 
     using Clock = std::chrono::steady_clock;

@@ -53,6 +53,7 @@ struct MemoryBuildRequest {
     int threads = 0;                  // 0: all cores
     QString storage = "bf16";         // bf16 | f32
     int maxDocumentTokens = 8192;     // longer documents are skipped with a reason
+    engine::BackendChoice device;     // the Settings tab's device (default: the CPU)
 };
 
 // One coalesced progress update (value type, crosses threads). Units: documents; tokens encoded.

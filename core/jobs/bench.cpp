@@ -70,7 +70,7 @@ Result<CpuBenchResult> runCpuBench(const CpuBenchOptions& o) {
     CpuBenchResult r;
     MSA_ASSIGN_OR_RETURN(std::unique_ptr<model::ModelFiles> opened, model::ModelFiles::open(o.model));
     std::shared_ptr<const model::ModelFiles> files = std::move(opened);
-    auto backend = engine::createCpuBackend();
+    MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend, o.device.create());
     MSA_ASSIGN_OR_RETURN(std::shared_ptr<const engine::LoadedModel> loaded, backend->load(files));
     MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session,
                          loaded->createSession({.maxTokens = o.promptTokens + o.decodeTokens + 8, .nThreads = o.nThreads}));

@@ -13,6 +13,7 @@
 // the model and of Session::forward.
 #pragma once
 
+#include "core/engine/device_select.h"
 #include "core/util/status.h"
 
 #include <nlohmann/json_fwd.hpp>
@@ -29,6 +30,7 @@ struct CpuBenchOptions {
     size_t promptTokens = 128;
     size_t decodeTokens = 64;
     size_t repeats = 3;
+    engine::BackendChoice device;   // default: the CPU backend
 };
 
 struct CpuBenchResult {

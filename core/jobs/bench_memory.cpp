@@ -122,7 +122,7 @@ uint64_t peakRss() {
 Status benchBuildAndAsk(const MemoryBenchOptions& o, const fs::path& work, MemoryBenchResult& r) {
     // (a) prefill throughput of the model: fresh forwards of prefillTokens tokens, first one untimed.
     {
-        auto backend = engine::createCpuBackend();
+        MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend, o.device.create());
         MSA_ASSIGN_OR_RETURN(ModelRuntime rt, openModelRuntime(o.model, *backend));
         MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session,
                              rt.model->createSession({.maxTokens = o.prefillTokens + 8, .nThreads = o.nThreads}));
@@ -157,6 +157,7 @@ Status benchBuildAndAsk(const MemoryBenchOptions& o, const fs::path& work, Memor
     b.bank = bankPath;
     b.nThreads = o.nThreads;
     b.batchTokens = o.batchTokens;
+    b.device = o.device;
     MSA_ASSIGN_OR_RETURN(BuildReport built, buildMemory(b));
     r.buildDocuments = built.nEncoded;
     r.buildTokens = built.nTokens;
@@ -191,6 +192,7 @@ Status benchBuildAndAsk(const MemoryBenchOptions& o, const fs::path& work, Memor
             a.route.catalog = catalogPath;
             a.route.question = r.question;
             a.route.nThreads = o.nThreads;
+            a.route.device = o.device;
             a.maxTokens = o.askTokens;
             double first = 0;
             const auto t0 = Clock::now();
@@ -218,7 +220,7 @@ Status benchBuildAndAsk(const MemoryBenchOptions& o, const fs::path& work, Memor
 
 // (c) synthetic routing keys: random bf16 rows, documents of 6 chunks (≈ a demo document).
 Status benchScan(const MemoryBenchOptions& o, MemoryBenchResult& r) {
-    auto backend = engine::createCpuBackend();
+    MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend, o.device.create());
     MSA_ASSIGN_OR_RETURN(std::unique_ptr<model::ModelFiles> opened, model::ModelFiles::open(o.model));
     MSA_ASSIGN_OR_RETURN(memory::RoutingConfig cfg, memory::routingConfigFor(*opened));
     const size_t G = cfg.nRouteHeads, D = cfg.headDim, H = cfg.nQueryHeads;

@@ -23,6 +23,7 @@
 //     std::cout << toText(r);
 #pragma once
 
+#include "core/engine/device_select.h"
 #include "core/util/status.h"
 
 #include <nlohmann/json_fwd.hpp>
@@ -46,6 +47,7 @@ struct MemoryBenchOptions {
     size_t repeats = 5;
     size_t askTokens = 32;                       // answer length for (e)
     bool skipBuild = false;                      // only (c) (smoke tests, quick scans)
+    engine::BackendChoice device;                // default: the CPU backend
 };
 
 struct ScanFigure {

@@ -220,6 +220,7 @@ Result<DatasetEvalReport> evaluateDataset(const DatasetEvalRequest& r) {
     bo.model = r.model;
     bo.bank = bankPath;
     bo.nThreads = r.nThreads;
+    bo.device = r.device;
     bo.cancel = r.cancel;
     bo.progress = r.buildProgress;
     MSA_ASSIGN_OR_RETURN(out.build, buildMemory(bo));
@@ -230,12 +231,13 @@ Result<DatasetEvalReport> evaluateDataset(const DatasetEvalRequest& r) {
     }
 
     // 3. Per question: routing, BM25 and (optionally) the answer.
-    auto backend = engine::createCpuBackend();
+    MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend, r.device.create());
     RouteRequest rr;
     rr.bank = bankPath;
     rr.model = r.model;
     rr.topN = std::max<size_t>(out.k, 5);
     rr.nThreads = r.nThreads;
+    rr.device = r.device;
     MSA_ASSIGN_OR_RETURN(std::unique_ptr<RoutingContext> ctx, openRouting(rr, *backend));
     for (int l : ctx->cfg.layers) out.layers.push_back(l);
     out.topK = ctx->cfg.topK;

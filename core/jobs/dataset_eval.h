@@ -46,6 +46,7 @@ struct DatasetEvalRequest {
     size_t nAnswerDocuments = 4;
     size_t maxAnswerTokens = 48;
     size_t nThreads = 0;
+    engine::BackendChoice device;        // default: the CPU backend
     const CancelToken* cancel = nullptr;
     ProgressFn buildProgress;            // the bank build (documents)
     std::function<void(size_t done, size_t total)> questionProgress;

@@ -1,3 +1,4 @@
+#include "core/engine/device_select.h"
 #include "core/jobs/doctor.h"
 
 #include "core/util/build_info.h"
@@ -97,6 +98,11 @@ DoctorReport runDoctor(const engine::BackendRegistry& registry) {
     r.compiler = std::string(compilerId());
     r.backends = registry.backends();
     r.preferredBackend = registry.preferred().name;
+    r.deviceSpecs = engine::deviceSpecs(registry);
+    if (Result<engine::BackendChoice> c = engine::chooseBackend(registry, "auto")) {
+        r.autoDevice = c->describe();
+        r.autoDeviceNote = c->note;
+    }
     r.demoModel = inspectDemoModel();
     r.demoArchive = inspectDemoArchive();
     return r;
@@ -123,6 +129,7 @@ nlohmann::json toJson(const DoctorReport& r) {
         {"compiler", r.compiler},
         {"backends", backends},
         {"preferred_backend", r.preferredBackend},
+        {"device", {{"auto", r.autoDevice}, {"note", r.autoDeviceNote}, {"choices", r.deviceSpecs}}},
         {"demo_model",
          {{"present", r.demoModel.present}, {"valid", r.demoModel.looksValid},
           {"path", r.demoModel.path.string()}, {"size_bytes", r.demoModel.sizeBytes},
@@ -148,6 +155,11 @@ std::string toText(const DoctorReport& r) {
         for (const auto& [k, v] : b.facts) o << "    " << k << ": " << v << "\n";
     }
     o << "preferred backend: " << r.preferredBackend << "\n";
+    o << "device (--device auto): " << r.autoDevice;
+    if (!r.autoDeviceNote.empty()) o << " — " << r.autoDeviceNote;
+    o << "\n--device choices:";
+    for (const std::string& s : r.deviceSpecs) o << " " << s;
+    o << "\n";
     o << "demo model: ";
     if (r.demoModel.present) {
         o << r.demoModel.path.string() << " (" << humanBytes(r.demoModel.sizeBytes);

@@ -39,6 +39,9 @@ struct DoctorReport {
     std::string compiler;
     std::vector<engine::BackendInfo> backends;
     std::string preferredBackend;
+    std::string autoDevice;                  // what --device auto runs on ("cuda:0 (NVIDIA ...)", "cpu (...)")
+    std::string autoDeviceNote;              // why no GPU is used by auto (empty when one is)
+    std::vector<std::string> deviceSpecs;    // the --device values this machine accepts
     DemoModelFacts demoModel;
     DemoArchiveFacts demoArchive;
     bool healthy() const;   // the CPU backend works and the demo model is present and valid

@@ -89,7 +89,7 @@ Result<BuildReport> buildMemory(const BuildOptions& o) {
     MSA_ASSIGN_OR_RETURN(std::vector<MemoryText> texts, memoryTexts(cat, o.collection));
     report.nDocuments = texts.size();
 
-    auto backend = engine::createCpuBackend();
+    MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend, o.device.create());
     MSA_ASSIGN_OR_RETURN(ModelRuntime rt, openModelRuntime(o.model, *backend));
     MSA_ASSIGN_OR_RETURN(memory::RoutingConfig cfg, memory::routingConfigFor(*rt.files));
     report.routing = cfg.describe();
@@ -259,7 +259,7 @@ Result<std::unique_ptr<RoutingContext>> openRouting(const RouteRequest& r, engin
     MSA_ASSIGN_OR_RETURN(memory::MemoryIndex index, memory::MemoryIndex::create(ctx->bank, *ctx->rt.files, ctx->cfg, r.nThreads));
     ctx->index.emplace(std::move(index));
     if (backend.name() == "cuda") {
-        auto scanner = memory::createRouteScanner("cuda", {.device = r.scanDevice, .nThreads = r.nThreads});
+        auto scanner = memory::createRouteScanner("cuda", {.device = r.device.devices.empty() ? 0 : r.device.devices.front(), .nThreads = r.nThreads});
         if (scanner) ctx->index->setScanner(std::move(scanner).value());
         else MSA_LOG(Warning) << "routing scan on the CPU: " << scanner.status().toString();
     }
@@ -302,7 +302,7 @@ Result<RouteReport> routeWith(RoutingContext& c, const RouteRequest& r) {
 }
 
 Result<RouteReport> routeQuestion(const RouteRequest& r) {
-    auto backend = engine::createCpuBackend();
+    MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend, r.device.create());
     MSA_ASSIGN_OR_RETURN(std::unique_ptr<RoutingContext> ctx, openRouting(r, *backend));
     return routeWith(*ctx, r);
 }
@@ -610,7 +610,7 @@ Result<AskReport> askQuestion(const AskRequest& a, const AnswerStream& onPiece) 
     const auto t0 = Clock::now();
     if (!a.route.catalog) return invalidArgument("answering needs the catalog that holds the documents' text (--catalog)");
     if (a.route.question.empty()) return invalidArgument("empty question");
-    auto backend = engine::createCpuBackend();
+    MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend, a.route.device.create());
     MSA_ASSIGN_OR_RETURN(std::unique_ptr<RoutingContext> ctx, openRouting(a.route, *backend));
     if (!ctx->catalog) return notFound("cannot open the catalog " + quotedName(a.route.catalog->string()));
     const bool trained = isMsaModel(*ctx->rt.files) && ctx->cfg.decoupled;
@@ -691,7 +691,7 @@ Result<EvalReport> evaluateRouting(const EvalRequest& e) {
     } catch (const std::exception& ex) {
         return corrupt(quotedName(e.questions.string()) + ": " + ex.what());
     }
-    auto backend = engine::createCpuBackend();
+    MSA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend, e.route.device.create());
     MSA_ASSIGN_OR_RETURN(std::unique_ptr<RoutingContext> ctx, openRouting(e.route, *backend));
     if (!ctx->catalog) return notFound("cannot open the catalog " + quotedName(e.route.catalog->string()));
     const catalog::Catalog& cat = *ctx->catalog;

@@ -17,6 +17,7 @@
 // the encoder; Cancelled is reported in the result, not as a failure.
 #pragma once
 
+#include "core/engine/device_select.h"
 #include "core/memory/router.h"
 #include "core/memory/trace.h"
 #include "core/model/dtype.h"
@@ -43,6 +44,7 @@ struct BuildOptions {
     size_t maxDocumentTokens = 8192;              // longer wrapped documents are skipped with a reason
     size_t batchTokens = 512;                     // documents packed per encoder forward (0: one per forward; 512 measured best)
     model::DType storage = model::DType::BF16;
+    engine::BackendChoice device;                 // default: the CPU backend (core/engine/device_select.h)
     const CancelToken* cancel = nullptr;
     ProgressFn progress;                          // units: documents; bytes: tokens
 };
@@ -86,9 +88,10 @@ struct RouteRequest {
     size_t topN = 10;
     size_t nThreads = 0;
     CandidateFilter filter;                            // empty: every live document is a candidate
-    // With a CUDA engine backend the routing scan runs on this CUDA device through the "cuda"
-    // RouteScanner (gpu/route_scan.h); when that cannot be created the CPU scan is used (logged).
-    int scanDevice = 0;
+    // default: the CPU (ask and eval use their route's). With a CUDA engine backend the routing scan
+    // runs on the choice's first device through the "cuda" RouteScanner (gpu/route_scan.h); when that
+    // cannot be created the CPU scan is used (logged).
+    engine::BackendChoice device;
 };
 
 struct RoutedDocument {

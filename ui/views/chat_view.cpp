@@ -492,6 +492,7 @@ bool ChatView::ask(const QString& question) {
     req.route.question = q.toStdString();
     req.route.topN = static_cast<size_t>(std::max(1, m_setup.topN));
     req.route.nThreads = static_cast<size_t>(std::max(0, m_setup.nThreads));
+    req.route.device = m_setup.device;
     req.nDocuments = static_cast<size_t>(std::max(1, m_setup.nDocuments));
     req.maxTokens = static_cast<size_t>(std::max(1, m_setup.maxTokens));
     req.temperature = static_cast<float>(m_setup.temperature);

@@ -43,6 +43,7 @@ QString duration(double seconds) {
 MemoryView::MemoryView(const UiContext& context, CatalogClient* catalog, QWidget* parent)
     : QWidget(parent),
       m_settings(AppSettings::load(*context.settings, AppSettings::defaults(context))),
+      m_registry(context.registry),
       m_catalog(catalog) {
     setObjectName("memoryView");
     m_memory = new MemoryClient(this);
@@ -89,9 +90,8 @@ MemoryView::MemoryView(const UiContext& context, CatalogClient* catalog, QWidget
 
     m_device = new QComboBox(sourceBox);
     m_device->setObjectName("memoryDevice");
-    for (const auto& b : context.registry.backends())
-        for (const auto& d : b.devices) m_device->addItem(QString::fromStdString(d.id + " — " + d.name));
-    m_device->setToolTip(tr("Memory encoding runs on the CPU backend in this version."));
+    m_device->setEnabled(false);   // chosen in the Settings tab; shown here so a build says where it runs
+    showDevice();
     form->addRow(tr("Device:"), m_device);
     layout->addWidget(sourceBox);
 
@@ -339,10 +339,19 @@ void MemoryView::collectionChanged() {
     updateButtons();
 }
 
+void MemoryView::showDevice() {
+    const engine::BackendChoice c = deviceChoiceFor(m_registry, m_settings.device);
+    m_device->clear();
+    m_device->addItem(QString::fromStdString(c.describe()), QString::fromStdString(c.deviceId));
+    m_device->setToolTip(c.note.empty() ? tr("Memory encoding runs here; change it in the Settings tab.")
+                                        : QString::fromStdString(c.note));
+}
+
 void MemoryView::applySettings(const AppSettings& settings) {
     const bool modelChanged = settings.modelPath != m_settings.modelPath;
     const bool bankDirChanged = settings.bankDir != m_settings.bankDir;
     m_settings = settings;
+    showDevice();
     if (buildRunning()) return;   // the running build keeps its inputs; the next one uses these
     if (modelChanged) setModelPath(settings.modelPath);
     if (bankDirChanged) {
@@ -472,6 +481,7 @@ bool MemoryView::startBuild() {
     r.bankPath = m_bank->text();
     r.threads = m_settings.threads;
     r.storage = m_settings.storage;
+    r.device = deviceChoiceFor(m_registry, m_settings.device);
     r.maxDocumentTokens = m_documentTokenLimit;
     if (!m_memory->startBuild(r)) return false;
 

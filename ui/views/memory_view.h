@@ -109,11 +109,13 @@ private:
     void showError(const QString& summary, const QString& detail);
     void collectionChanged();
     void updateButtons();
+    void showDevice();   // the Settings tab's device, read-only here
     bool startBankFile(const BankFileRequest& request);
     void showBankFileProgress(const BankFileProgress& progress);
     void showBankFileOutcome(const BankFileOutcome& outcome);
 
     AppSettings m_settings;
+    engine::BackendRegistry m_registry;   // copy of the UiContext's: resolves m_settings.device
     QSettings* m_store = nullptr;         // borrowed from the UiContext
     CatalogClient* m_catalog = nullptr;   // borrowed
     MemoryClient* m_memory = nullptr;     // owned (child)

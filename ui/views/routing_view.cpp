@@ -244,6 +244,7 @@ bool RoutingView::routeQuestion() {
     r.question = q.toStdString();
     r.topN = static_cast<size_t>(std::max(1, m_setup.topN));
     r.nThreads = static_cast<size_t>(std::max(0, m_setup.nThreads));
+    r.device = m_setup.device;
     r.filter = m_setup.filter;   // the Chat tab's candidate filters apply to "Route only" too
     m_routeRequest = m_engine->route(r);
     if (m_routeRequest == 0) return false;

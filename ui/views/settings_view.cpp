@@ -73,20 +73,41 @@ SettingsView::SettingsView(const UiContext& context, QWidget* parent)
     m_modelCheck = inlineMessage("settingsModelCheck", engineBox);
     engine->addRow(QString(), m_modelCheck);
 
-    // Every backend is listed; unusable ones are disabled and carry their reason as a tooltip.
+    // The --device choices (core/engine/device_select.h): Auto, the CPU, each usable GPU, all GPUs
+    // (Memory Parallel) when there are several; a backend without a usable device is listed disabled
+    // with its reason, so the user sees why there is no GPU. The item data is the stored spec.
+    m_registry = context.registry;
     m_device = new QComboBox(engineBox);
     m_device->setObjectName("settingsDevice");
     auto* items = qobject_cast<QStandardItemModel*>(m_device->model());
-    for (const auto& b : context.registry.backends()) {
-        if (b.devices.empty()) {
-            m_device->addItem(QString::fromStdString(b.name + " (" + b.reason + ")"), QString::fromStdString(b.name));
-            if (items) items->item(m_device->count() - 1)->setEnabled(false);
+    const engine::BackendChoice autoChoice = deviceChoiceFor(m_registry, QStringLiteral("auto"));
+    m_device->addItem(tr("Auto (%1)").arg(QString::fromStdString(autoChoice.describe())), QStringLiteral("auto"));
+    for (const auto& b : m_registry.backends()) {
+        if (b.name == "cpu") {
+            m_device->addItem(tr("CPU — %1").arg(QString::fromStdString(autoChoice.backend == "cpu" ? autoChoice.deviceName
+                                                                                                 : b.devices.front().name)),
+                              QStringLiteral("cpu"));
+            continue;
+        }
+        if (!b.usable || b.devices.empty() || !b.create) {
+            const std::string why = !b.reason.empty() ? b.reason : (b.create ? "no usable device" : "its backend cannot run models yet");
+            m_device->addItem(tr("%1 — not usable: %2").arg(QString::fromStdString(b.name).toUpper(), QString::fromStdString(why)),
+                              QString::fromStdString(b.name));
+            if (items) {
+                items->item(m_device->count() - 1)->setEnabled(false);
+                items->item(m_device->count() - 1)->setToolTip(QString::fromStdString(why));
+            }
             continue;
         }
         for (const auto& d : b.devices)
             m_device->addItem(QString::fromStdString(d.id + " — " + d.name), QString::fromStdString(d.id));
+        if (b.devices.size() > 1)
+            m_device->addItem(tr("All %1 GPUs (Memory Parallel) — %2:all").arg(b.devices.size()).arg(QString::fromStdString(b.name)),
+                              QString::fromStdString(b.name + ":all"));
     }
     engine->addRow(tr("&Device:"), m_device);
+    m_deviceNote = inlineMessage("settingsDeviceNote", engineBox);
+    engine->addRow(QString(), m_deviceNote);
 
     const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     m_threads = new QSpinBox(engineBox);
@@ -171,6 +192,7 @@ SettingsView::SettingsView(const UiContext& context, QWidget* parent)
     m_model->setText(s.modelPath);
     const int deviceIndex = m_device->findData(s.device);
     m_device->setCurrentIndex(deviceIndex >= 0 ? deviceIndex : 0);
+    showDevice(s.device);
     m_threads->setValue(std::clamp(s.threads, 1, hw));
     m_bankDir->setText(s.bankDir);
     m_catalog->setText(s.catalogPath);
@@ -193,6 +215,15 @@ SettingsView::SettingsView(const UiContext& context, QWidget* parent)
     connect(m_hops, &QSpinBox::valueChanged, this, &SettingsView::save);
     connect(m_maxTokens, &QSpinBox::valueChanged, this, &SettingsView::save);
     connect(m_temperature, &QDoubleSpinBox::valueChanged, this, &SettingsView::save);
+}
+
+void SettingsView::showDevice(const QString& spec) {
+    const engine::BackendChoice c = deviceChoiceFor(m_registry, spec);
+    m_deviceInUse = QString::fromStdString(c.describe());
+    // Grey when the choice is what was asked for; red when a GPU was asked for but the CPU runs.
+    m_deviceNote->setStyleSheet(c.fellBack ? "QLabel { color: #b00020; }" : "QLabel { color: palette(mid); }");
+    m_deviceNote->setText(c.note.empty() ? tr("Runs on %1").arg(m_deviceInUse)
+                                         : tr("Runs on %1: %2").arg(m_deviceInUse, QString::fromStdString(c.note)));
 }
 
 void SettingsView::showBank(const BankSummary& bank) {
@@ -243,6 +274,7 @@ void SettingsView::save() {
     AppSettings s = m_current;
     s.modelPath = m_model->text().trimmed();
     s.device = m_device->currentData().toString();
+    showDevice(s.device);
     s.threads = m_threads->value();
     s.bankDir = m_bankDir->text().trimmed();
     s.catalogPath = m_catalog->text().trimmed();

@@ -50,6 +50,8 @@ public:
     // The active bank's chunk size and k, read-only (read on the engine thread: AnswerClient::readBank).
     void showBank(const BankSummary& bank);
     QLabel* bankLabel() const { return m_chunk; }
+    // The device the current choice runs on ("cpu (AMD EPYC)"), as the status bar shows it.
+    QString deviceInUse() const { return m_deviceInUse; }
 
 signals:
     void settingsChanged(const msa::ui::AppSettings& settings);
@@ -57,12 +59,16 @@ signals:
 private:
     void save();
     void validate();
+    void showDevice(const QString& spec);
 
     QSettings* m_settings = nullptr;   // borrowed from the UiContext
     AppSettings m_current;
     QLineEdit* m_model = nullptr;
     QLabel* m_modelCheck = nullptr;
     QComboBox* m_device = nullptr;
+    QLabel* m_deviceNote = nullptr;
+    engine::BackendRegistry m_registry;   // copy of the UiContext's
+    QString m_deviceInUse;
     QSpinBox* m_threads = nullptr;
     QLineEdit* m_bankDir = nullptr;
     QLabel* m_bankDirCheck = nullptr;
