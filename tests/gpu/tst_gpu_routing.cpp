@@ -755,6 +755,12 @@ private slots:
             const double gbs = double(bf.size() * 2) / (ms * 1e-3) / 1e9;
             qInfo("%s: %.3f ms per layer at 1M tokens (%.0f GB/s of keys), %.2f ms for 18 layers",
                   kernel == gpu::ScanKernel::Fma ? "fma kernel" : "tensor-core kernel", double(ms), gbs, double(ms) * 18);
+            // The answer read back comes from one more scan into poisoned slots (0xFF: index =
+            // kNoCandidate, count 2^64 − 1), so a kernel that writes nothing cannot pass on an
+            // earlier kernel's answer.
+            QCOMPARE(cudaMemsetAsync(dOut, 0xFF, 17 * sizeof(gpu::DeviceCandidate), stream), cudaSuccess);
+            QVERIFY(gpu::enqueueScan(**shard, dq, nTokens, QueryReduce::Max, ChunkReduce::Max, 16, ws, dOut, stream, kernel).isOk());
+            QCOMPARE(cudaStreamSynchronize(stream), cudaSuccess);
             std::vector<gpu::DeviceCandidate> host(17);
             QCOMPARE(cudaMemcpy(host.data(), dOut, host.size() * sizeof(gpu::DeviceCandidate), cudaMemcpyDeviceToHost), cudaSuccess);
             const ShardScan s = gpu::decodeCandidates(host, 16);
@@ -784,6 +790,9 @@ private slots:
             qInfo("%s keys, fma kernel: %.3f ms per layer at 1M tokens (%.0f GB/s of codes + scales), %.2f ms for 18 layers; "
                   "%zu B of keys resident vs %zu B bf16",
                   std::string(keyStorageName(st)).c_str(), double(ms), gbs, double(ms) * 18, (*qshard)->keyBytes(), bf.size() * 2);
+            QCOMPARE(cudaMemsetAsync(dOut, 0xFF, 17 * sizeof(gpu::DeviceCandidate), stream), cudaSuccess);   // poisoned, as above
+            QVERIFY(gpu::enqueueScan(**qshard, dq, nTokens, QueryReduce::Max, ChunkReduce::Max, 16, ws, dOut, stream).isOk());
+            QCOMPARE(cudaStreamSynchronize(stream), cudaSuccess);
             std::vector<gpu::DeviceCandidate> host(17);
             QCOMPARE(cudaMemcpy(host.data(), dOut, host.size() * sizeof(gpu::DeviceCandidate), cudaMemcpyDeviceToHost), cudaSuccess);
             const ShardScan got = gpu::decodeCandidates(host, 16);
