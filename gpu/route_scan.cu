@@ -688,8 +688,10 @@ CudaRouteScanner::~CudaRouteScanner() {
     int prev = -1;
     cudaGetDevice(&prev);
     cudaSetDevice(m_device);
-    m_layers.clear();
+    // Drain the stream before freeing anything it may still read (a scan that returned an error
+    // half-way leaves kernels and copies enqueued).
     if (m_stream) cudaStreamSynchronize(m_stream);
+    m_layers.clear();
     if (m_folded) cudaFree(m_folded);
     if (m_out) cudaFree(m_out);
     if (m_hostOut) cudaFreeHost(m_hostOut);
