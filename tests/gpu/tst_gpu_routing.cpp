@@ -35,6 +35,7 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -543,7 +544,8 @@ private slots:
             QCOMPARE(merged.size(), (*whole)[0].top.size());
             for (size_t i = 0; i < merged.size(); ++i) {
                 QCOMPARE(merged[i].doc.id, (*whole)[0].top[i].id);
-                QCOMPARE(merged[i].doc.score, (*whole)[0].top[i].score);   // bit for bit
+                // Bit for bit: QCOMPARE on floats is qFuzzyCompare (about 1e-5 relative), so compare the bits.
+                QCOMPARE(std::bit_cast<uint32_t>(merged[i].doc.score), std::bit_cast<uint32_t>((*whole)[0].top[i].score));
                 QCOMPARE(size_t((*tables)[merged[i].shard].sourceRows[merged[i].doc.index]), size_t((*whole)[0].top[i].index));
             }
         }
