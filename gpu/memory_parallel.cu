@@ -231,10 +231,19 @@ void MemoryParallel::setFilter(std::optional<std::unordered_set<int64_t>> ids) {
 Status MemoryParallel::Impl::ensureBuffers(size_t foldedFloats, size_t slots) {
     const size_t W = ranks.size();
     DeviceGuard g;
+    bool grow = W * slots > hostSlotCapacity;
+    for (const Rank& r : ranks) grow = grow || foldedFloats > r.foldedCapacity || slots > r.slotCapacity;
+    if (!grow) return Status::ok();
+    // Every rank's stream may touch another rank's buffers or the shared pinned slots (peer copies
+    // read root.folded, D2H copies write hostSlots), and a route() that failed half-way returns with
+    // work still enqueued: drain all of them before anything is freed.
+    for (const Rank& r : ranks) {
+        MSA_RETURN_IF_ERROR(g.enter(r.device));
+        MSA_CUDA_CHECK(cudaStreamSynchronize(r.stream));
+    }
     for (Rank& r : ranks) {
         if (foldedFloats <= r.foldedCapacity && slots <= r.slotCapacity) continue;
         MSA_RETURN_IF_ERROR(g.enter(r.device));
-        MSA_CUDA_CHECK(cudaStreamSynchronize(r.stream));
         if (foldedFloats > r.foldedCapacity) {
             if (r.folded) cudaFree(r.folded);
             r.folded = nullptr;
@@ -277,6 +286,22 @@ Result<memory::LayerRouting> MemoryParallel::route(size_t li, const memory::Rout
     MSA_RETURN_IF_ERROR(I.ensureBuffers(folded.size(), slots));
     const size_t foldedBytes = folded.size() * sizeof(float), slotBytes = slots * sizeof(DeviceCandidate);
     Impl::Rank& root = I.ranks[I.root];
+    // On an error return, work already enqueued on the ranks' streams (peer copies reading
+    // root.folded, copies into the pinned hostSlots) is drained, so the next call may rewrite or
+    // free those buffers.
+    struct DrainOnError {
+        std::vector<Impl::Rank>& ranks;
+        bool done = false;
+        ~DrainOnError() {
+            if (done) return;
+            int prev = -1;
+            cudaGetDevice(&prev);
+            for (Impl::Rank& r : ranks)
+                if (cudaSetDevice(r.device) == cudaSuccess && r.stream) cudaStreamSynchronize(r.stream);
+            if (prev >= 0) cudaSetDevice(prev);
+            cudaGetLastError();
+        }
+    } drain{I.ranks};
     DeviceGuard g;
 
     // 1. queries → root, then broadcast.
@@ -324,6 +349,7 @@ Result<memory::LayerRouting> MemoryParallel::route(size_t li, const memory::Rout
         MSA_RETURN_IF_ERROR(g.enter(r.device));
         MSA_CUDA_CHECK(cudaStreamSynchronize(r.stream));
     }
+    drain.done = true;   // nothing of this call is in flight any more
     // 4. exact merge on the root's host thread.
     std::vector<std::vector<memory::ScoredDocument>> lists(W);
     memory::LayerRouting out;
