@@ -27,6 +27,32 @@
 
 namespace msa::gpu {
 
+#if MSA_HAVE_NCCL
+namespace {
+Status ncclStatus(ncclResult_t r, const char* what) {
+    if (r == ncclSuccess) return Status::ok();
+    return Status(ErrorCode::DeviceError, std::string(what) + " failed: " + ncclGetErrorString(r));
+}
+// One collective per rank inside ncclGroupStart/ncclGroupEnd. The group is closed even when a call
+// fails: NCCL's group depth is per host thread, so returning from inside an open group would turn
+// every later NCCL call of this thread (the next route(), the communicators' destruction) into part
+// of a group that never launches. ncclGroupEnd then reports the recorded error and drops the
+// group's operations instead of launching a partial collective.
+template <typename Ranks, typename Fn>
+Status ncclGroup(Ranks& ranks, const char* what, Fn&& enqueue) {
+    MSA_RETURN_IF_ERROR(ncclStatus(ncclGroupStart(), "ncclGroupStart"));
+    ncclResult_t first = ncclSuccess;
+    for (auto& r : ranks) {
+        first = enqueue(r);
+        if (first != ncclSuccess) break;
+    }
+    const ncclResult_t end = ncclGroupEnd();
+    MSA_RETURN_IF_ERROR(ncclStatus(first, what));
+    return ncclStatus(end, "ncclGroupEnd");
+}
+}  // namespace
+#endif
+
 namespace {
 struct DeviceGuard {
     int prev = -1;
@@ -205,10 +231,19 @@ void MemoryParallel::setFilter(std::optional<std::unordered_set<int64_t>> ids) {
 Status MemoryParallel::Impl::ensureBuffers(size_t foldedFloats, size_t slots) {
     const size_t W = ranks.size();
     DeviceGuard g;
+    bool grow = W * slots > hostSlotCapacity;
+    for (const Rank& r : ranks) grow = grow || foldedFloats > r.foldedCapacity || slots > r.slotCapacity;
+    if (!grow) return Status::ok();
+    // Every rank's stream may touch another rank's buffers or the shared pinned slots (peer copies
+    // read root.folded, D2H copies write hostSlots), and a route() that failed half-way returns with
+    // work still enqueued: drain all of them before anything is freed.
+    for (const Rank& r : ranks) {
+        MSA_RETURN_IF_ERROR(g.enter(r.device));
+        MSA_CUDA_CHECK(cudaStreamSynchronize(r.stream));
+    }
     for (Rank& r : ranks) {
         if (foldedFloats <= r.foldedCapacity && slots <= r.slotCapacity) continue;
         MSA_RETURN_IF_ERROR(g.enter(r.device));
-        MSA_CUDA_CHECK(cudaStreamSynchronize(r.stream));
         if (foldedFloats > r.foldedCapacity) {
             if (r.folded) cudaFree(r.folded);
             r.folded = nullptr;
@@ -251,6 +286,22 @@ Result<memory::LayerRouting> MemoryParallel::route(size_t li, const memory::Rout
     MSA_RETURN_IF_ERROR(I.ensureBuffers(folded.size(), slots));
     const size_t foldedBytes = folded.size() * sizeof(float), slotBytes = slots * sizeof(DeviceCandidate);
     Impl::Rank& root = I.ranks[I.root];
+    // On an error return, work already enqueued on the ranks' streams (peer copies reading
+    // root.folded, copies into the pinned hostSlots) is drained, so the next call may rewrite or
+    // free those buffers.
+    struct DrainOnError {
+        std::vector<Impl::Rank>& ranks;
+        bool done = false;
+        ~DrainOnError() {
+            if (done) return;
+            int prev = -1;
+            cudaGetDevice(&prev);
+            for (Impl::Rank& r : ranks)
+                if (cudaSetDevice(r.device) == cudaSuccess && r.stream) cudaStreamSynchronize(r.stream);
+            if (prev >= 0) cudaSetDevice(prev);
+            cudaGetLastError();
+        }
+    } drain{I.ranks};
     DeviceGuard g;
 
     // 1. queries → root, then broadcast.
@@ -259,10 +310,9 @@ Result<memory::LayerRouting> MemoryParallel::route(size_t li, const memory::Rout
     MSA_CUDA_CHECK(cudaStreamSynchronize(root.stream));   // `folded` is pageable and the other ranks read root.folded
     if (I.nccl) {
 #if MSA_HAVE_NCCL
-        MSA_NCCL_CHECK(ncclGroupStart());
-        for (Impl::Rank& r : I.ranks)
-            MSA_NCCL_CHECK(ncclBroadcast(r.folded, r.folded, folded.size(), ncclFloat, static_cast<int>(I.root), r.comm, r.stream));
-        MSA_NCCL_CHECK(ncclGroupEnd());
+        MSA_RETURN_IF_ERROR(ncclGroup(I.ranks, "ncclBroadcast of the folded routing queries", [&](Impl::Rank& r) {
+            return ncclBroadcast(r.folded, r.folded, folded.size(), ncclFloat, static_cast<int>(I.root), r.comm, r.stream);
+        }));
 #endif
     } else {
         for (Impl::Rank& r : I.ranks) {
@@ -281,9 +331,10 @@ Result<memory::LayerRouting> MemoryParallel::route(size_t li, const memory::Rout
     // 3. candidate exchange.
     if (I.nccl) {
 #if MSA_HAVE_NCCL
-        MSA_NCCL_CHECK(ncclGroupStart());
-        for (Impl::Rank& r : I.ranks) MSA_NCCL_CHECK(ncclAllGather(r.send, r.recv, slotBytes, ncclUint8, r.comm, r.stream));
-        MSA_NCCL_CHECK(ncclGroupEnd());
+        // DeviceCandidate slots travel as bytes (16 per slot): rank r's n + 1 slots land at recv + r·slots.
+        MSA_RETURN_IF_ERROR(ncclGroup(I.ranks, "ncclAllGather of the candidate slots", [&](Impl::Rank& r) {
+            return ncclAllGather(r.send, r.recv, slotBytes, ncclUint8, r.comm, r.stream);
+        }));
 #endif
         MSA_RETURN_IF_ERROR(g.enter(root.device));
         MSA_CUDA_CHECK(cudaMemcpyAsync(I.hostSlots, root.recv, W * slotBytes, cudaMemcpyDeviceToHost, root.stream));
@@ -298,6 +349,7 @@ Result<memory::LayerRouting> MemoryParallel::route(size_t li, const memory::Rout
         MSA_RETURN_IF_ERROR(g.enter(r.device));
         MSA_CUDA_CHECK(cudaStreamSynchronize(r.stream));
     }
+    drain.done = true;   // nothing of this call is in flight any more
     // 4. exact merge on the root's host thread.
     std::vector<std::vector<memory::ScoredDocument>> lists(W);
     memory::LayerRouting out;

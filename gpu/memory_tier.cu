@@ -140,10 +140,16 @@ Status ContentTier::growStaging(Layer& l, size_t rows) {
 Status ContentTier::stage(size_t li, std::span<const memory::ScoredDocument> selected) {
     if (li >= m_layers.size()) return Status(ErrorCode::InvalidArgument, "no routing layer position " + std::to_string(li));
     const auto& docs = m_bank->documents();
+    // Everything is checked before the first copy is enqueued: a failure half-way would leave the
+    // layer's previous rows (still `staged`, still acquirable) partly overwritten.
     size_t rows = 0;
     for (const memory::ScoredDocument& d : selected) {
         if (d.index >= docs.size())
             return Status(ErrorCode::InvalidArgument, "document row " + std::to_string(d.index) + " outside the bank");
+        const std::span<const std::byte> k = m_bank->keys(d.index, li), v = m_bank->values(d.index, li);
+        if (k.size() != v.size() || k.size() != size_t(docs[d.index].nChunks) * m_rowBytes)
+            return Status(ErrorCode::Corrupt, "the bank's K̄/V̄ of memory document " + std::to_string(docs[d.index].id) +
+                                                  " do not match its chunk count");
         rows += docs[d.index].nChunks;
     }
     DeviceGuard g;
@@ -157,9 +163,6 @@ Status ContentTier::stage(size_t li, std::span<const memory::ScoredDocument> sel
         size_t at = 0;
         for (const memory::ScoredDocument& d : selected) {
             const std::span<const std::byte> k = m_bank->keys(d.index, li), v = m_bank->values(d.index, li);
-            if (k.size() != v.size() || k.size() != size_t(docs[d.index].nChunks) * m_rowBytes)
-                return Status(ErrorCode::Corrupt, "the bank's K̄/V̄ of memory document " + std::to_string(docs[d.index].id) +
-                                                      " do not match its chunk count");
             MSA_CUDA_CHECK(cudaMemcpyAsync(dk + at, k.data(), k.size(), cudaMemcpyHostToDevice, m_copyStream));
             MSA_CUDA_CHECK(cudaMemcpyAsync(dv + at, v.data(), v.size(), cudaMemcpyHostToDevice, m_copyStream));
             at += k.size();
@@ -173,9 +176,6 @@ Status ContentTier::stage(size_t li, std::span<const memory::ScoredDocument> sel
         size_t at = 0;
         for (const memory::ScoredDocument& d : selected) {
             const std::span<const std::byte> k = m_bank->keys(d.index, li), v = m_bank->values(d.index, li);
-            if (k.size() != v.size() || k.size() != size_t(docs[d.index].nChunks) * m_rowBytes)
-                return Status(ErrorCode::Corrupt, "the bank's K̄/V̄ of memory document " + std::to_string(docs[d.index].id) +
-                                                      " do not match its chunk count");
             std::memcpy(hk + at, k.data(), k.size());
             std::memcpy(hv + at, v.data(), v.size());
             at += k.size();

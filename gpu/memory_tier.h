@@ -26,7 +26,8 @@
 // acquire() stay valid until the next stage() of the same layer.
 //
 // Failure codes: create(): InvalidArgument (no such device), DeviceError, OutOfMemory.
-// stage(): InvalidArgument (layer position, a document row outside the bank), DeviceError,
+// stage(): InvalidArgument (layer position, a document row outside the bank), Corrupt (a document's
+// K̄/V̄ sections disagree with its chunk count; checked before any copy is enqueued), DeviceError,
 // OutOfMemory. acquire()/release(): InvalidArgument (layer never staged), DeviceError.
 #pragma once
 

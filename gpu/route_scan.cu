@@ -28,7 +28,7 @@ constexpr int kChunkTile = 16;    // chunks per block
 constexpr int kTokenTile = 16;    // query tokens per pass
 constexpr int kKTile = 128;       // key elements per shared-memory stage
 constexpr int kScoreThreads = kChunkTile * kTokenTile;
-constexpr int kSortKeys = 2048;   // keys per top-k block
+constexpr int kSortKeys = static_cast<int>(memory::kTopKBlockKeys);   // keys per top-k block
 constexpr int kSortThreads = 1024;
 
 enum : int { kQueryMax = 0, kQueryMean = 1, kQueryLast = 2 };
@@ -56,12 +56,16 @@ struct QuantKeys {
     }
 };
 
-__device__ __forceinline__ uint32_t orderedBits(float f) {
-    const uint32_t u = __float_as_uint(f);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-__device__ __forceinline__ float fromOrderedBits(uint32_t b) {
-    return __uint_as_float((b & 0x80000000u) ? (b & 0x7FFFFFFFu) : ~b);
+// Document keys: memory::candidateScoreBits (shard_merge.h, tested on the CPU) — 0 for NaN and −inf
+// (never candidates, as in selectTop), −0 folded into +0 so equal scores tie and rank by id.
+// Chunk max: an atomic max over the chunks' bits. Chunk mean: a double sum of every chunk's score,
+// NaN and ±inf included as the CPU sums them (a NaN chunk makes the document NaN: no candidate).
+__device__ __forceinline__ void reduceChunkScore(float sc, bool chunkMean, uint32_t doc, uint32_t* docKey, double* docSum) {
+    if (chunkMean) {
+        atomicAdd(&docSum[doc], static_cast<double>(sc));
+    } else if (const uint32_t bits = memory::candidateScoreBits(sc)) {
+        atomicMax(&docKey[doc], bits);
+    }
 }
 
 // Score kernel (route_scan.h step 1). Grid-strides over tiles of kChunkTile chunks.
@@ -129,10 +133,7 @@ __global__ void scoreKernel(const Keys keys, const uint32_t* __restrict__ chunkD
         if (tid < kChunkTile && valid[tid]) {
             float sc = run[tid];
             if (queryReduce == kQueryMean) sc = sc / static_cast<float>(nTokens);
-            if (sc == sc) {   // NaN never becomes a candidate
-                if (chunkMean) atomicAdd(&docSum[docOf[tid]], static_cast<double>(sc));
-                else atomicMax(&docKey[docOf[tid]], orderedBits(sc));
-            }
+            reduceChunkScore(sc, chunkMean != 0, docOf[tid], docKey, docSum);
         }
         // run/valid/docOf are rewritten next tile only after the __syncthreads_or above.
     }
@@ -144,7 +145,7 @@ __global__ void chunkMeanKernel(const double* __restrict__ docSum, const uint32_
     for (size_t d = blockIdx.x * size_t(blockDim.x) + threadIdx.x; d < nDocs; d += size_t(gridDim.x) * blockDim.x) {
         const uint32_t n = docChunks[d];
         const bool ok = n > 0 && (allowed == nullptr || allowed[d] != 0);
-        docKey[d] = ok ? orderedBits(static_cast<float>(docSum[d] / static_cast<double>(n))) : 0u;
+        docKey[d] = ok ? memory::candidateScoreBits(static_cast<float>(docSum[d] / static_cast<double>(n))) : 0u;
     }
 }
 
@@ -203,10 +204,7 @@ __global__ void mmaScoreKernel(const __nv_bfloat16* __restrict__ keys, const uin
         if (mine) {
             float sc = run;
             if (queryReduce == kQueryMean) sc = sc / static_cast<float>(nTokens);
-            if (sc == sc) {
-                if (chunkMean) atomicAdd(&docSum[doc], static_cast<double>(sc));
-                else atomicMax(&docKey[doc], orderedBits(sc));
-            }
+            reduceChunkScore(sc, chunkMean != 0, doc, docKey, docSum);
         }
     }
 }
@@ -226,17 +224,8 @@ __global__ void splitQueryKernel(const float* __restrict__ q, int nTokens, int t
 __device__ void bitonicSortDescending(uint64_t* s) {
     for (int k = 2; k <= kSortKeys; k <<= 1)
         for (int j = k >> 1; j > 0; j >>= 1) {
-            for (int i = threadIdx.x; i < kSortKeys; i += blockDim.x) {
-                const int ixj = i ^ j;
-                if (ixj > i) {
-                    const uint64_t a = s[i], b = s[ixj];
-                    const bool descending = (i & k) == 0;
-                    if (descending ? (a < b) : (a > b)) {
-                        s[i] = b;
-                        s[ixj] = a;
-                    }
-                }
-            }
+            for (int i = threadIdx.x; i < kSortKeys; i += blockDim.x)
+                memory::bitonicCompareExchange(s, static_cast<uint32_t>(i), static_cast<uint32_t>(j), static_cast<uint32_t>(k));
             __syncthreads();
         }
 }
@@ -255,9 +244,9 @@ __global__ void topkFirstKernel(const uint32_t* __restrict__ docKey, const uint3
         uint64_t key = 0;
         if (d < nDocs) {
             const uint32_t bits = docKey[d];
-            if (bits != 0) {
+            if (bits != 0) {   // candidateScoreBits: every nonzero key is a candidate (+inf too, as on the CPU)
                 key = (uint64_t(bits) << 32) | uint64_t(~rank[d]);
-                mine += isfinite(fromOrderedBits(bits)) ? 1u : 0u;
+                ++mine;
             }
         }
         s[i] = key;
@@ -290,7 +279,7 @@ __global__ void decodeKernel(const uint64_t* __restrict__ keys, int n, const uin
             const uint64_t key = keys[i];
             if (key != 0) {
                 const uint32_t row = rankToRow[~uint32_t(key & 0xFFFFFFFFu)];
-                c.score = fromOrderedBits(uint32_t(key >> 32));
+                c.score = memory::scoreFromOrderedBits(uint32_t(key >> 32));
                 c.index = row;
                 c.id = ids[row];
             }
@@ -549,7 +538,7 @@ Status ScanWorkspace::reserveQueries(size_t elements, cudaStream_t stream) {
 }
 
 Status ScanWorkspace::reserve(size_t nDocs, size_t n, cudaStream_t stream) {
-    const size_t cand = ((nDocs + kSortKeys - 1) / kSortKeys) * std::max<size_t>(n, 1) + kSortKeys;
+    const size_t cand = memory::topKScratchKeys(nDocs, n);
     if (nDocs <= m_docs && cand <= m_cand && count) return Status::ok();
     MSA_CUDA_CHECK(cudaStreamSynchronize(stream));   // nothing may still use the old buffers
     freeAll({docKey, docSum, candA, candB, count});
@@ -637,19 +626,17 @@ Status enqueueScan(const DeviceRouteShard& shard, const float* dFolded, size_t n
         chunkMeanKernel<<<grid, 256, 0, stream>>>(ws.docSum, p.docChunks, p.allowed, nDocs, ws.docKey);
         MSA_CUDA_CHECK_LAUNCH("routing chunk-mean kernel");
     }
+    // The pass plan is memory::topKPassBlocks (emulated and tested on the CPU: tst_shard_merge).
     const int nk = static_cast<int>(n);
-    size_t blocks = std::max<size_t>((nDocs + kSortKeys - 1) / kSortKeys, 1);
-    topkFirstKernel<<<static_cast<unsigned>(blocks), kSortThreads, 0, stream>>>(ws.docKey, p.rank, nDocs, nk, ws.candA, ws.count);
+    const std::vector<size_t> plan = memory::topKPassBlocks(nDocs, n);
+    topkFirstKernel<<<static_cast<unsigned>(plan[0]), kSortThreads, 0, stream>>>(ws.docKey, p.rank, nDocs, nk, ws.candA, ws.count);
     MSA_CUDA_CHECK_LAUNCH("routing top-k kernel (first pass)");
     uint64_t* in = ws.candA;
     uint64_t* next = ws.candB;
-    size_t count = blocks * n;
-    while (blocks > 1) {
-        blocks = (count + kSortKeys - 1) / kSortKeys;
-        topkNextKernel<<<static_cast<unsigned>(blocks), kSortThreads, 0, stream>>>(in, count, nk, next);
+    for (size_t pass = 1; pass < plan.size(); ++pass) {
+        topkNextKernel<<<static_cast<unsigned>(plan[pass]), kSortThreads, 0, stream>>>(in, plan[pass - 1] * n, nk, next);
         MSA_CUDA_CHECK_LAUNCH("routing top-k kernel (merge pass)");
         std::swap(in, next);
-        count = blocks * n;
     }
     decodeKernel<<<1, 256, 0, stream>>>(in, nk, p.rankToRow, p.ids, ws.count, out);
     MSA_CUDA_CHECK_LAUNCH("routing top-k decode kernel");
@@ -701,8 +688,10 @@ CudaRouteScanner::~CudaRouteScanner() {
     int prev = -1;
     cudaGetDevice(&prev);
     cudaSetDevice(m_device);
-    m_layers.clear();
+    // Drain the stream before freeing anything it may still read (a scan that returned an error
+    // half-way leaves kernels and copies enqueued).
     if (m_stream) cudaStreamSynchronize(m_stream);
+    m_layers.clear();
     if (m_folded) cudaFree(m_folded);
     if (m_out) cudaFree(m_out);
     if (m_hostOut) cudaFreeHost(m_hostOut);

@@ -14,7 +14,11 @@
 //      for chunk mean). Blocks whose 16 chunks hold no candidate return before loading anything.
 //      Scratch: one u32 (and one double for chunk mean) per document; shared memory ≈ 17 KiB.
 //   2. top-k: blocks of 2048 (score, id-rank) 64-bit keys sorted in shared memory (bitonic), each
-//      keeping its first n; repeated over the survivors until one block remains (n ≤ 1024).
+//      keeping its first n; repeated over the survivors until one block remains (n ≤ 1024). The key
+//      bits, the compare-exchange and the pass plan are memory:: host/device functions
+//      (shard_merge.h: candidateScoreBits, bitonicCompareExchange, topKPassBlocks), and
+//      emulateDeviceTopK runs the same network on the CPU (tst_shard_merge). NaN and −inf document
+//      scores have key 0 (never candidates, as in selectTop); −0 ties with +0.
 //   3. decode: the final n keys → DeviceCandidate slots (score, row in the shard, document id),
 //      plus the candidate count in slot n — a fixed-size array, so Memory Parallel can exchange it
 //      with one ncclAllGather.

@@ -101,4 +101,37 @@ std::vector<uint32_t> idRanks(std::span<const uint64_t> ids) {
     return rank;
 }
 
+std::vector<size_t> topKPassBlocks(size_t nDocs, size_t n) {
+    std::vector<size_t> blocks{std::max<size_t>((nDocs + kTopKBlockKeys - 1) / kTopKBlockKeys, 1)};
+    n = std::clamp<size_t>(n, 1, kTopKBlockKeys / 2);   // halves the survivors each pass: terminates
+    while (blocks.back() > 1) blocks.push_back((blocks.back() * n + kTopKBlockKeys - 1) / kTopKBlockKeys);
+    return blocks;
+}
+
+size_t topKScratchKeys(size_t nDocs, size_t n) {
+    size_t most = 0;
+    for (size_t b : topKPassBlocks(nDocs, n)) most = std::max(most, b * std::max<size_t>(n, 1));
+    return most;
+}
+
+std::vector<uint64_t> emulateDeviceTopK(std::span<const uint64_t> keys, size_t n) {
+    if (n == 0 || n > kTopKBlockKeys / 2) return {};   // outside the device's contract (kMaxScanTopN)
+    std::vector<uint64_t> in(keys.begin(), keys.end()), out;
+    std::vector<uint64_t> s(kTopKBlockKeys);
+    const std::vector<size_t> plan = topKPassBlocks(keys.size(), n);
+    for (size_t blocks : plan) {
+        out.assign(blocks * n, 0);
+        for (size_t b = 0; b < blocks; ++b) {
+            for (size_t i = 0; i < kTopKBlockKeys; ++i) s[i] = b * kTopKBlockKeys + i < in.size() ? in[b * kTopKBlockKeys + i] : 0;
+            for (uint32_t k = 2; k <= kTopKBlockKeys; k <<= 1)
+                for (uint32_t j = k >> 1; j > 0; j >>= 1)
+                    for (uint32_t i = 0; i < kTopKBlockKeys; ++i) bitonicCompareExchange(s.data(), i, j, k);
+            std::copy(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(n), out.begin() + static_cast<std::ptrdiff_t>(b * n));
+        }
+        in.swap(out);
+    }
+    in.resize(n);
+    return in;
+}
+
 }  // namespace msa::memory

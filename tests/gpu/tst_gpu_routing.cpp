@@ -35,6 +35,7 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -543,7 +544,8 @@ private slots:
             QCOMPARE(merged.size(), (*whole)[0].top.size());
             for (size_t i = 0; i < merged.size(); ++i) {
                 QCOMPARE(merged[i].doc.id, (*whole)[0].top[i].id);
-                QCOMPARE(merged[i].doc.score, (*whole)[0].top[i].score);   // bit for bit
+                // Bit for bit: QCOMPARE on floats is qFuzzyCompare (about 1e-5 relative), so compare the bits.
+                QCOMPARE(std::bit_cast<uint32_t>(merged[i].doc.score), std::bit_cast<uint32_t>((*whole)[0].top[i].score));
                 QCOMPARE(size_t((*tables)[merged[i].shard].sourceRows[merged[i].doc.index]), size_t((*whole)[0].top[i].index));
             }
         }
@@ -755,6 +757,12 @@ private slots:
             const double gbs = double(bf.size() * 2) / (ms * 1e-3) / 1e9;
             qInfo("%s: %.3f ms per layer at 1M tokens (%.0f GB/s of keys), %.2f ms for 18 layers",
                   kernel == gpu::ScanKernel::Fma ? "fma kernel" : "tensor-core kernel", double(ms), gbs, double(ms) * 18);
+            // The answer read back comes from one more scan into poisoned slots (0xFF: index =
+            // kNoCandidate, count 2^64 − 1), so a kernel that writes nothing cannot pass on an
+            // earlier kernel's answer.
+            QCOMPARE(cudaMemsetAsync(dOut, 0xFF, 17 * sizeof(gpu::DeviceCandidate), stream), cudaSuccess);
+            QVERIFY(gpu::enqueueScan(**shard, dq, nTokens, QueryReduce::Max, ChunkReduce::Max, 16, ws, dOut, stream, kernel).isOk());
+            QCOMPARE(cudaStreamSynchronize(stream), cudaSuccess);
             std::vector<gpu::DeviceCandidate> host(17);
             QCOMPARE(cudaMemcpy(host.data(), dOut, host.size() * sizeof(gpu::DeviceCandidate), cudaMemcpyDeviceToHost), cudaSuccess);
             const ShardScan s = gpu::decodeCandidates(host, 16);
@@ -784,6 +792,9 @@ private slots:
             qInfo("%s keys, fma kernel: %.3f ms per layer at 1M tokens (%.0f GB/s of codes + scales), %.2f ms for 18 layers; "
                   "%zu B of keys resident vs %zu B bf16",
                   std::string(keyStorageName(st)).c_str(), double(ms), gbs, double(ms) * 18, (*qshard)->keyBytes(), bf.size() * 2);
+            QCOMPARE(cudaMemsetAsync(dOut, 0xFF, 17 * sizeof(gpu::DeviceCandidate), stream), cudaSuccess);   // poisoned, as above
+            QVERIFY(gpu::enqueueScan(**qshard, dq, nTokens, QueryReduce::Max, ChunkReduce::Max, 16, ws, dOut, stream).isOk());
+            QCOMPARE(cudaStreamSynchronize(stream), cudaSuccess);
             std::vector<gpu::DeviceCandidate> host(17);
             QCOMPARE(cudaMemcpy(host.data(), dOut, host.size() * sizeof(gpu::DeviceCandidate), cudaMemcpyDeviceToHost), cudaSuccess);
             const ShardScan got = gpu::decodeCandidates(host, 16);

@@ -1,5 +1,9 @@
 // tst_shard_merge.cpp (label: unit): the host half of Memory Parallel and the routing-scanner seam.
-//  - orderedScoreBits/candidateKey rank exactly as (score desc, id asc), the device top-k's sort key;
+//  - orderedScoreBits/candidateKey rank exactly as (score desc, id asc), the device top-k's sort key
+//    (−0 ties with +0; candidateScoreBits drops NaN and −inf as selectTop does);
+//  - the device top-k (bitonic blocks + merge passes, emulateDeviceTopK with the kernels' own
+//    compare-exchange and pass plan) equals a full sort for sizes around the block size, n up to the
+//    device limit, n above the candidate count and heavy ties; decoded, it is selectTop's answer;
 //  - planShards is the reference's greedy balance (whole documents, lowest worker on ties);
 //  - one table of seeded bf16 routing keys (empty documents, duplicated keys under other ids for
 //    exact ties, a filter) split into 1, 2, 3 and 5 shards: each shard's Router top-k merged by
@@ -23,6 +27,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -144,6 +149,116 @@ private slots:
                 const ScoredDocument a{ids[i], uint32_t(i), sc[i]}, b{ids[j], uint32_t(j), sc[j]};
                 QCOMPARE(candidateKey(sc[i], rank[i]) > candidateKey(sc[j], rank[j]), rankedBefore(a, b));
             }
+    }
+
+    void orderedBitsTieEqualScores() {
+        // −0 == +0: equal scores must give equal bits so the id decides, as in rankedBefore.
+        QCOMPARE(orderedScoreBits(-0.0f), orderedScoreBits(0.0f));
+        QVERIFY(!std::signbit(scoreFromOrderedBits(orderedScoreBits(-0.0f))));
+        const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+        const std::vector<float> v = {0.0f, -0.0f, 1.0f, -1.0f, 1e-38f, -1e-38f, 1e-45f, -1e-45f, inf, -inf,
+                                      std::numeric_limits<float>::max(), -std::numeric_limits<float>::max()};
+        for (float a : v)
+            for (float b : v) {
+                QCOMPARE(orderedScoreBits(a) == orderedScoreBits(b), a == b);
+                QCOMPARE(orderedScoreBits(a) > orderedScoreBits(b), a > b);
+            }
+        // Candidates: everything selectTop keeps (+inf included), never NaN (either sign) or −inf.
+        QCOMPARE(candidateScoreBits(nan), 0u);
+        QCOMPARE(candidateScoreBits(-nan), 0u);
+        QCOMPARE(candidateScoreBits(-inf), 0u);
+        QVERIFY(candidateScoreBits(inf) > candidateScoreBits(std::numeric_limits<float>::max()));
+        QVERIFY(candidateScoreBits(-std::numeric_limits<float>::max()) > 0u);
+        QCOMPARE(candidateScoreBits(-0.0f), orderedScoreBits(0.0f));
+    }
+
+    void deviceTopKPlan() {
+        // One block until 2048 documents; every pass at least halves the survivors; the scratch holds
+        // the largest pass; the last pass is one block.
+        QCOMPARE(topKPassBlocks(0, 16), (std::vector<size_t>{1}));
+        QCOMPARE(topKPassBlocks(2048, 1024), (std::vector<size_t>{1}));
+        QCOMPARE(topKPassBlocks(2049, 1024), (std::vector<size_t>{2, 1}));
+        QCOMPARE(topKPassBlocks(100'000'000, 16), (std::vector<size_t>{48829, 382, 3, 1}));
+        for (size_t nDocs : {size_t(0), size_t(1), size_t(4097), size_t(1'562'500), size_t(100'000'000), size_t(1) << 32})
+            for (size_t n : {size_t(1), size_t(16), size_t(1000), size_t(1024)}) {
+                const std::vector<size_t> plan = topKPassBlocks(nDocs, n);
+                QCOMPARE(plan.back(), size_t(1));
+                QVERIFY(plan.front() * kTopKBlockKeys >= nDocs);
+                for (size_t i = 1; i < plan.size(); ++i) {
+                    QVERIFY(plan[i] * kTopKBlockKeys >= plan[i - 1] * n);   // covers the previous survivors
+                    QVERIFY(plan[i] < plan[i - 1]);
+                }
+                for (size_t b : plan) QVERIFY(b * n <= topKScratchKeys(nDocs, n));
+                QVERIFY(plan.front() <= 0x7FFFFFFFu);   // gridDim.x
+            }
+    }
+
+    void deviceTopKEqualsSort_data() {
+        QTest::addColumn<int>("nDocs");
+        QTest::addColumn<int>("n");
+        QTest::addColumn<int>("distinctScores");   // small: heavy ties
+        QTest::addColumn<int>("emptyEvery");       // every k-th document has no candidate key
+        QTest::newRow("empty") << 0 << 16 << 100 << 0;
+        QTest::newRow("1 doc, n 16") << 1 << 16 << 100 << 0;
+        QTest::newRow("n above candidates") << 50 << 40 << 1000 << 2;
+        QTest::newRow("block - 1") << 2047 << 16 << 100000 << 0;
+        QTest::newRow("block") << 2048 << 1024 << 100000 << 0;
+        QTest::newRow("block + 1, n 1024") << 2049 << 1024 << 100000 << 5;
+        QTest::newRow("ties, n 1") << 5000 << 1 << 3 << 0;
+        QTest::newRow("ties, 3 passes") << 300000 << 300 << 7 << 3;
+        QTest::newRow("n 1000, sparse") << 70001 << 1000 << 100000 << 1000;
+    }
+    void deviceTopKEqualsSort() {
+        QFETCH(int, nDocs);
+        QFETCH(int, n);
+        QFETCH(int, distinctScores);
+        QFETCH(int, emptyEvery);
+        std::mt19937 rng(uint32_t(nDocs * 31 + n));
+        std::vector<uint64_t> ids(static_cast<size_t>(nDocs));
+        std::iota(ids.begin(), ids.end(), uint64_t(1000));
+        std::shuffle(ids.begin(), ids.end(), rng);
+        const std::vector<uint32_t> rank = idRanks(ids);
+        const float inf = std::numeric_limits<float>::infinity();
+        std::vector<float> scores(static_cast<size_t>(nDocs));
+        std::vector<uint64_t> keys(static_cast<size_t>(nDocs));
+        for (size_t d = 0; d < scores.size(); ++d) {
+            const int r = int(rng() % uint32_t(distinctScores));
+            float s = float(r - distinctScores / 2) * 0.25f;
+            if (d % 97 == 5) s = std::numeric_limits<float>::quiet_NaN();
+            if (d % 89 == 7) s = -inf;
+            if (d % 83 == 11) s = -0.0f;
+            if (d % 1009 == 13) s = inf;
+            if (emptyEvery && d % size_t(emptyEvery) == 0) s = -inf;   // a filtered document scores −inf
+            scores[d] = s;
+            const uint32_t bits = candidateScoreBits(s);
+            keys[d] = bits ? (uint64_t(bits) << 32) | uint64_t(~rank[d]) : 0;
+        }
+        const std::vector<uint64_t> got = emulateDeviceTopK(keys, size_t(n));
+        QCOMPARE(got.size(), size_t(n));
+        std::vector<uint64_t> want = keys;
+        std::sort(want.begin(), want.end(), std::greater<>());
+        want.resize(size_t(n), 0);
+        QCOMPARE(got, want);
+        // Decoded as the device's decode kernel does, it is the CPU's selectTop, ids and scores.
+        std::vector<uint32_t> rankToRow(ids.size());
+        for (size_t d = 0; d < ids.size(); ++d) rankToRow[rank[d]] = uint32_t(d);
+        const std::vector<ScoredDocument> ref = selectTop(scores, ids, size_t(n));
+        std::vector<ScoredDocument> dec;
+        for (uint64_t k : got)
+            if (k) {
+                const uint32_t row = rankToRow[~uint32_t(k & 0xFFFFFFFFu)];
+                dec.push_back({ids[row], row, scoreFromOrderedBits(uint32_t(k >> 32))});
+            }
+        QCOMPARE(dec.size(), ref.size());
+        for (size_t i = 0; i < dec.size(); ++i) {
+            QCOMPARE(dec[i].id, ref[i].id);
+            QCOMPARE(dec[i].index, ref[i].index);
+            QVERIFY(dec[i].score == ref[i].score);
+        }
+        const size_t candidates = size_t(std::count_if(keys.begin(), keys.end(), [](uint64_t k) { return k != 0; }));
+        const size_t cpuCandidates =
+            size_t(std::count_if(scores.begin(), scores.end(), [&](float s) { return !std::isnan(s) && s != -inf; }));
+        QCOMPARE(candidates, cpuCandidates);
     }
 
     void planIsGreedyBalanced() {
