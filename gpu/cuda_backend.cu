@@ -268,7 +268,7 @@ public:
         }
         MSA_ASSIGN_OR_RETURN(const TensorView* outNorm, need("output_norm.weight"));
         MSA_RETURN_IF_ERROR(uploadF32(toF32(*outNorm), m_outNorm, "output_norm.weight"));
-        MSA_RETURN_IF_ERROR(uploadF32(ropeInverseFrequencies(m_hd, c.ropeTheta), m_invFreq, "RoPE frequencies"));
+        MSA_RETURN_IF_ERROR(uploadF32(ropeInverseFrequencies(m_hd, static_cast<float>(c.ropeTheta)), m_invFreq, "RoPE frequencies"));
 
         const size_t qDim = m_nHeads * m_hd, kvDim = m_nKv * m_hd;
         m_layers.resize(m_nLayers);
