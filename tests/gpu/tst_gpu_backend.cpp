@@ -267,7 +267,7 @@ private slots:
             auto one = p.gpu->createSession({.maxTokens = 64});
             auto r = (*one)->forward(std::span(toks).subspan(start, len), iota(len, 0), {.allLogits = true});
             QVERIFY(r.ok());
-            QVERIFY2(closeLogits(std::span(all).subspan(start * vocab, len * vocab), *r, 1e-4, &why), qPrintable(why));
+            QVERIFY2(closeLogits(std::span(all).subspan(start * vocab, len * vocab), *r, 2e-3, &why), qPrintable(why));
             start += len;
         }
         auto cpu = p.cpu->createSession({.maxTokens = 64, .nThreads = 1});
