@@ -431,6 +431,7 @@ private:
     // decode graph bakes all of them in.
     uint64_t m_layout = 1;
     uint64_t m_graphLayout = 0;
+    uint64_t m_warmLayout = 0;   // the layout an eager decode step last ran with
     cudaGraph_t m_graph = nullptr;
     cudaGraphExec_t m_graphExec = nullptr;
     bool m_graphsBroken = false;
@@ -787,8 +788,9 @@ Result<std::span<const float>> CudaSession::forward(std::span<const int32_t> tok
     if (hooks) MSA_RETURN_IF_ERROR(ensureHookBuffers(n));
     m_logitRows = 0;
 
-    // Inputs through pinned memory; the previous forward ended with a synchronisation, so the pinned
-    // buffers are free to overwrite.
+    // Inputs through pinned memory. A previous forward that returned early (cancelled, hook error)
+    // may still have copies from these buffers in flight: wait for the stream before overwriting.
+    MSA_RETURN_IF_ERROR(sync());
     std::memcpy(m_hTokens.get(), tokens.data(), n * sizeof(int32_t));
     std::memcpy(m_hPositions.get(), positions.data(), n * sizeof(int32_t));
     m_hNPast.get()[0] = static_cast<int32_t>(m_nPast);
@@ -808,8 +810,11 @@ Result<std::span<const float>> CudaSession::forward(std::span<const int32_t> tok
     const size_t lastLayer = opt.stopAfterLayer >= 0 ? std::min(static_cast<size_t>(opt.stopAfterLayer), nLayers - 1) : nLayers - 1;
     const bool wantLogits = opt.computeLogits && opt.stopAfterLayer < 0;
     const bool graph = m_m.m_options.decodeGraphs && !m_graphsBroken && n == 1 && !hooks && wantLogits && opt.segments.empty();
+    // A layout's first decode step runs eagerly: it loads every kernel and cuBLAS algorithm the step
+    // needs (lazy module loading) before a capture records them.
+    const bool warm = m_warmLayout == m_layout || (m_graphExec && m_graphLayout == m_layout);
     bool ran = false;
-    if (graph) {
+    if (graph && warm) {
         if (opt.cancel && opt.cancel->isCancelled()) return cancelled("forward cancelled before the decode step");
         bool captureFailed = false;
         Status st = runDecodeGraph(opt, &captureFailed);
@@ -830,6 +835,7 @@ Result<std::span<const float>> CudaSession::forward(std::span<const int32_t> tok
             MSA_RETURN_IF_ERROR(enqueueLogits(first, n - first));
         }
     }
+    if (graph && !ran) m_warmLayout = m_layout;
     if (!wantLogits) {
         MSA_RETURN_IF_ERROR(sync());   // device errors surface here, not in the next call
         m_nPast += n;
