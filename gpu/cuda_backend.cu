@@ -202,15 +202,15 @@ struct GpuLayer {
     DeviceArray<float> attnNorm, ffnNorm, qNorm, kNorm, bqkv;
 };
 
-// y (ldy floats per token) = x · Wᵀ + beta · y for W [outF × inF] and x [nTok × inF], both bf16.
-// Column-major view: Y (outF × nTok) = Wᵀ(col-major inF × outF)ᵀ · X (inF × nTok).
+// y (ldy floats per token) = x · Wᵀ + beta · y for W [outF × inF] and x [nTok × inF], both bf16
+// (launch_plan.h linearGemm maps it to column-major cuBLAS).
 Status gemm(cublasHandle_t h, const uint16_t* w, size_t outF, size_t inF, const uint16_t* x, size_t nTok, float* y, size_t ldy,
             float beta) {
+    const GemmShape g = linearGemm(outF, inF, nTok, ldy);
     const float alpha = 1.0f;
-    MSA_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(outF), static_cast<int>(nTok),
-                                  static_cast<int>(inF), &alpha, w, CUDA_R_16BF, static_cast<int>(inF), x, CUDA_R_16BF,
-                                  static_cast<int>(inF), &beta, y, CUDA_R_32F, static_cast<int>(ldy), CUBLAS_COMPUTE_32F,
-                                  CUBLAS_GEMM_DEFAULT));
+    MSA_CUBLAS_CHECK(cublasGemmEx(h, g.transA ? CUBLAS_OP_T : CUBLAS_OP_N, g.transB ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, g.k,
+                                  &alpha, w, CUDA_R_16BF, g.lda, x, CUDA_R_16BF, g.ldb, &beta, y, CUDA_R_32F, g.ldc,
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return Status::ok();
 }
 

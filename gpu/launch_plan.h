@@ -6,7 +6,8 @@
 //   - the visible key range of a query (prefix rows, causal, bidirectional, packed segments), shared
 //     by the flash-attention kernel and its test,
 //   - the split-K plan of flash attention / flash-decoding (how many key splits, workspace size),
-//   - the KV-cache growth policy (the CPU backend's: doubling from 256, capped).
+//   - the KV-cache growth policy (the CPU backend's: doubling from 256, capped),
+//   - the row-major linear layer as a column-major GEMM (the cuBLAS call's arguments).
 //
 // Everything here is constexpr or inline, includes no CUDA header and allocates nothing except
 // ropeInverseFrequencies(); the kernels call the constexpr functions from device code (nvcc's
@@ -122,6 +123,21 @@ inline AttentionPlan planAttention(size_t nTokens, size_t nHeads, size_t nKvHead
     const int byKeys = static_cast<int>(maxCtx / kFlashMinKeysPerSplit);
     p.nSplits = std::max(1, std::min({byOccupancy, byKeys, kFlashMaxSplits}));
     return p;
+}
+
+// ---- GEMM mapping --------------------------------------------------------------------------------
+
+// y[t][o] (row stride ldy) = sum_i x[t][i] * W[o][i] (+ beta * y) for a row-major weight W [outF × inF]
+// and row-major activations x [nTok × inF], expressed for a column-major BLAS (cuBLAS): row-major W is
+// column-major Wᵀ (inF × outF, ld inF), so Y (outF × nTok, ld ldy) = op(A) · B with A = W transposed,
+// B = x (inF × nTok, ld inF). The unit test runs this mapping through OpenBLAS in column-major mode.
+struct GemmShape {
+    bool transA = true, transB = false;
+    int m = 0, n = 0, k = 0, lda = 0, ldb = 0, ldc = 0;
+};
+constexpr GemmShape linearGemm(size_t outF, size_t inF, size_t nTok, size_t ldy) {
+    return {true, false, static_cast<int>(outF), static_cast<int>(nTok), static_cast<int>(inF), static_cast<int>(inF),
+            static_cast<int>(inF), static_cast<int>(ldy)};
 }
 
 // ---- KV cache ------------------------------------------------------------------------------------

@@ -6,9 +6,12 @@
 //     head, key tiles, split-K ranges, online softmax, combine) emulated on the host against
 //     cpu::attention / cpu::segmentedAttention, for prefix + causal, bidirectional, packed segments
 //     and single-token decode with many splits,
-//   - planAttention and splitKeys (every key in exactly one split) and the KV growth policy.
+//   - planAttention and splitKeys (every key in exactly one split) and the KV growth policy,
+//   - the cuBLAS argument mapping of a linear layer, run through OpenBLAS in column-major mode.
 #include "core/engine/cpu_ops.h"
 #include "gpu/launch_plan.h"
+
+#include <cblas.h>
 
 #include <QtTest>
 
@@ -302,6 +305,23 @@ private slots:
         QCOMPARE(gpu::grownCapacity(256, 1000, 4096, 0), size_t(1000));
         QCOMPARE(gpu::grownCapacity(512, 600, 600, 10), size_t(610));   // capped at maxTokens + prefix
         QCOMPARE(gpu::grownCapacity(0, 1, 64, 20), size_t(84));
+    }
+    void linearGemmMappingComputesXTimesWTransposed() {
+        // W [5 × 7] row-major, x [3 × 7]; y written with a row stride of 9 (a slice of a wider row),
+        // accumulating onto y (beta = 1) like the fused residual adds.
+        const size_t outF = 5, inF = 7, nTok = 3, ldy = 9;
+        const auto w = randomVector(outF * inF, 40), x = randomVector(nTok * inF, 41);
+        std::vector<float> y = randomVector(nTok * ldy, 42), ref = y;
+        for (size_t t = 0; t < nTok; ++t)
+            for (size_t o = 0; o < outF; ++o) {
+                double acc = 0;
+                for (size_t i = 0; i < inF; ++i) acc += double(x[t * inF + i]) * w[o * inF + i];
+                ref[t * ldy + o] += static_cast<float>(acc);
+            }
+        const gpu::GemmShape g = gpu::linearGemm(outF, inF, nTok, ldy);
+        cblas_sgemm(CblasColMajor, g.transA ? CblasTrans : CblasNoTrans, g.transB ? CblasTrans : CblasNoTrans, g.m, g.n, g.k, 1.0f,
+                    w.data(), g.lda, x.data(), g.ldb, 1.0f, y.data(), g.ldc);
+        for (size_t i = 0; i < y.size(); ++i) QVERIFY2(std::abs(y[i] - ref[i]) < 1e-4f, qPrintable(QString("element %1").arg(i)));
     }
 };
 
