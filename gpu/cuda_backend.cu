@@ -31,7 +31,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -892,7 +894,12 @@ Result<std::unique_ptr<engine::Backend>> createCudaBackend(int deviceIndex, cons
     return std::unique_ptr<engine::Backend>(new CudaBackend(deviceIndex, options));
 }
 
-Result<std::unique_ptr<engine::Backend>> createCudaBackend(int deviceIndex) { return createCudaBackend(deviceIndex, {}); }
+Result<std::unique_ptr<engine::Backend>> createCudaBackend(int deviceIndex) {
+    CudaBackendOptions options;
+    const char* graphs = std::getenv("MSA_CUDA_GRAPHS");
+    options.decodeGraphs = graphs && std::string_view(graphs) == "1";
+    return createCudaBackend(deviceIndex, options);
+}
 
 Result<int32_t> deviceArgmaxLastLogits(engine::Session& session) {
     auto* s = dynamic_cast<CudaSession*>(&session);

@@ -41,6 +41,8 @@ struct CudaBackendOptions {
 };
 
 Result<std::unique_ptr<engine::Backend>> createCudaBackend(int deviceIndex, const CudaBackendOptions& options);
+// Default options, except that the environment variable MSA_CUDA_GRAPHS=1 turns decode graphs on
+// (the registry's factory calls this one).
 Result<std::unique_ptr<engine::Backend>> createCudaBackend(int deviceIndex);
 
 // Greedy sampling on the device: the index of the largest logit of the last row that `session`'s
