@@ -58,6 +58,8 @@ bool close(const std::vector<float>& got, const std::vector<float>& ref, float a
     return true;
 }
 
+// Output buffers start as NaN so that a kernel that writes nothing cannot pass.
+std::vector<float> poison(size_t n) { return std::vector<float>(n, std::nanf("")); }
 std::vector<uint16_t> toBf16(const std::vector<float>& x) {
     std::vector<uint16_t> out(x.size());
     for (size_t i = 0; i < x.size(); ++i) out[i] = gpu::f32ToBf16(x[i]);
@@ -95,7 +97,7 @@ private slots:
         auto x = randomVector(size_t(rows) * dim, 1), w = randomVector(dim, 2);
         std::vector<float> ref(x.size());
         cpu::rmsNorm(x.data(), w.data(), ref.data(), rows, dim, 1e-6f);
-        DeviceBuffer dx(x), dw(w), dy(ref);
+        DeviceBuffer dx(x), dw(w), dy{poison(ref.size())};
         QVERIFY(gpu::rmsNorm(dx.as<float>(), dw.as<float>(), dy.as<float>(), rows, dim, 1e-6f, nullptr).isOk());
         QVERIFY(cudaDeviceSynchronize() == cudaSuccess);
         QString where;
@@ -127,7 +129,7 @@ private slots:
         auto g = randomVector(n, 4), u = randomVector(n, 5);
         std::vector<float> ref(n);
         cpu::swiglu(g.data(), u.data(), ref.data(), n);
-        DeviceBuffer dg(g), du(u), dout(ref);
+        DeviceBuffer dg(g), du(u), dout{poison(ref.size())};
         QVERIFY(gpu::swiglu(dg.as<float>(), du.as<float>(), dout.as<float>(), n, nullptr).isOk());
         QVERIFY(cudaDeviceSynchronize() == cudaSuccess);
         QString where;
@@ -139,7 +141,7 @@ private slots:
         auto q = randomVector(nQ * nHeads * hd, 6), k = randomVector(nKv * stride * hd, 7), v = randomVector(nKv * stride * hd, 8);
         std::vector<float> ref(nQ * nHeads * hd), scratch(nCtx);
         cpu::attention(q.data(), k.data(), v.data(), ref.data(), nQ, nCtx, nHeads, nKv, hd, stride, 0, nHeads, scratch.data());
-        DeviceBuffer dq(q), dk(k), dv(v), dout(ref);
+        DeviceBuffer dq(q), dk(k), dv(v), dout{poison(ref.size())};
         QVERIFY(gpu::attention(dq.as<float>(), dk.as<float>(), dv.as<float>(), dout.as<float>(), nQ, nCtx, nHeads, nKv, hd,
                                stride, nullptr).isOk());
         QVERIFY(cudaDeviceSynchronize() == cudaSuccess);
@@ -158,7 +160,7 @@ private slots:
         std::vector<float> ref(tokens.size() * dim);
         for (size_t t = 0; t < tokens.size(); ++t)
             for (size_t c = 0; c < dim; ++c) ref[t * dim + c] = gpu::bf16ToF32(table[size_t(tokens[t]) * dim + c]);
-        DeviceBuffer dt(table), dtok(tokens), dx(ref);
+        DeviceBuffer dt(table), dtok(tokens), dx{poison(ref.size())};
         QVERIFY(gpu::embeddingBf16(dt.as<uint16_t>(), dtok.as<int32_t>(), dx.as<float>(), tokens.size(), dim, nullptr).isOk());
         QVERIFY(cudaDeviceSynchronize() == cudaSuccess);
         QCOMPARE(dx.download<float>(), ref);
@@ -171,7 +173,7 @@ private slots:
         auto x = randomVector(size_t(rows) * dim, 21), w = randomVector(dim, 22);
         std::vector<float> ref(x.size());
         cpu::rmsNorm(x.data(), w.data(), ref.data(), rows, dim, 1e-6f);
-        DeviceBuffer dx(x), dw(w), dyF(ref), dyB{std::vector<uint16_t>(x.size())};
+        DeviceBuffer dx(x), dw(w), dyF{poison(ref.size())}, dyB{std::vector<uint16_t>(x.size(), 0x7fc0)};
         QVERIFY(gpu::rmsNormToBf16(dx.as<float>(), dw.as<float>(), dyB.as<uint16_t>(), dyF.as<float>(), rows, dim, 1e-6f, nullptr).isOk());
         QVERIFY(cudaDeviceSynchronize() == cudaSuccess);
         QString where;
@@ -213,7 +215,7 @@ private slots:
         cpu::rope(q.data(), n, nH, hd, hd, pos.data(), 1000000.0f, style);
         cpu::rope(k.data(), n, nKv, hd, hd, pos.data(), 1000000.0f, style);
         DeviceBuffer dqkv(qkv), db(b), dqn(qn), dkn(kn), dpos(pos), dfreq(gpu::ropeInverseFrequencies(hd, 1000000.0f)),
-            dq(q), dk(k), dv(v);
+            dq{poison(q.size())}, dk{poison(k.size())}, dv{poison(v.size())};
         gpu::QkvPostArgs a;
         a.qkv = dqkv.as<float>();
         a.bias = bias ? db.as<float>() : nullptr;
@@ -266,7 +268,7 @@ private slots:
                 u[t * ffn + c] = gu[t * 2 * ffn + ffn + c];
             }
         cpu::swiglu(g.data(), u.data(), ref.data(), n * ffn);
-        DeviceBuffer dgu(gu), dout{std::vector<uint16_t>(n * ffn)};
+        DeviceBuffer dgu(gu), dout{std::vector<uint16_t>(n * ffn, 0x7fc0)};
         QVERIFY(gpu::swigluBf16(dgu.as<float>(), dout.as<uint16_t>(), n, ffn, nullptr).isOk());
         QVERIFY(cudaDeviceSynchronize() == cudaSuccess);
         QString where;
@@ -310,8 +312,8 @@ private slots:
         const gpu::AttentionPlan plan = gpu::planAttention(n, nHeads, nKv, nCtx, 132);
         if (splits == 0) splits = plan.nSplits;
         const std::vector<int32_t> pastOnDevice = {past};
-        DeviceBuffer dq(q), dk(k), dv(v), dout(ref), dpast(pastOnDevice),
-            dws{std::vector<float>(size_t(splits) * n * nHeads * (hd + 2) + 1)}, doutB{std::vector<uint16_t>(ref.size())};
+        DeviceBuffer dq(q), dk(k), dv(v), dout{poison(ref.size())}, dpast(pastOnDevice),
+            dws{std::vector<float>(size_t(splits) * n * nHeads * (hd + 2) + 1)}, doutB{std::vector<uint16_t>(ref.size(), 0x7fc0)};
         gpu::FlashAttentionArgs a;
         a.q = dq.as<float>();
         a.kCache = dk.as<float>();
@@ -354,7 +356,7 @@ private slots:
         std::vector<float> ref(n * nHeads * hd), scratch(cpu::segmentedAttentionScratch(segs.data(), segs.size(), 16));
         cpu::segmentedAttention(q.data(), k.data(), v.data(), ref.data(), segs.data(), segs.size(), nHeads, nKv, hd, n, 0, nHeads, 16,
                                 scratch.data());
-        DeviceBuffer dq(q), dk(k), dv(v), dout(ref), dseg(segStart);
+        DeviceBuffer dq(q), dk(k), dv(v), dout{poison(ref.size())}, dseg(segStart);
         gpu::FlashAttentionArgs a;
         a.q = dq.as<float>();
         a.kCache = dk.as<float>();
@@ -383,7 +385,7 @@ private slots:
         x[3 * n + 0] = 70.0f;      // the first element
         std::vector<int32_t> ref(rows);
         for (size_t r = 0; r < rows; ++r) ref[r] = static_cast<int32_t>(cpu::argmax(x.data() + r * n, n));
-        DeviceBuffer dx(x), dout{std::vector<int32_t>(rows)};
+        DeviceBuffer dx(x), dout{std::vector<int32_t>(rows, -1)};
         QVERIFY(gpu::argmaxRows(dx.as<float>(), rows, n, dout.as<int32_t>(), nullptr).isOk());
         QVERIFY(cudaDeviceSynchronize() == cudaSuccess);
         QCOMPARE(dout.download<int32_t>(), ref);
@@ -397,7 +399,7 @@ private slots:
 
     void convertToBf16MatchesHostRounding() {
         auto x = randomVector(1003, 37, 100.0f);
-        DeviceBuffer dx(x), dy{std::vector<uint16_t>(x.size())};
+        DeviceBuffer dx(x), dy{std::vector<uint16_t>(x.size(), 0x7fc0)};
         QVERIFY(gpu::convertToBf16(dx.as<float>(), dy.as<uint16_t>(), x.size(), nullptr).isOk());
         QVERIFY(cudaDeviceSynchronize() == cudaSuccess);
         QCOMPARE(dy.download<uint16_t>(), toBf16(x));
