@@ -18,12 +18,19 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 using namespace msa;
 
 namespace {
 const std::string kFixtures = MSA_SOURCE_DIR "/tests/fixtures/models/";
+// Tolerances relative to the largest reference logit. Calibrated without a GPU by emulating this
+// backend's numerics in PyTorch on the CPU (weights and every linear layer's input rounded to bf16,
+// f32 elsewhere) against the f32 model: max |diff| / max |logit| was 0.6-1.3% on the tiny fixtures
+// and 1.5% on the demo model (SmolLM2-135M Q4_1).
+constexpr double kTol = 3e-2;
+constexpr double kDemoTol = 4e-2;
 
 std::vector<int32_t> iota(size_t n, int32_t start) {
     std::vector<int32_t> v(n);
@@ -49,6 +56,7 @@ bool closeLogits(std::span<const float> got, std::span<const float> ref, double 
         }
     }
     *why = QString("max diff %1 at %2 (gpu %3, cpu %4), scale %5").arg(worst).arg(at).arg(got[at]).arg(ref[at]).arg(scale);
+    qInfo("%s", qPrintable("measured: " + *why));   // for calibrating the tolerances on a GPU
     return worst <= 1e-3 + rtol * scale;
 }
 
@@ -104,7 +112,7 @@ private slots:
         auto rg = (*g)->forward(tokens, iota(tokens.size(), 0), {.allLogits = true});
         QVERIFY2(rg.ok(), rg.status().toString().c_str());
         QString why;
-        QVERIFY2(closeLogits(*rg, *rc, 2e-2, &why), qPrintable(why));
+        QVERIFY2(closeLogits(*rg, *rc, kTol, &why), qPrintable(why));
         QCOMPARE((*g)->nPast(), tokens.size());
         QCOMPARE((*g)->vocabSize(), (*c)->vocabSize());
         // Decode steps after the prefill (single-token attention over the cache).
@@ -113,7 +121,7 @@ private slots:
             auto dc = (*c)->forward(std::span(&tok, 1), std::span(&pos, 1), {});
             auto dg = (*g)->forward(std::span(&tok, 1), std::span(&pos, 1), {});
             QVERIFY(dc.ok() && dg.ok());
-            QVERIFY2(closeLogits(*dg, *dc, 2e-2, &why), qPrintable(QString("step %1: ").arg(step) + why));
+            QVERIFY2(closeLogits(*dg, *dc, kTol, &why), qPrintable(QString("step %1: ").arg(step) + why));
         }
     }
 
@@ -123,10 +131,18 @@ private slots:
         QTest::newRow("qwen2-f32") << "qwen2-f32";
     }
     void greedyTranscriptsMatch() {
+        // Random tiny models have near-ties: with some prompts the top two logits differ by 0.002,
+        // below any bf16 tolerance. The 7-token prompt keeps every step's margin above 0.08 on the
+        // CPU (checked here, so a changed fixture is noticed), well above the expected difference.
         QFETCH(QString, model);
         Pair p = load(kFixtures + model.toStdString());
         QVERIFY(p.gpu);
-        QCOMPARE(greedy(*p.gpu, 16), greedy(*p.cpu, 16));
+        double cpuMargin = 0, gpuMargin = 0;
+        const auto cpu = greedy(*p.cpu, 16, prompt(7), &cpuMargin);
+        const auto gpu = greedy(*p.gpu, 16, prompt(7), &gpuMargin);
+        QVERIFY2(cpuMargin > 0.08, qPrintable(QString("the CPU transcript has a near-tie (margin %1)").arg(cpuMargin)));
+        QCOMPARE(cpu.size(), size_t(16));
+        QCOMPARE(gpu, cpu);
     }
 
     void demoModelMatchesCpu() {
@@ -143,8 +159,11 @@ private slots:
         QVERIFY(rc.ok());
         QVERIFY2(rg.ok(), rg.status().toString().c_str());
         QString why;
-        QVERIFY2(closeLogits(*rg, *rc, 3e-2, &why), qPrintable(why));
-        QCOMPARE(greedy(*p.gpu, 16, tokens), greedy(*p.cpu, 16, tokens));
+        QVERIFY2(closeLogits(*rg, *rc, kDemoTol, &why), qPrintable(why));
+        double margin = 0;
+        const auto cpuTranscript = greedy(*p.cpu, 16, tokens, &margin);
+        qInfo("demo model: smallest top-2 margin of the CPU transcript %g", margin);
+        QCOMPARE(greedy(*p.gpu, 16, tokens), cpuTranscript);
     }
 
     void prefixRowsRoundTripAndMatchCpu() {
@@ -173,13 +192,13 @@ private slots:
         auto rg = (*g)->forward(tail, iota(10, 10), {.allLogits = true});
         QVERIFY(rc.ok() && rg.ok());
         QString why;
-        QVERIFY2(closeLogits(*rg, *rc, 2e-2, &why), qPrintable(why));
+        QVERIFY2(closeLogits(*rg, *rc, kTol, &why), qPrintable(why));
         // The local rows the GPU appended behind the prefix are close to the CPU's.
         auto ec = (*c)->exportRows(nLayers - 1, 10, 20);
         auto eg = (*g)->exportRows(nLayers - 1, 10, 20);
         QVERIFY(ec.ok() && eg.ok());
-        QVERIFY2(closeLogits(eg->k, ec->k, 2e-2, &why), qPrintable("exported K: " + why));
-        QVERIFY2(closeLogits(eg->v, ec->v, 2e-2, &why), qPrintable("exported V: " + why));
+        QVERIFY2(closeLogits(eg->k, ec->k, kTol, &why), qPrintable("exported K: " + why));
+        QVERIFY2(closeLogits(eg->v, ec->v, kTol, &why), qPrintable("exported V: " + why));
         // truncate() keeps the prefix.
         const std::vector<float> first = copy(*rg);
         (*g)->truncate(0);
@@ -230,10 +249,10 @@ private slots:
         QVERIFY(!cp.empty());
         QVERIFY2(!gp.empty(), "the GPU run with a memory hook failed");
         QString why;
-        QVERIFY2(closeLogits(gp, cp, 2e-2, &why), qPrintable("prefill: " + why));
-        QVERIFY2(closeLogits(gd, cd, 2e-2, &why), qPrintable("decode: " + why));
+        QVERIFY2(closeLogits(gp, cp, kTol, &why), qPrintable("prefill: " + why));
+        QVERIFY2(closeLogits(gd, cd, kTol, &why), qPrintable("decode: " + why));
         QCOMPARE(seenQ[1].size(), nLayers);
-        for (size_t l = 0; l < nLayers; ++l) QVERIFY2(closeLogits(seenQ[1][l], seenQ[0][l], 2e-2, &why), qPrintable(why));
+        for (size_t l = 0; l < nLayers; ++l) QVERIFY2(closeLogits(seenQ[1][l], seenQ[0][l], kTol, &why), qPrintable(why));
         // A hook error aborts the forward with that status; a hook after cached tokens is refused.
         auto s = p.gpu->createSession({.maxTokens = 64});
         engine::ForwardOptions bad;
@@ -273,7 +292,7 @@ private slots:
         auto cpu = p.cpu->createSession({.maxTokens = 64, .nThreads = 1});
         auto rc = (*cpu)->forward(toks, pos, o);
         QVERIFY(rc.ok());
-        QVERIFY2(closeLogits(all, *rc, 2e-2, &why), qPrintable(why));
+        QVERIFY2(closeLogits(all, *rc, kTol, &why), qPrintable(why));
         // Packing needs an empty context.
         const std::vector<uint32_t> one = {1};
         engine::ForwardOptions o2;
@@ -309,10 +328,10 @@ private slots:
         QVERIFY(!c.empty());
         QVERIFY2(!g.empty(), "the GPU bidirectional run failed");
         QString why;
-        QVERIFY2(closeLogits(g, c, 2e-2, &why), qPrintable(why));
-        QVERIFY2(closeLogits(sg.h, sc.h, 2e-2, &why), qPrintable("hidden: " + why));
-        QVERIFY2(closeLogits(sg.k, sc.k, 2e-2, &why), qPrintable("k: " + why));
-        QVERIFY2(closeLogits(sg.v, sc.v, 2e-2, &why), qPrintable("v: " + why));
+        QVERIFY2(closeLogits(g, c, kTol, &why), qPrintable(why));
+        QVERIFY2(closeLogits(sg.h, sc.h, kTol, &why), qPrintable("hidden: " + why));
+        QVERIFY2(closeLogits(sg.k, sc.k, kTol, &why), qPrintable("k: " + why));
+        QVERIFY2(closeLogits(sg.v, sc.v, kTol, &why), qPrintable("v: " + why));
     }
 
     void stopAfterLayerAndNoLogits() {
@@ -415,19 +434,24 @@ private:
         return {*c, *g};
     }
 
-    // Greedy decoding: prompt, then 16 tokens each fed back at the next position.
-    std::vector<int32_t> greedy(const engine::LoadedModel& m, size_t steps, std::vector<int32_t> toks = {}) const {
-        if (toks.empty()) toks = prompt(11);
+    // Greedy decoding: the prompt, then `steps` tokens each fed back at the next position. *margin:
+    // the smallest gap between the two largest logits over the steps.
+    std::vector<int32_t> greedy(const engine::LoadedModel& m, size_t steps, std::vector<int32_t> toks, double* margin = nullptr) const {
         auto s = m.createSession({.maxTokens = 256, .nThreads = 1});
         if (!s.ok()) return {};
         auto r = (*s)->forward(toks, iota(toks.size(), 0), {});
         std::vector<int32_t> out;
+        double smallest = 1e30;
         for (size_t i = 0; i < steps && r.ok(); ++i) {
             const int32_t next = static_cast<int32_t>(argmax(*r));
+            std::vector<float> sorted(r->begin(), r->end());
+            std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+            smallest = std::min(smallest, double(sorted[0]) - double(sorted[1]));
             out.push_back(next);
             const int32_t pos = static_cast<int32_t>(toks.size() + i);
             r = (*s)->forward(std::span(&next, 1), std::span(&pos, 1), {});
         }
+        if (margin) *margin = smallest;
         return out;
     }
 
