@@ -150,7 +150,9 @@ private slots:
         if (path.empty()) QSKIP("demo model not present (core/util/paths.h findDemoModel)");
         Pair p = load(path.string());
         QVERIFY(p.gpu);
-        const std::vector<int32_t> tokens = {1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411};
+        // "1, 2, 3, 4, 5, 6," in the demo model's tokenizer: its greedy continuation keeps a top-2 margin
+        // above 1.9 for 16 steps (bf16_emulation.py), far above the expected bf16 drift (about 0.5).
+        const std::vector<int32_t> tokens = {33, 28, 216, 34, 28, 216, 35, 28, 216, 36, 28, 216, 37, 28, 216, 38, 28};
         auto c = p.cpu->createSession({.maxTokens = 256});
         auto g = p.gpu->createSession({.maxTokens = 256});
         QVERIFY(c.ok() && g.ok());
@@ -162,7 +164,7 @@ private slots:
         QVERIFY2(closeLogits(*rg, *rc, kDemoTol, &why), qPrintable(why));
         double margin = 0;
         const auto cpuTranscript = greedy(*p.cpu, 16, tokens, &margin);
-        qInfo("demo model: smallest top-2 margin of the CPU transcript %g", margin);
+        QVERIFY2(margin > 1.0, qPrintable(QString("the CPU transcript has a near-tie (margin %1)").arg(margin)));
         QCOMPARE(greedy(*p.gpu, 16, tokens), cpuTranscript);
     }
 
