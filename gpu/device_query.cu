@@ -5,6 +5,7 @@
 // context can be created, memory can be allocated). Any failure becomes the backend's reason;
 // nothing here aborts (CONVENTIONS.md #7). A build machine without a driver reports
 // "CUDA driver version is insufficient for CUDA runtime version" (BUILD-NOTES #6).
+#include "gpu/cuda_backend.h"
 #include "gpu/register.h"
 
 #include "gpu/route_scan.h"
@@ -60,6 +61,7 @@ void registerBackends(engine::BackendRegistry& registry) {
     engine::BackendInfo info;
     info.name = "cuda";
     info.built = true;
+    info.create = [](int deviceIndex) -> Result<std::unique_ptr<engine::Backend>> { return createCudaBackend(deviceIndex); };
 
     int runtime = 0;
     if (cudaRuntimeGetVersion(&runtime) == cudaSuccess) info.facts.emplace_back("cuda runtime", versionText(runtime));

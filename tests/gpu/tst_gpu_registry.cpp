@@ -17,8 +17,13 @@ private slots:
         bool hasRuntime = false;
         for (const auto& [k, v] : cuda->facts) hasRuntime = hasRuntime || (k == "cuda runtime" && !v.empty());
         QVERIFY(hasRuntime);
+        QVERIFY2(static_cast<bool>(cuda->create), "the CUDA entry has no backend factory");
         if (!cuda->usable) {
             QVERIFY(!cuda->reason.empty());
+            // Creating the backend anyway fails with a status, never an abort.
+            auto created = cuda->create(0);
+            QVERIFY(!created.ok());
+            QVERIFY(created.status().code() == msa::ErrorCode::DeviceError || created.status().code() == msa::ErrorCode::NotFound);
             QVERIFY(cuda->devices.empty());
             QCOMPARE(reg.preferred().name, std::string("cpu"));
             QSKIP(qPrintable(QString::fromStdString("no usable CUDA device: " + cuda->reason)));
