@@ -449,7 +449,7 @@ private slots:
         QString where;
         QVERIFY2(close(got, ref, 3e-2f, 2e-2f, &where), qPrintable("vs cpu " + where));
         // The tensor cores sum in another order than the emulation; the rest is the same arithmetic.
-        QVERIFY2(close(got, emu, 4e-3f, 4e-3f, &where), qPrintable("vs emulation " + where));
+        QVERIFY2(close(got, emu, 8e-3f, 8e-3f, &where), qPrintable("vs emulation " + where));
 
         // The backend's entry point: f32 cache converted to bf16, bf16 output, length on the host.
         gpu::FlashAttentionArgs b;
