@@ -22,6 +22,7 @@
 // DeviceError otherwise) naming the call. Buffers are RAII, so error paths leak nothing.
 #include "gpu/cuda_backend.h"
 #include "gpu/cuda_check.h"
+#include "gpu/flash_attn_tc.h"
 #include "gpu/kernels_bf16.h"
 #include "gpu/launch_plan.h"
 
@@ -698,7 +699,8 @@ Status CudaSession::runLayers(size_t n, const engine::ForwardOptions& opt, size_
         fa.segStart = opt.segments.empty() ? nullptr : m_dSegStart.get();
         fa.nSplits = plan.nSplits;
         fa.workspace = m_ws.get();
-        MSA_RETURN_IF_ERROR(flashAttention(fa, m_stream));
+        // Prefill/encoding calls take the tensor-core kernel (gpu/flash_attn_tc.h); a captured graph never allocates.
+        MSA_RETURN_IF_ERROR(capturing ? flashAttention(fa, m_stream) : flashAttentionPrefill(fa, maxCtx, m_stream));
         MSA_RETURN_IF_ERROR(gemm(m_cublas, w.wo.get(), hidden, qDim, m_attnB.get(), n, m_x.get(), hidden, 1.0f));
 
         MSA_RETURN_IF_ERROR(rmsNormToBf16(m_x.get(), w.ffnNorm.get(), m_hB.get(), nullptr, n, hidden, M.m_eps, m_stream));

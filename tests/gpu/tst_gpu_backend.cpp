@@ -4,7 +4,8 @@
 // present. Checked: prefill logits within bf16 tolerance, greedy transcripts, prefix rows (setPrefix,
 // exportRows round trip), a memory hook appending rows in some layers, packed segments equal to
 // separate forwards, bidirectional calls, layer hooks, stopAfterLayer / computeLogits = false, the
-// decode graph against eager launches, device argmax, cancellation and argument errors.
+// decode graph against eager launches, device argmax, cancellation and argument errors; a long demo
+// prompt through the tensor-core prefill attention.
 // Skips (whole executable) without a usable CUDA device. Tolerances are for bf16 weights/activations
 // with f32 accumulation; they have not yet been calibrated on a GPU (see gpu/README.md).
 #include "core/engine/backend.h"
@@ -166,6 +167,28 @@ private slots:
         const auto cpuTranscript = greedy(*p.cpu, 16, tokens, &margin);
         QVERIFY2(margin > 1.0, qPrintable(QString("the CPU transcript has a near-tie (margin %1)").arg(margin)));
         QCOMPARE(greedy(*p.gpu, 16, tokens), cpuTranscript);
+    }
+
+    void demoModelLongPromptUsesTensorCoreAttention() {
+        // >= 64 query tokens with head dim 64 (SmolLM2: 9/3 heads) take the tensor-core prefill
+        // kernel (gpu/flash_attn_tc.h); a second call of 70 tokens sees the 150 cached ones.
+        const auto path = findDemoModel();
+        if (path.empty()) QSKIP("demo model not present (core/util/paths.h findDemoModel)");
+        Pair p = load(path.string());
+        QVERIFY(p.gpu);
+        const std::vector<int32_t> tokens = prompt(220);
+        auto c = p.cpu->createSession({.maxTokens = 256});
+        auto g = p.gpu->createSession({.maxTokens = 256});
+        QVERIFY(c.ok() && g.ok());
+        const std::span<const int32_t> first = std::span(tokens).first(150), second = std::span(tokens).subspan(150);
+        for (const auto& [part, start] : {std::pair{first, 0}, std::pair{second, 150}}) {
+            auto rc = (*c)->forward(part, iota(part.size(), start), {.allLogits = true});
+            auto rg = (*g)->forward(part, iota(part.size(), start), {.allLogits = true});
+            QVERIFY(rc.ok());
+            QVERIFY2(rg.ok(), rg.status().toString().c_str());
+            QString why;
+            QVERIFY2(closeLogits(*rg, *rc, kDemoTol, &why), qPrintable(QString("call at %1: ").arg(start) + why));
+        }
     }
 
     void prefixRowsRoundTripAndMatchCpu() {

@@ -5,7 +5,10 @@
 // The bf16-forward kernels (gpu/kernels_bf16.h) follow the f32 baseline ops: embedding gather,
 // RMSNorm to bf16, the fused QKV post-processing (bias, QK-norm, RoPE), KV append, SwiGLU, flash
 // attention (prefix, causal / bidirectional / packed, GQA, split-K decode, nPast from device memory)
-// and argmax.
+// and argmax. The tensor-core prefill attention (gpu/flash_attn_tc.h) is checked against the CPU
+// reference (bf16 tolerance) and against its host emulation (gpu/flash_attn_tc_math.h, tighter).
+#include "gpu/flash_attn_tc.h"
+#include "gpu/flash_attn_tc_math.h"
 #include "gpu/kernels_bf16.h"
 #include "gpu/launch_plan.h"
 #include "gpu/ops.h"
@@ -374,6 +377,131 @@ private slots:
         QVERIFY2(close(dout.download<float>(), ref, 1e-5f, 1e-4f, &where), qPrintable(where));
         a.headDim = 80;
         QCOMPARE(gpu::flashAttention(a, nullptr).code(), ErrorCode::Unsupported);
+    }
+
+    void tensorCoreAttention_data() {
+        QTest::addColumn<int>("n");
+        QTest::addColumn<int>("prefix");
+        QTest::addColumn<int>("past");
+        QTest::addColumn<int>("hd");
+        QTest::addColumn<int>("nHeads");
+        QTest::addColumn<int>("nKv");
+        QTest::addColumn<bool>("causal");
+        QTest::newRow("1 token") << 1 << 0 << 0 << 64 << 2 << 1 << true;
+        QTest::newRow("63 tokens, GQA 4:1") << 63 << 0 << 0 << 64 << 8 << 2 << true;
+        QTest::newRow("65 after 70 prefix rows, hd128") << 65 << 70 << 0 << 128 << 4 << 1 << true;
+        QTest::newRow("130 after prefix 9 + past 40, 32/8") << 130 << 9 << 40 << 128 << 32 << 8 << true;
+        QTest::newRow("non-causal 97 after 33") << 97 << 33 << 0 << 64 << 4 << 4 << false;
+        QTest::newRow("non-causal 1 after 200, hd128") << 1 << 200 << 0 << 128 << 4 << 1 << false;
+        QTest::newRow("517 tokens, GQA 4:1") << 517 << 0 << 0 << 128 << 8 << 2 << true;
+    }
+    void tensorCoreAttention() {
+        QFETCH(int, n);
+        QFETCH(int, prefix);
+        QFETCH(int, past);
+        QFETCH(int, hd);
+        QFETCH(int, nHeads);
+        QFETCH(int, nKv);
+        QFETCH(bool, causal);
+        const size_t nCtx = size_t(prefix + past + n), stride = nCtx + 13, qRow = size_t(nHeads) * hd;
+        auto q = randomVector(size_t(n) * qRow, 60 + n), k = randomVector(size_t(nKv) * stride * hd, 61 + n),
+             v = randomVector(size_t(nKv) * stride * hd, 62 + n);
+        std::vector<float> ref(size_t(n) * qRow), emu(ref.size()), scratch(nCtx);
+        if (causal)
+            cpu::attention(q.data(), k.data(), v.data(), ref.data(), n, nCtx, nHeads, nKv, hd, stride, 0, nHeads, scratch.data());
+        else
+            for (int i = 0; i < n; ++i)
+                cpu::attention(q.data() + i * qRow, k.data(), v.data(), ref.data() + i * qRow, 1, nCtx, nHeads, nKv, hd, stride, 0,
+                               nHeads, scratch.data());
+        gpu::tc::TcEmulationArgs e;
+        e.q = q.data();
+        e.k = k.data();
+        e.v = v.data();
+        e.out = emu.data();
+        e.nTokens = n;
+        e.nHeads = nHeads;
+        e.nKv = nKv;
+        e.headDim = hd;
+        e.kvStride = stride;
+        e.base = prefix + past;
+        e.causal = causal;
+        gpu::tc::emulateTcAttention(e);
+
+        const std::vector<int32_t> pastOnDevice = {past};
+        DeviceBuffer dq(q), dk(toBf16(k)), dv(toBf16(v)), dkF(k), dvF(v), dout{poison(ref.size())}, dpast(pastOnDevice),
+            doutB{std::vector<uint16_t>(ref.size(), 0x7fc0)};
+        gpu::FlashAttentionTcArgs a;
+        a.q = dq.as<float>();
+        a.kBf16 = dk.as<uint16_t>();
+        a.vBf16 = dv.as<uint16_t>();
+        a.outF32 = dout.as<float>();
+        a.nTokens = n;
+        a.nHeads = nHeads;
+        a.nKv = nKv;
+        a.headDim = hd;
+        a.kvStride = stride;
+        a.prefixRows = prefix;
+        a.nPast = dpast.as<int32_t>();
+        a.causal = causal;
+        QVERIFY(gpu::flashAttentionTc(a, nullptr).isOk());
+        QVERIFY(cudaDeviceSynchronize() == cudaSuccess);
+        const std::vector<float> got = dout.download<float>();
+        QString where;
+        QVERIFY2(close(got, ref, 3e-2f, 2e-2f, &where), qPrintable("vs cpu " + where));
+        // The tensor cores sum in another order than the emulation; the rest is the same arithmetic.
+        QVERIFY2(close(got, emu, 8e-3f, 8e-3f, &where), qPrintable("vs emulation " + where));
+
+        // The backend's entry point: f32 cache converted to bf16, bf16 output, length on the host.
+        gpu::FlashAttentionArgs b;
+        b.q = dq.as<float>();
+        b.kCache = dkF.as<float>();
+        b.vCache = dvF.as<float>();
+        b.outBf16 = doutB.as<uint16_t>();
+        b.nTokens = n;
+        b.nHeads = nHeads;
+        b.nKv = nKv;
+        b.headDim = hd;
+        b.kvStride = stride;
+        b.prefixRows = prefix;
+        b.hostPast = past;
+        b.causal = causal;
+        QCOMPARE(gpu::useTensorCoreAttention(b), size_t(n) >= gpu::tc::kMinTokens);
+        QVERIFY(gpu::flashAttentionPrefill(b, nCtx, nullptr).isOk());
+        QVERIFY(cudaDeviceSynchronize() == cudaSuccess);
+        QVERIFY2(close(fromBf16(doutB.download<uint16_t>()), ref, 3e-2f, 2e-2f, &where), qPrintable("prefill bf16 " + where));
+    }
+
+    void tensorCoreAttentionPackedSegments() {
+        const std::vector<uint32_t> segs = {1, 17, 70, 5, 64, 33};
+        std::vector<int32_t> segStart;
+        size_t n = 0;
+        for (uint32_t len : segs) {
+            for (uint32_t i = 0; i < len; ++i) segStart.push_back(static_cast<int32_t>(n));
+            n += len;
+        }
+        const size_t nHeads = 8, nKv = 2, hd = 128;
+        auto q = randomVector(n * nHeads * hd, 63), k = randomVector(nKv * n * hd, 64), v = randomVector(nKv * n * hd, 65);
+        std::vector<float> ref(n * nHeads * hd), scratch(cpu::segmentedAttentionScratch(segs.data(), segs.size(), 16));
+        cpu::segmentedAttention(q.data(), k.data(), v.data(), ref.data(), segs.data(), segs.size(), nHeads, nKv, hd, n, 0, nHeads, 16,
+                                scratch.data());
+        DeviceBuffer dq(q), dk(toBf16(k)), dv(toBf16(v)), dout{poison(ref.size())}, dseg(segStart);
+        gpu::FlashAttentionTcArgs a;
+        a.q = dq.as<float>();
+        a.kBf16 = dk.as<uint16_t>();
+        a.vBf16 = dv.as<uint16_t>();
+        a.outF32 = dout.as<float>();
+        a.nTokens = n;
+        a.nHeads = nHeads;
+        a.nKv = nKv;
+        a.headDim = hd;
+        a.kvStride = n;
+        a.segStart = dseg.as<int32_t>();
+        QVERIFY(gpu::flashAttentionTc(a, nullptr).isOk());
+        QVERIFY(cudaDeviceSynchronize() == cudaSuccess);
+        QString where;
+        QVERIFY2(close(dout.download<float>(), ref, 3e-2f, 2e-2f, &where), qPrintable(where));
+        a.headDim = 80;
+        QCOMPARE(gpu::flashAttentionTc(a, nullptr).code(), ErrorCode::Unsupported);
     }
 
     void argmaxRows() {
