@@ -324,7 +324,12 @@ public:
                 MSA_RETURN_IF_ERROR(uploadF32(b, w.bqkv, p + "attn_qkv.bias"));
             }
         }
-        return up.finish();
+        MSA_RETURN_IF_ERROR(up.finish());
+        // uploadF32() copies pageable memory with cudaMemcpy on the legacy default stream, which may
+        // return before the DMA has landed; sessions run on non-blocking streams that do not wait for
+        // the legacy stream, so a first forward could read half-written norms or RoPE frequencies.
+        MSA_CUDA_CHECK(cudaDeviceSynchronize());
+        return Status::ok();
     }
 
     const model::ModelFiles& files() const override { return *m_files; }
