@@ -613,7 +613,8 @@ Status CudaSession::ensureHookBuffers(size_t n) {
 }
 
 Status CudaSession::ensureLogits(size_t rows) {
-    if (rows * m_m.m_vocab <= m_logits.size()) return Status::ok();
+    // Both sizes: a failed pinned allocation below leaves m_logits grown but m_hLogits empty.
+    if (rows * m_m.m_vocab <= m_logits.size() && rows * m_m.m_vocab <= m_hLogits.size()) return Status::ok();
     MSA_RETURN_IF_ERROR(sync());
     ++m_layout;
     m_logitRows = 0;
