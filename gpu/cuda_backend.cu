@@ -734,7 +734,11 @@ Status CudaSession::runDecodeGraph(const engine::ForwardOptions& opt, bool* capt
         dropGraph();
         engine::ForwardOptions plain;
         plain.cancel = opt.cancel;
-        MSA_CUDA_CHECK(cudaStreamBeginCapture(m_stream, cudaStreamCaptureModeThreadLocal));
+        const cudaError_t begin = cudaStreamBeginCapture(m_stream, cudaStreamCaptureModeThreadLocal);
+        if (begin != cudaSuccess) {   // e.g. graphs unsupported here: decode eagerly, as for a failed capture
+            *captureFailed = true;
+            return cudaStatus(begin, "cudaStreamBeginCapture", __FILE__, __LINE__);
+        }
         auto enqueue = [&]() -> Status {
             MSA_RETURN_IF_ERROR(runLayers(1, plain, M.m_nLayers - 1, true));
             return enqueueLogits(0, 1);
