@@ -389,6 +389,7 @@ public:
     Result<std::span<const float>> forward(std::span<const int32_t> tokens, std::span<const int32_t> positions,
                                            const engine::ForwardOptions& opt) override;
     Result<int32_t> argmaxLastLogits();
+    uint64_t graphReplays() const { return m_graphReplays; }
 
 private:
     Status reserve(size_t needed);
@@ -442,6 +443,7 @@ private:
     cudaGraph_t m_graph = nullptr;
     cudaGraphExec_t m_graphExec = nullptr;
     bool m_graphsBroken = false;
+    uint64_t m_graphReplays = 0;
 };
 
 Result<std::unique_ptr<engine::Session>> CudaModel::createSession(const engine::SessionOptions& options) const {
@@ -767,6 +769,7 @@ Status CudaSession::runDecodeGraph(const engine::ForwardOptions& opt, bool* capt
         m_graphLayout = m_layout;
     }
     MSA_CUDA_CHECK(cudaGraphLaunch(m_graphExec, m_stream));
+    ++m_graphReplays;
     return Status::ok();
 }
 
@@ -915,6 +918,12 @@ Result<int32_t> deviceArgmaxLastLogits(engine::Session& session) {
     auto* s = dynamic_cast<CudaSession*>(&session);
     if (!s) return invalidArgument("deviceArgmaxLastLogits(): not a CUDA session");
     return s->argmaxLastLogits();
+}
+
+Result<uint64_t> decodeGraphReplays(const engine::Session& session) {
+    const auto* s = dynamic_cast<const CudaSession*>(&session);
+    if (!s) return invalidArgument("decodeGraphReplays(): not a CUDA session");
+    return s->graphReplays();
 }
 
 }  // namespace msa::gpu

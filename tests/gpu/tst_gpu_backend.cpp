@@ -388,11 +388,31 @@ private slots:
                 QCOMPARE(static_cast<size_t>(*dev), argmax(*rg));
             }
         }
+        // The graph really ran: a failed capture falls back to eager launches without an error, and
+        // this test would then compare eager with eager. Only the first step of a cache layout (after
+        // the prefill, after the growth past 256 rows) runs eagerly.
+        auto replays = gpu::decodeGraphReplays(**sg);
+        QVERIFY(replays.ok());
+        QVERIFY2(*replays >= 290, qPrintable(QString("only %1 of 300 decode steps replayed the graph").arg(*replays)));
+        QCOMPARE(*gpu::decodeGraphReplays(**se), uint64_t(0));
+        // truncate() keeps the layout: the same graph replays and must read the shorter context length
+        // from device memory.
+        (*se)->truncate(100);
+        (*sg)->truncate(100);
+        for (int32_t step = 0; step < 5; ++step) {
+            const int32_t tok = (step * 7 + 5) % 250, pos = 100 + step;
+            auto re = (*se)->forward(std::span(&tok, 1), std::span(&pos, 1), {});
+            auto rg = (*sg)->forward(std::span(&tok, 1), std::span(&pos, 1), {});
+            QVERIFY(re.ok() && rg.ok());
+            if (!closeLogits(*rg, *re, 1e-5, &why)) QFAIL(qPrintable(QString("after truncate, step %1: ").arg(step) + why));
+        }
+        QCOMPARE(*gpu::decodeGraphReplays(**sg), *replays + 5);
         Pair other = load(kFixtures + "qwen3-f32");
         QVERIFY(other.cpu);
         auto cpuSession = other.cpu->createSession({});
         QVERIFY(cpuSession.ok());
         QCOMPARE(gpu::deviceArgmaxLastLogits(**cpuSession).status().code(), ErrorCode::InvalidArgument);
+        QCOMPARE(gpu::decodeGraphReplays(**cpuSession).status().code(), ErrorCode::InvalidArgument);
     }
 
     void cancellationAndErrors() {
