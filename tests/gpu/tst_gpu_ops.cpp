@@ -301,6 +301,11 @@ private slots:
         QFETCH(int, splits);
         const size_t nHeads = 9, nKv = 3, nCtx = size_t(prefix + past + n), stride = nCtx + 13;
         auto q = randomVector(size_t(n) * nHeads * hd, 30), k = randomVector(nKv * stride * hd, 31), v = randomVector(nKv * stride * hd, 32);
+        // Cache rows past the context are NaN, as never-written cudaMalloc memory may be: a kernel that
+        // loads them into a tile and weights them by a zero probability (0 · NaN) fails here.
+        for (size_t g = 0; g < nKv; ++g)
+            for (size_t r = nCtx; r < stride; ++r)
+                for (size_t d = 0; d < size_t(hd); ++d) k[(g * stride + r) * hd + d] = v[(g * stride + r) * hd + d] = std::nanf("");
         std::vector<float> ref(size_t(n) * nHeads * hd), scratch(nCtx);
         const size_t qRow = nHeads * hd;
         if (causal)
