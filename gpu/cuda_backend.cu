@@ -325,10 +325,11 @@ public:
             }
         }
         MSA_RETURN_IF_ERROR(up.finish());
-        // uploadF32() copies pageable memory with cudaMemcpy on the legacy default stream, which may
-        // return before the DMA has landed; sessions run on non-blocking streams that do not wait for
-        // the legacy stream, so a first forward could read half-written norms or RoPE frequencies.
-        MSA_CUDA_CHECK(cudaDeviceSynchronize());
+        // uploadF32() copies pageable memory with cudaMemcpy on the default stream, which may return
+        // before the DMA has landed; sessions run on non-blocking streams that do not wait for it, so a
+        // first forward could read half-written norms or RoPE frequencies. Only the default stream is
+        // waited for (not the device): another thread's session may be capturing a decode graph.
+        MSA_CUDA_CHECK(cudaStreamSynchronize(nullptr));
         return Status::ok();
     }
 
