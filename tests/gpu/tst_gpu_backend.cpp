@@ -227,8 +227,8 @@ private slots:
             if (l + 2 >= nLayers) memory[l] = std::move((*src)->exportRows(l, 4, 10)).value();
         }
         std::vector<std::vector<float>> seenQ[2];
-        auto run = [&](const engine::LoadedModel& m, int which) -> std::pair<std::vector<float>, std::vector<float>> {
-            auto s = m.createSession({.maxTokens = 64, .nThreads = 1});
+        auto run = [&](const engine::LoadedModel& m, int which, size_t maxTokens) -> std::pair<std::vector<float>, std::vector<float>> {
+            auto s = m.createSession({.maxTokens = maxTokens, .nThreads = 1});
             if (!s.ok() || !(*s)->setPrefix(head).ok()) return {};
             engine::ForwardOptions o;
             o.allLogits = true;
@@ -246,8 +246,8 @@ private slots:
             if (!d.ok()) return {};
             return {prefill, copy(*d)};
         };
-        const auto [cp, cd] = run(*p.cpu, 0);
-        const auto [gp, gd] = run(*p.gpu, 1);
+        const auto [cp, cd] = run(*p.cpu, 0, 64);
+        const auto [gp, gd] = run(*p.gpu, 1, 64);
         QVERIFY(!cp.empty());
         QVERIFY2(!gp.empty(), "the GPU run with a memory hook failed");
         QString why;
@@ -255,6 +255,20 @@ private slots:
         QVERIFY2(closeLogits(gd, cd, kTol, &why), qPrintable("decode: " + why));
         QCOMPARE(seenQ[1].size(), nLayers);
         for (size_t l = 0; l < nLayers; ++l) QVERIFY2(closeLogits(seenQ[1][l], seenQ[0][l], kTol, &why), qPrintable(why));
+        // A tight cache: maxTokens 15 gives 19 rows per layer (the 4-row head + 15), so the 6 memory
+        // rows of layer nLayers - 2 grow the cache in the middle of the forward, after layers 0 and 1
+        // have appended this call's K/V, which the growth must carry over (the roomy run above never
+        // grows: 64 + 4 rows from the start). The CPU grows at the same point.
+        seenQ[0].clear();
+        seenQ[1].clear();
+        const auto [ctp, ctd] = run(*p.cpu, 0, 15);
+        const auto [gtp, gtd] = run(*p.gpu, 1, 15);
+        QVERIFY(!ctp.empty());
+        QVERIFY2(!gtp.empty(), "the GPU run whose memory hook grows the cache mid-forward failed");
+        QVERIFY2(closeLogits(gtp, ctp, kTol, &why), qPrintable("prefill, growing cache: " + why));
+        QVERIFY2(closeLogits(gtd, ctd, kTol, &why), qPrintable("decode, growing cache: " + why));
+        QVERIFY2(closeLogits(gtp, gp, 1e-5, &why), qPrintable("growing vs roomy cache: " + why));
+        QVERIFY2(closeLogits(gtd, gd, 1e-5, &why), qPrintable("growing vs roomy cache, decode: " + why));
         // A hook error aborts the forward with that status; a hook after cached tokens is refused.
         auto s = p.gpu->createSession({.maxTokens = 64});
         engine::ForwardOptions bad;
