@@ -886,7 +886,16 @@ public:
         } catch (const std::exception& e) {
             return Status::fromException(e, "loading the model on CUDA");
         }
-        MSA_RETURN_IF_ERROR(m->init().withContext("loading the model on cuda:" + std::to_string(m_device)));
+        // init() builds host vectors (norms, biases, the dequantization row) and may throw
+        // std::bad_alloc for a large model: no exception may leave the backend.
+        const Status st = [&]() -> Status {
+            try {
+                return m->init();
+            } catch (const std::exception& e) {
+                return Status::fromException(e, "uploading the weights");
+            }
+        }();
+        MSA_RETURN_IF_ERROR(st.withContext("loading the model on cuda:" + std::to_string(m_device)));
         return std::shared_ptr<const engine::LoadedModel>(std::move(m));
     }
 
