@@ -421,6 +421,23 @@ private slots:
             if (!closeLogits(*rg, *re, 1e-5, &why)) QFAIL(qPrintable(QString("after truncate, step %1: ").arg(step) + why));
         }
         QCOMPARE(*gpu::decodeGraphReplays(**sg), *replays + 5);
+        // New prefix rows in the same cache (no growth): the captured graph bakes the old prefix
+        // lengths in, so it must be re-captured, and the graph session must still match eager.
+        const size_t nLayers = static_cast<size_t>(shared->config().nLayers);
+        std::vector<engine::LayerPrefix> prefix;
+        for (size_t l = 0; l < nLayers; ++l) prefix.push_back(std::move((*se)->exportRows(l, 3, 3 + 10 + l)).value());
+        QVERIFY((*se)->setPrefix(prefix).ok());
+        QVERIFY((*sg)->setPrefix(prefix).ok());
+        QVERIFY((*se)->forward(toks, iota(7, 0), {}).ok());
+        QVERIFY((*sg)->forward(toks, iota(7, 0), {}).ok());
+        for (int32_t step = 0; step < 6; ++step) {
+            const int32_t tok = (step * 11 + 2) % 250, pos = 7 + step;
+            auto re = (*se)->forward(std::span(&tok, 1), std::span(&pos, 1), {});
+            auto rg = (*sg)->forward(std::span(&tok, 1), std::span(&pos, 1), {});
+            QVERIFY(re.ok() && rg.ok());
+            if (!closeLogits(*rg, *re, 1e-5, &why)) QFAIL(qPrintable(QString("after setPrefix, step %1: ").arg(step) + why));
+        }
+        QVERIFY(*gpu::decodeGraphReplays(**sg) >= *replays + 5 + 4);   // the first step per layout is eager
         Pair other = load(kFixtures + "qwen3-f32");
         QVERIFY(other.cpu);
         auto cpuSession = other.cpu->createSession({});
