@@ -179,6 +179,9 @@ private slots:
         QString where;
         QVERIFY2(close(dyF.download<float>(), ref, 1e-5f, 1e-5f, &where), qPrintable(where));
         QVERIFY2(close(fromBf16(dyB.download<uint16_t>()), ref, 1e-6f, 1.0f / 128, &where), qPrintable(where));
+        // The bf16 output is the f32 output rounded to nearest-even (the weight upload's rounding),
+        // not merely close to it: truncation would pass the tolerance above.
+        QCOMPARE(dyB.download<uint16_t>(), toBf16(dyF.download<float>()));
     }
 
     void qkvPost_data() {
