@@ -325,7 +325,13 @@ public:
                 MSA_RETURN_IF_ERROR(uploadF32(b, w.bqkv, p + "attn_qkv.bias"));
             }
         }
-        return up.finish();
+        MSA_RETURN_IF_ERROR(up.finish());
+        // uploadF32() copies pageable memory with cudaMemcpy on the default stream, which may return
+        // before the DMA has landed; sessions run on non-blocking streams that do not wait for it, so a
+        // first forward could read half-written norms or RoPE frequencies. Only the default stream is
+        // waited for (not the device): another thread's session may be capturing a decode graph.
+        MSA_CUDA_CHECK(cudaStreamSynchronize(nullptr));
+        return Status::ok();
     }
 
     const model::ModelFiles& files() const override { return *m_files; }
@@ -385,6 +391,7 @@ public:
     Result<std::span<const float>> forward(std::span<const int32_t> tokens, std::span<const int32_t> positions,
                                            const engine::ForwardOptions& opt) override;
     Result<int32_t> argmaxLastLogits();
+    uint64_t graphReplays() const { return m_graphReplays; }
 
 private:
     Status reserve(size_t needed);
@@ -438,6 +445,7 @@ private:
     cudaGraph_t m_graph = nullptr;
     cudaGraphExec_t m_graphExec = nullptr;
     bool m_graphsBroken = false;
+    uint64_t m_graphReplays = 0;
 };
 
 Result<std::unique_ptr<engine::Session>> CudaModel::createSession(const engine::SessionOptions& options) const {
@@ -609,7 +617,8 @@ Status CudaSession::ensureHookBuffers(size_t n) {
 }
 
 Status CudaSession::ensureLogits(size_t rows) {
-    if (rows * m_m.m_vocab <= m_logits.size()) return Status::ok();
+    // Both sizes: a failed pinned allocation below leaves m_logits grown but m_hLogits empty.
+    if (rows * m_m.m_vocab <= m_logits.size() && rows * m_m.m_vocab <= m_hLogits.size()) return Status::ok();
     MSA_RETURN_IF_ERROR(sync());
     ++m_layout;
     m_logitRows = 0;
@@ -730,7 +739,11 @@ Status CudaSession::runDecodeGraph(const engine::ForwardOptions& opt, bool* capt
         dropGraph();
         engine::ForwardOptions plain;
         plain.cancel = opt.cancel;
-        MSA_CUDA_CHECK(cudaStreamBeginCapture(m_stream, cudaStreamCaptureModeThreadLocal));
+        const cudaError_t begin = cudaStreamBeginCapture(m_stream, cudaStreamCaptureModeThreadLocal);
+        if (begin != cudaSuccess) {   // e.g. graphs unsupported here: decode eagerly, as for a failed capture
+            *captureFailed = true;
+            return cudaStatus(begin, "cudaStreamBeginCapture", __FILE__, __LINE__);
+        }
         auto enqueue = [&]() -> Status {
             MSA_RETURN_IF_ERROR(runLayers(1, plain, M.m_nLayers - 1, true));
             return enqueueLogits(0, 1);
@@ -759,6 +772,7 @@ Status CudaSession::runDecodeGraph(const engine::ForwardOptions& opt, bool* capt
         m_graphLayout = m_layout;
     }
     MSA_CUDA_CHECK(cudaGraphLaunch(m_graphExec, m_stream));
+    ++m_graphReplays;
     return Status::ok();
 }
 
@@ -874,7 +888,16 @@ public:
         } catch (const std::exception& e) {
             return Status::fromException(e, "loading the model on CUDA");
         }
-        MSA_RETURN_IF_ERROR(m->init().withContext("loading the model on cuda:" + std::to_string(m_device)));
+        // init() builds host vectors (norms, biases, the dequantization row) and may throw
+        // std::bad_alloc for a large model: no exception may leave the backend.
+        const Status st = [&]() -> Status {
+            try {
+                return m->init();
+            } catch (const std::exception& e) {
+                return Status::fromException(e, "uploading the weights");
+            }
+        }();
+        MSA_RETURN_IF_ERROR(st.withContext("loading the model on cuda:" + std::to_string(m_device)));
         return std::shared_ptr<const engine::LoadedModel>(std::move(m));
     }
 
@@ -907,6 +930,12 @@ Result<int32_t> deviceArgmaxLastLogits(engine::Session& session) {
     auto* s = dynamic_cast<CudaSession*>(&session);
     if (!s) return invalidArgument("deviceArgmaxLastLogits(): not a CUDA session");
     return s->argmaxLastLogits();
+}
+
+Result<uint64_t> decodeGraphReplays(const engine::Session& session) {
+    const auto* s = dynamic_cast<const CudaSession*>(&session);
+    if (!s) return invalidArgument("decodeGraphReplays(): not a CUDA session");
+    return s->graphReplays();
 }
 
 }  // namespace msa::gpu

@@ -50,4 +50,9 @@ Result<std::unique_ptr<engine::Backend>> createCudaBackend(int deviceIndex);
 // InvalidArgument when `session` is not a CUDA session or holds no logits.
 Result<int32_t> deviceArgmaxLastLogits(engine::Session& session);
 
+// How many forward() calls of `session` ran as a CUDA Graph replay of the decode step: 0 without
+// CudaBackendOptions::decodeGraphs or once a capture failure made the session decode eagerly (tests
+// use it to tell a working graph from the silent fallback). InvalidArgument: not a CUDA session.
+Result<uint64_t> decodeGraphReplays(const engine::Session& session);
+
 }  // namespace msa::gpu

@@ -152,15 +152,15 @@ __global__ void argmax_kernel(const float* x, size_t n, int32_t* out) {
     __shared__ int si[32];
     const float* row = x + static_cast<size_t>(blockIdx.x) * n;
     float best = -INFINITY;
-    int bestI = INT_MAX;
+    int bestI = kArgmaxNone;
     for (size_t i = threadIdx.x; i < n; i += blockDim.x) {
         const float v = row[i];
-        if (v > best || bestI == INT_MAX) {   // strictly larger: a later equal value never wins
+        if (v > best || bestI == kArgmaxNone) {   // strictly larger: a later equal value never wins
             best = v;
             bestI = static_cast<int>(i);
         }
     }
-    auto better = [](float v, int i, float bv, int bi) { return bi == INT_MAX || (i != INT_MAX && (v > bv || (v == bv && i < bi))); };
+    auto better = [](float v, int i, float bv, int bi) { return argmaxBetter(v, i, bv, bi); };
     for (int o = 16; o > 0; o >>= 1) {
         const float v = __shfl_xor_sync(kFull, best, o);
         const int i = __shfl_xor_sync(kFull, bestI, o);
@@ -178,7 +178,7 @@ __global__ void argmax_kernel(const float* x, size_t n, int32_t* out) {
     if (warp == 0) {
         const int nWarps = static_cast<int>(blockDim.x >> 5);
         best = lane < nWarps ? sv[lane] : -INFINITY;
-        bestI = lane < nWarps ? si[lane] : INT_MAX;
+        bestI = lane < nWarps ? si[lane] : kArgmaxNone;
         for (int o = 16; o > 0; o >>= 1) {
             const float v = __shfl_xor_sync(kFull, best, o);
             const int i = __shfl_xor_sync(kFull, bestI, o);

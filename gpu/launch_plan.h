@@ -7,6 +7,7 @@
 //     by the flash-attention kernel and its test,
 //   - the split-K plan of flash attention / flash-decoding (how many key splits, workspace size),
 //   - the KV-cache growth policy (the CPU backend's: doubling from 256, capped),
+//   - the (value, index) order of the device argmax reduction,
 //   - the row-major linear layer as a column-major GEMM (the cuBLAS call's arguments).
 //
 // Everything here is constexpr or inline, includes no CUDA header and allocates nothing except
@@ -138,6 +139,17 @@ struct GemmShape {
 constexpr GemmShape linearGemm(size_t outF, size_t inF, size_t nTok, size_t ldy) {
     return {true, false, static_cast<int>(outF), static_cast<int>(nTok), static_cast<int>(inF), static_cast<int>(inF),
             static_cast<int>(inF), static_cast<int>(ldy)};
+}
+
+// ---- argmax reduction ----------------------------------------------------------------------------
+
+// The order in which argmax_kernel reduces (value, index) pairs: a larger value wins, an equal value
+// with a lower index wins (cpu::argmax keeps the first maximum), and kArgmaxNone marks a lane or warp
+// that has seen no element yet (it loses to everything, also to -inf). The kernel and the host test
+// of its reduction tree call this same function.
+inline constexpr int kArgmaxNone = 0x7fffffff;
+constexpr bool argmaxBetter(float v, int i, float bestV, int bestI) {
+    return bestI == kArgmaxNone || (i != kArgmaxNone && (v > bestV || (v == bestV && i < bestI)));
 }
 
 // ---- KV cache ------------------------------------------------------------------------------------

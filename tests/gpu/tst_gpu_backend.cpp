@@ -250,8 +250,8 @@ private slots:
             if (l + 2 >= nLayers) memory[l] = std::move((*src)->exportRows(l, 4, 10)).value();
         }
         std::vector<std::vector<float>> seenQ[2];
-        auto run = [&](const engine::LoadedModel& m, int which) -> std::pair<std::vector<float>, std::vector<float>> {
-            auto s = m.createSession({.maxTokens = 64, .nThreads = 1});
+        auto run = [&](const engine::LoadedModel& m, int which, size_t maxTokens) -> std::pair<std::vector<float>, std::vector<float>> {
+            auto s = m.createSession({.maxTokens = maxTokens, .nThreads = 1});
             if (!s.ok() || !(*s)->setPrefix(head).ok()) return {};
             engine::ForwardOptions o;
             o.allLogits = true;
@@ -269,8 +269,8 @@ private slots:
             if (!d.ok()) return {};
             return {prefill, copy(*d)};
         };
-        const auto [cp, cd] = run(*p.cpu, 0);
-        const auto [gp, gd] = run(*p.gpu, 1);
+        const auto [cp, cd] = run(*p.cpu, 0, 64);
+        const auto [gp, gd] = run(*p.gpu, 1, 64);
         QVERIFY(!cp.empty());
         QVERIFY2(!gp.empty(), "the GPU run with a memory hook failed");
         QString why;
@@ -278,6 +278,20 @@ private slots:
         QVERIFY2(closeLogits(gd, cd, kTol, &why), qPrintable("decode: " + why));
         QCOMPARE(seenQ[1].size(), nLayers);
         for (size_t l = 0; l < nLayers; ++l) QVERIFY2(closeLogits(seenQ[1][l], seenQ[0][l], kTol, &why), qPrintable(why));
+        // A tight cache: maxTokens 15 gives 19 rows per layer (the 4-row head + 15), so the 6 memory
+        // rows of layer nLayers - 2 grow the cache in the middle of the forward, after layers 0 and 1
+        // have appended this call's K/V, which the growth must carry over (the roomy run above never
+        // grows: 64 + 4 rows from the start). The CPU grows at the same point.
+        seenQ[0].clear();
+        seenQ[1].clear();
+        const auto [ctp, ctd] = run(*p.cpu, 0, 15);
+        const auto [gtp, gtd] = run(*p.gpu, 1, 15);
+        QVERIFY(!ctp.empty());
+        QVERIFY2(!gtp.empty(), "the GPU run whose memory hook grows the cache mid-forward failed");
+        QVERIFY2(closeLogits(gtp, ctp, kTol, &why), qPrintable("prefill, growing cache: " + why));
+        QVERIFY2(closeLogits(gtd, ctd, kTol, &why), qPrintable("decode, growing cache: " + why));
+        QVERIFY2(closeLogits(gtp, gp, 1e-5, &why), qPrintable("growing vs roomy cache: " + why));
+        QVERIFY2(closeLogits(gtd, gd, 1e-5, &why), qPrintable("growing vs roomy cache, decode: " + why));
         // A hook error aborts the forward with that status; a hook after cached tokens is refused.
         auto s = p.gpu->createSession({.maxTokens = 64});
         engine::ForwardOptions bad;
@@ -411,11 +425,48 @@ private slots:
                 QCOMPARE(static_cast<size_t>(*dev), argmax(*rg));
             }
         }
+        // The graph really ran: a failed capture falls back to eager launches without an error, and
+        // this test would then compare eager with eager. Only the first step of a cache layout (after
+        // the prefill, after the growth past 256 rows) runs eagerly.
+        auto replays = gpu::decodeGraphReplays(**sg);
+        QVERIFY(replays.ok());
+        QVERIFY2(*replays >= 290, qPrintable(QString("only %1 of 300 decode steps replayed the graph").arg(*replays)));
+        QCOMPARE(*gpu::decodeGraphReplays(**se), uint64_t(0));
+        // truncate() keeps the layout: the same graph replays and must read the shorter context length
+        // from device memory.
+        (*se)->truncate(100);
+        (*sg)->truncate(100);
+        for (int32_t step = 0; step < 5; ++step) {
+            const int32_t tok = (step * 7 + 5) % 250, pos = 100 + step;
+            auto re = (*se)->forward(std::span(&tok, 1), std::span(&pos, 1), {});
+            auto rg = (*sg)->forward(std::span(&tok, 1), std::span(&pos, 1), {});
+            QVERIFY(re.ok() && rg.ok());
+            if (!closeLogits(*rg, *re, 1e-5, &why)) QFAIL(qPrintable(QString("after truncate, step %1: ").arg(step) + why));
+        }
+        QCOMPARE(*gpu::decodeGraphReplays(**sg), *replays + 5);
+        // New prefix rows in the same cache (no growth): the captured graph bakes the old prefix
+        // lengths in, so it must be re-captured, and the graph session must still match eager.
+        const size_t nLayers = static_cast<size_t>(shared->config().nLayers);
+        std::vector<engine::LayerPrefix> prefix;
+        for (size_t l = 0; l < nLayers; ++l) prefix.push_back(std::move((*se)->exportRows(l, 3, 3 + 10 + l)).value());
+        QVERIFY((*se)->setPrefix(prefix).ok());
+        QVERIFY((*sg)->setPrefix(prefix).ok());
+        QVERIFY((*se)->forward(toks, iota(7, 0), {}).ok());
+        QVERIFY((*sg)->forward(toks, iota(7, 0), {}).ok());
+        for (int32_t step = 0; step < 6; ++step) {
+            const int32_t tok = (step * 11 + 2) % 250, pos = 7 + step;
+            auto re = (*se)->forward(std::span(&tok, 1), std::span(&pos, 1), {});
+            auto rg = (*sg)->forward(std::span(&tok, 1), std::span(&pos, 1), {});
+            QVERIFY(re.ok() && rg.ok());
+            if (!closeLogits(*rg, *re, 1e-5, &why)) QFAIL(qPrintable(QString("after setPrefix, step %1: ").arg(step) + why));
+        }
+        QVERIFY(*gpu::decodeGraphReplays(**sg) >= *replays + 5 + 4);   // the first step per layout is eager
         Pair other = load(kFixtures + "qwen3-f32");
         QVERIFY(other.cpu);
         auto cpuSession = other.cpu->createSession({});
         QVERIFY(cpuSession.ok());
         QCOMPARE(gpu::deviceArgmaxLastLogits(**cpuSession).status().code(), ErrorCode::InvalidArgument);
+        QCOMPARE(gpu::decodeGraphReplays(**cpuSession).status().code(), ErrorCode::InvalidArgument);
     }
 
     void cancellationAndErrors() {

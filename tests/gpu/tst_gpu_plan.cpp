@@ -298,6 +298,66 @@ private slots:
         }
     }
 
+    void argmaxReductionTreeMatchesCpuArgmax() {
+        // argmax_kernel's reduction as it runs: 256 threads scan strided elements, a butterfly of
+        // xor shuffles per warp (every lane reads its partner's value of the previous round), warp
+        // results through shared memory, the same butterfly in warp 0. Ties across threads, warps and
+        // within one thread must give the lowest index, as cpu::argmax does.
+        auto emulate = [](const std::vector<float>& x) {
+            constexpr int kThreads = 256, kWarps = kThreads / 32;
+            auto butterfly = [](std::vector<float>& v, std::vector<int>& idx) {
+                for (int o = 16; o > 0; o >>= 1) {
+                    const std::vector<float> pv = v;
+                    const std::vector<int> pi = idx;
+                    for (int lane = 0; lane < 32; ++lane)
+                        if (gpu::argmaxBetter(pv[lane ^ o], pi[lane ^ o], pv[lane], pi[lane])) {
+                            v[lane] = pv[lane ^ o];
+                            idx[lane] = pi[lane ^ o];
+                        }
+                }
+            };
+            std::vector<float> warpV(32, -INFINITY);
+            std::vector<int> warpI(32, gpu::kArgmaxNone);
+            for (int w = 0; w < kWarps; ++w) {
+                std::vector<float> v(32, -INFINITY);
+                std::vector<int> idx(32, gpu::kArgmaxNone);
+                for (int lane = 0; lane < 32; ++lane)
+                    for (size_t i = size_t(w * 32 + lane); i < x.size(); i += kThreads)
+                        if (x[i] > v[lane] || idx[lane] == gpu::kArgmaxNone) {
+                            v[lane] = x[i];
+                            idx[lane] = static_cast<int>(i);
+                        }
+                butterfly(v, idx);
+                warpV[w] = v[0];
+                warpI[w] = idx[0];
+            }
+            butterfly(warpV, warpI);
+            return warpI[0];
+        };
+        std::vector<std::vector<float>> rows;
+        rows.push_back({-3.0f});
+        rows.push_back({2.0f, 2.0f, 2.0f, 2.0f, 2.0f});                       // fewer elements than threads
+        rows.push_back(std::vector<float>(1000, -INFINITY));                  // nothing but -inf: index 0
+        for (uint32_t seed = 0; seed < 6; ++seed) {
+            auto x = randomVector(1001 + seed * 997, 50 + seed);
+            rows.push_back(x);
+            x[7] = x[900] = 50.0f;   // tie across warps (threads 7 and 132)
+            rows.push_back(x);
+            x[3] = x[259] = 60.0f;   // tie inside one thread (3 and 3 + 256)
+            rows.push_back(x);
+            x[x.size() - 1] = 70.0f; // the last element
+            rows.push_back(x);
+            x[24] = x[8] = 80.0f;    // tie inside one warp (lanes 8 and 24)
+            rows.push_back(x);
+        }
+        for (size_t r = 0; r < rows.size(); ++r)
+            QVERIFY2(emulate(rows[r]) == static_cast<int>(cpu::argmax(rows[r].data(), rows[r].size())),
+                     qPrintable(QString("row %1").arg(r)));
+        QVERIFY(gpu::argmaxBetter(-INFINITY, 5, 0.0f, gpu::kArgmaxNone));   // anything beats "no element"
+        QVERIFY(!gpu::argmaxBetter(1e30f, gpu::kArgmaxNone, -INFINITY, 3)); // "no element" beats nothing
+        QVERIFY(gpu::argmaxBetter(1.0f, 2, 1.0f, 9) && !gpu::argmaxBetter(1.0f, 9, 1.0f, 2));
+    }
+
     void kvGrowthFollowsTheCpuPolicy() {
         QCOMPARE(gpu::grownCapacity(0, 1, 4096, 0), size_t(256));
         QCOMPARE(gpu::grownCapacity(256, 200, 4096, 0), size_t(256));
