@@ -131,6 +131,13 @@ void printTrace(const memory::RoutingTrace& t) {
 }
 }  // namespace
 
+namespace {
+Result<memory::KeyStorage> keyStorageOf(const std::string& name) {
+    if (std::optional<memory::KeyStorage> s = memory::parseKeyStorage(name)) return *s;
+    return invalidArgument("--key-storage " + name + ": expected native, fp8 or int8");
+}
+}  // namespace
+
 int runRoute(const RouteArgs& a) {
     jobs::RouteRequest req;
     {
@@ -147,6 +154,11 @@ int runRoute(const RouteArgs& a) {
     auto device = selectDevice(a.device, "route");
     if (!device) return reportFailure("route", device.status(), a.json);
     req.device = *device;
+    {
+        auto storage = keyStorageOf(a.keyStorage);
+        if (!storage) return reportFailure("route", storage.status(), a.json);
+        req.keyStorage = *storage;
+    }
     auto r = jobs::routeQuestion(req);
     if (!r) return reportFailure("route", r.status(), a.json);
     if (a.json) {
@@ -187,6 +199,11 @@ int runAsk(const AskArgs& a) {
     auto device = selectDevice(a.device, "ask");
     if (!device) return reportFailure("ask", device.status(), a.json);
     req.route.device = *device;
+    {
+        auto storage = keyStorageOf(a.keyStorage);
+        if (!storage) return reportFailure("ask", storage.status(), a.json);
+        req.route.keyStorage = *storage;
+    }
     req.nDocuments = static_cast<size_t>(std::max(1, a.nDocuments));
     req.maxTokens = static_cast<size_t>(std::max(1, a.maxTokens));
     req.hops = static_cast<size_t>(std::max(1, a.hops));
