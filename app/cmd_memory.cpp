@@ -165,11 +165,14 @@ int runRoute(const RouteArgs& a) {
         nlohmann::json j = jobs::toJson(*r);
         j["ok"] = true;
         j["device"] = deviceJson(req.device);
+        j["key_storage"] = std::string(memory::keyStorageName(req.keyStorage));
         std::cout << j.dump(2) << std::endl;
         return 0;
     }
-    std::printf("Question: %s\nRouting: %s, top-%zu of %zu documents, %.2f s\n\n", r->question.c_str(), r->routing.c_str(),
-                r->topK, r->nCandidates, r->seconds);
+    std::printf("Question: %s\nRouting: %s, top-%zu of %zu documents, %.2f s%s\n\n", r->question.c_str(), r->routing.c_str(),
+                r->topK, r->nCandidates, r->seconds,
+                req.keyStorage == memory::KeyStorage::Native ? ""
+                                                            : (", " + std::string(memory::keyStorageName(req.keyStorage)) + " routing keys").c_str());
     for (const auto& l : r->layers) {
         std::printf("layer %2d:", l.layer);
         for (const auto& d : l.selected) std::printf(" [%lld] %.3f", static_cast<long long>(d.id), static_cast<double>(d.score));
@@ -241,6 +244,7 @@ int runAsk(const AskArgs& a) {
         nlohmann::json j = jobs::toJson(*r);
         j["ok"] = true;
         j["device"] = deviceJson(req.route.device);
+        j["key_storage"] = std::string(memory::keyStorageName(req.route.keyStorage));
         if (turnId) j["turn_id"] = *turnId;
         std::cout << j.dump(2) << std::endl;
         return 0;

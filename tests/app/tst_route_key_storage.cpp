@@ -72,6 +72,11 @@ class TestRouteKeyStorage : public QObject {
             return l;
         }
         const QJsonObject j = QJsonDocument::fromJson(r.out).object();
+        const QString expected = storage == "fp8" ? "fp8-e4m3" : storage;
+        if (j["key_storage"].toString() != expected) {
+            qWarning("key_storage %s, expected %s", qPrintable(j["key_storage"].toString()), qPrintable(expected));
+            return l;
+        }
         for (const QJsonValue d : j["layers"].toArray().at(0).toObject()["top"].toArray()) {
             l.ids.push_back(d.toObject()["id"].toInteger());
             l.scores.push_back(d.toObject()["score"].toDouble());
