@@ -72,10 +72,23 @@ public:
         if (spec.nHeads == 0 || spec.headDim == 0 || spec.chunksPerDoc == 0 || spec.nQueryHeads % spec.nHeads != 0)
             return Status(ErrorCode::InvalidArgument, "scan spec: " + std::to_string(spec.nQueryHeads) + " query heads over " +
                                                           std::to_string(spec.nHeads) + " key heads of " + std::to_string(spec.headDim));
-        MSA_CUDA_CHECK(cudaStreamCreateWithFlags(&sc->m_stream, cudaStreamNonBlocking));
         const size_t rowElems = spec.nHeads * spec.headDim;
         const size_t nChunks = static_cast<size_t>(spec.nChunks);
         const size_t nElems = nChunks * rowElems;
+        // Say plainly when one layer does not fit beside what is already resident (the model), before
+        // pinning gigabytes of host memory: keys (+ scales) and the chunk → document table.
+        const size_t keyBytes = spec.keyStorage == memory::KeyStorage::Native
+                                    ? nElems * 2
+                                    : nElems + nChunks * spec.nHeads * sizeof(float);
+        const size_t need = keyBytes + nChunks * sizeof(uint32_t) + (size_t(64) << 20);
+        size_t freeBytes = 0, totalBytes = 0;
+        MSA_CUDA_CHECK(cudaMemGetInfo(&freeBytes, &totalBytes));
+        if (need > freeBytes)
+            return Status(ErrorCode::OutOfMemory, "one routing layer of " + std::to_string(spec.nChunks) + " chunks (" +
+                                                      std::string(memory::keyStorageName(spec.keyStorage)) + ") needs " +
+                                                      std::to_string(need >> 20) + " MiB on cuda:" + std::to_string(device) +
+                                                      ", " + std::to_string(freeBytes >> 20) + " MiB free");
+        MSA_CUDA_CHECK(cudaStreamCreateWithFlags(&sc->m_stream, cudaStreamNonBlocking));
         {
             HostKeys host;
             MSA_RETURN_IF_ERROR(host.allocate(nElems));
