@@ -131,6 +131,13 @@ void printTrace(const memory::RoutingTrace& t) {
 }
 }  // namespace
 
+namespace {
+Result<memory::KeyStorage> keyStorageOf(const std::string& name) {
+    if (std::optional<memory::KeyStorage> s = memory::parseKeyStorage(name)) return *s;
+    return invalidArgument("--key-storage " + name + ": expected native, fp8 or int8");
+}
+}  // namespace
+
 int runRoute(const RouteArgs& a) {
     jobs::RouteRequest req;
     {
@@ -147,17 +154,25 @@ int runRoute(const RouteArgs& a) {
     auto device = selectDevice(a.device, "route");
     if (!device) return reportFailure("route", device.status(), a.json);
     req.device = *device;
+    {
+        auto storage = keyStorageOf(a.keyStorage);
+        if (!storage) return reportFailure("route", storage.status(), a.json);
+        req.keyStorage = *storage;
+    }
     auto r = jobs::routeQuestion(req);
     if (!r) return reportFailure("route", r.status(), a.json);
     if (a.json) {
         nlohmann::json j = jobs::toJson(*r);
         j["ok"] = true;
         j["device"] = deviceJson(req.device);
+        j["key_storage"] = std::string(memory::keyStorageName(req.keyStorage));
         std::cout << j.dump(2) << std::endl;
         return 0;
     }
-    std::printf("Question: %s\nRouting: %s, top-%zu of %zu documents, %.2f s\n\n", r->question.c_str(), r->routing.c_str(),
-                r->topK, r->nCandidates, r->seconds);
+    std::printf("Question: %s\nRouting: %s, top-%zu of %zu documents, %.2f s%s\n\n", r->question.c_str(), r->routing.c_str(),
+                r->topK, r->nCandidates, r->seconds,
+                req.keyStorage == memory::KeyStorage::Native ? ""
+                                                            : (", " + std::string(memory::keyStorageName(req.keyStorage)) + " routing keys").c_str());
     for (const auto& l : r->layers) {
         std::printf("layer %2d:", l.layer);
         for (const auto& d : l.selected) std::printf(" [%lld] %.3f", static_cast<long long>(d.id), static_cast<double>(d.score));
@@ -187,6 +202,11 @@ int runAsk(const AskArgs& a) {
     auto device = selectDevice(a.device, "ask");
     if (!device) return reportFailure("ask", device.status(), a.json);
     req.route.device = *device;
+    {
+        auto storage = keyStorageOf(a.keyStorage);
+        if (!storage) return reportFailure("ask", storage.status(), a.json);
+        req.route.keyStorage = *storage;
+    }
     req.nDocuments = static_cast<size_t>(std::max(1, a.nDocuments));
     req.maxTokens = static_cast<size_t>(std::max(1, a.maxTokens));
     req.hops = static_cast<size_t>(std::max(1, a.hops));
@@ -224,6 +244,7 @@ int runAsk(const AskArgs& a) {
         nlohmann::json j = jobs::toJson(*r);
         j["ok"] = true;
         j["device"] = deviceJson(req.route.device);
+        j["key_storage"] = std::string(memory::keyStorageName(req.route.keyStorage));
         if (turnId) j["turn_id"] = *turnId;
         std::cout << j.dump(2) << std::endl;
         return 0;

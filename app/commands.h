@@ -76,6 +76,7 @@ struct RouteArgs {
     int topN = 10;
     int threads = 0;
     std::string device = "auto";   // --device: auto | cpu | cuda | cuda:N | cuda:all (core/engine/device_select.h)
+    std::string keyStorage = "native";   // --key-storage: native | fp8 | int8 (memory::parseKeyStorage)
     bool json = false;
     FilterArgs filter;
 };
@@ -96,6 +97,7 @@ struct AskArgs {
     bool reference = false;
     bool noHistory = false;
     float temperature = 0.0f;
+    std::string keyStorage = "native";   // --key-storage: native | fp8 | int8 (memory::parseKeyStorage)
     FilterArgs filter;
 };
 int runAsk(const AskArgs& args);

@@ -762,6 +762,9 @@ int main(int argc, char** argv) {
     routeCmd->add_option("--top-n", routeArgs.topN, "Documents listed overall and kept per layer for inspection")->capture_default_str();
     routeCmd->add_option("--threads", routeArgs.threads, "CPU threads (0 = all cores)")->capture_default_str();
     routeCmd->add_option("--device", routeArgs.device, "Device: auto (a usable GPU, else the CPU), cpu, cuda, cuda:N or cuda:all (Memory Parallel); see msa doctor")->capture_default_str();
+    routeCmd->add_option("--key-storage", routeArgs.keyStorage, "Routing keys as scanned: native (the bank's), fp8 or int8 "
+                                                                "(an 8-bit copy, ROUTING.md \"Quantized storage\")")
+        ->check(CLI::IsMember({"native", "fp8", "fp8-e4m3", "int8"}))->capture_default_str();
     routeCmd->add_flag("--json", routeArgs.json, "Print the routing as JSON");
     routeCmd->add_option("QUESTION", routeArgs.question, "The question")->required();
     // Candidate filter: restrict the documents routing may select (needs --catalog).
@@ -785,6 +788,9 @@ int main(int argc, char** argv) {
     askCmd->add_option("--max-tokens,-n", askArgs.maxTokens, "Answer length limit")->capture_default_str();
     askCmd->add_option("--threads", askArgs.threads, "CPU threads (0 = all cores)")->capture_default_str();
     askCmd->add_option("--device", askArgs.device, "Device: auto (a usable GPU, else the CPU), cpu, cuda, cuda:N or cuda:all (Memory Parallel); see msa doctor")->capture_default_str();
+    askCmd->add_option("--key-storage", askArgs.keyStorage, "Routing keys as scanned: native (the bank's), fp8 or int8 "
+                                                            "(an 8-bit copy, ROUTING.md \"Quantized storage\")")
+        ->check(CLI::IsMember({"native", "fp8", "fp8-e4m3", "int8"}))->capture_default_str();
     askCmd->add_flag("--json", askArgs.json, "Print the answer, citations, routing and trace as JSON");
     askCmd->add_flag("--trace", askArgs.trace, "Print the routing trace: per hop and routing layer the top documents");
     askCmd->add_option("--method", askArgs.method, "auto, interleave (MSA models) or training-free")

@@ -5,8 +5,8 @@
 //
 // Thread affinity: the hooks bind the device on the calling thread (cudaSetDevice) and may be called
 // from any one thread at a time. Failure codes: DeviceError (a CUDA call failed; the message names
-// the statement and device), OutOfMemory (an allocation failed), Unimplemented (the routing scan:
-// see cudaBenchHooks).
+// the statement and device), OutOfMemory (an allocation failed), InvalidArgument (a scan spec or
+// query shape the scan cannot take, top-k above kMaxScanTopN).
 //
 // Usage:
 //     MSA_ASSIGN_OR_RETURN(jobs::DeviceBenchHooks hooks, gpu::cudaBenchHooks(0));
@@ -24,8 +24,12 @@ namespace msa::gpu {
 // 756e12 for H100 PCIe, 835e12 for H100 NVL, 312e12 for A100); 0 and "unknown" otherwise. Host code.
 double bf16PeakFlops(const std::string& deviceName, std::string* source);
 
-// Hooks for device `device`: name, peak, copy bandwidth. The routing scan hook reports Unimplemented
-// until the fused CUDA scan (gpu/route_scan) is wired in: the harness then prints why it is missing.
+// Hooks for device `device`: name, peak, copy bandwidth, and the routing scan: openScanner keeps one
+// layer of fillSyntheticKeys keys resident (gpu/route_scan's DeviceRouteShard, native bf16 or 8-bit
+// per ScanSpec::keyStorage; generated on the host in page-locked memory and uploaded, since a shard is
+// made from host keys) and scans it with enqueueScan; timeLayers times nLayers scans with CUDA
+// events. fp8-e4m3 and int8 are measured as extra rows, and banks of ≤ 1M tokens are checked against
+// the CPU Router (layer-0 top-k identical, GpuBenchResult::scanChecks).
 Result<jobs::DeviceBenchHooks> cudaBenchHooks(int device);
 
 // Bytes read + written per second by cudaMemcpyAsync device-to-device of `bytes` (median of 10 after

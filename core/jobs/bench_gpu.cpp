@@ -260,10 +260,11 @@ void fillSyntheticKeys(std::span<uint16_t> out, uint64_t firstChunk, size_t rowE
 
 namespace {
 
-// memory::Router over one layer of host keys.
+// memory::Router over one layer of host keys (through the CPU RouteScanner, which is the Router
+// for native keys and the Router over the dequantized copy for 8-bit storage: the reference).
 class CpuScanner final : public BenchScanner {
 public:
-    CpuScanner(const ScanSpec& spec, size_t nThreads) : m_spec(spec), m_router(nThreads) {
+    CpuScanner(const ScanSpec& spec, size_t nThreads) : m_spec(spec), m_scanner(nThreads, spec.keyStorage) {
         const size_t rowElems = spec.nHeads * spec.headDim;
         m_keys.resize(static_cast<size_t>(spec.nChunks) * rowElems);
         engine::ComputeThreads team(nThreads);
@@ -272,6 +273,8 @@ public:
         }, 1024);
         for (uint64_t c = 0; c < spec.nChunks; c += spec.chunksPerDoc) m_offsets.push_back(c);
         m_offsets.push_back(spec.nChunks);
+        m_ids.resize(m_offsets.size() - 1);
+        for (size_t d = 0; d < m_ids.size(); ++d) m_ids[d] = d;
         m_cfg.nQueryHeads = spec.nQueryHeads;
         m_cfg.nRouteHeads = spec.nHeads;
         m_cfg.headDim = spec.headDim;
@@ -284,25 +287,31 @@ public:
         q.nHeads = m_spec.nQueryHeads;
         q.headDim = m_spec.headDim;
         q.q.assign(queries.begin(), queries.end());
-        memory::RouteKeys rk;
-        rk.data = std::as_bytes(std::span<const uint16_t>(m_keys));
-        rk.dtype = model::DType::BF16;
-        rk.nChunks = static_cast<size_t>(m_spec.nChunks);
-        rk.nHeads = m_spec.nHeads;
-        rk.headDim = m_spec.headDim;
-        rk.chunkOffsets = m_offsets;
-        MSA_ASSIGN_OR_RETURN(memory::RouteResult r, m_router.route(m_cfg, q, rk, {.topK = k}));
+        memory::ScanShard shard;
+        shard.keys.data = std::as_bytes(std::span<const uint16_t>(m_keys));
+        shard.keys.dtype = model::DType::BF16;
+        shard.keys.nChunks = static_cast<size_t>(m_spec.nChunks);
+        shard.keys.nHeads = m_spec.nHeads;
+        shard.keys.headDim = m_spec.headDim;
+        shard.keys.chunkOffsets = m_offsets;
+        shard.keys.docIds = m_ids;
+        MSA_ASSIGN_OR_RETURN(std::vector<memory::ShardScan> r,
+                             m_scanner.scan(m_cfg, 0, q, std::span<const memory::ScanShard>(&shard, 1), k, nullptr));
         std::vector<uint32_t> out;
-        for (const auto& d : r.selected) out.push_back(d.index);
+        for (const auto& d : r.front().top) out.push_back(d.index);
         return out;
+    }
+    uint64_t keyBytesPerLayer() const override {
+        const uint64_t rows = m_spec.nChunks * m_spec.nHeads;
+        return m_spec.keyStorage == memory::KeyStorage::Native ? rows * m_spec.headDim * 2 : rows * (m_spec.headDim + 4);
     }
 
 private:
     ScanSpec m_spec;
-    memory::Router m_router;
+    memory::CpuRouteScanner m_scanner;
     memory::RoutingConfig m_cfg;
     std::vector<uint16_t> m_keys;
-    std::vector<uint64_t> m_offsets;
+    std::vector<uint64_t> m_offsets, m_ids;
 };
 
 }  // namespace
@@ -510,7 +519,7 @@ Result<GpuBenchResult> runGpuBench(const GpuBenchOptions& o) {
     for (size_t i = 0; i < question.size(); ++i) questionPos[i] = static_cast<int32_t>(i);
 
     // ---- routing scan + ttft per bank ----
-    std::vector<Figure> scans, ttfts;
+    std::vector<Figure> scans, scans8, ttfts;
     for (uint64_t bankTokens : s.bankTokens) {
         Figure sf{.name = "scan " + millions(bankTokens), .unit = "ms", .higherIsBetter = false, .note = {}};
         Figure tf{.name = "ttft " + millions(bankTokens), .unit = "ms", .higherIsBetter = false, .note = {}};
@@ -530,23 +539,93 @@ Result<GpuBenchResult> runGpuBench(const GpuBenchOptions& o) {
         if (sf.limit > 0 && prefillFloorMs > 0) tf.limit = sf.limit + prefillFloorMs;
         sf.note = formatBytes(keyBytes) + " of keys";
 
+        // One set of queries per bank: every storage's row and the CPU check scan the same. Values
+        // j/8 (|j| ≤ 8): their head-mean fold (a sum of H/G of them over H, H a power of two) is
+        // exact in bf16, and every product with a key (b−128)/64 and every partial sum of a dot of
+        // 1024 of them is exact in f32 — so the device's score of a native chunk equals the CPU
+        // Router's bit for bit whatever the summation order or the tensor-core split, and the top-k
+        // check below cannot trip on a near-tie. (Speed does not depend on the values.)
+        std::vector<float> queries(s.questionTokens * H * D);
+        {
+            std::uniform_int_distribution<int> pick(-8, 8);
+            for (float& x : queries) x = static_cast<float>(pick(rng)) / 8.0f;
+        }
+        // The 18-layer scan: the device's clock when the scanner has one, else the host's.
+        auto timeScanner = [&](BenchScanner& sc, Figure& f) -> Status {
+            std::vector<double> runs;
+            std::string clock = "CUDA events";
+            Result<std::vector<double>> dev = sc.timeLayers(queries, s.questionTokens, s.topK, static_cast<size_t>(nRouting), repeats);
+            if (dev) {
+                runs = std::move(dev).value();
+            } else if (dev.status().code() == ErrorCode::Unimplemented) {
+                clock = "host clock";
+                for (size_t rep = 0; rep <= repeats; ++rep) {
+                    const auto t0 = Clock::now();
+                    for (int l = 0; l < nRouting; ++l) MSA_RETURN_IF_ERROR(sc.scan(queries, s.questionTokens, s.topK).status());
+                    if (rep) runs.push_back(secondsSince(t0) * 1e3);
+                }
+            } else {
+                return dev.status();
+            }
+            f.value = median(runs);
+            const double bytes = sc.keyBytesPerLayer() ? static_cast<double>(sc.keyBytesPerLayer()) * nRouting : keyBytes;
+            if (readBw > 0) f.limit = bytes / readBw * 1e3;
+            f.note = formatBytes(bytes) + " of keys read";
+            if (f.value > 0) f.note += ", " + formatBytes(bytes / (f.value * 1e-3)) + "/s";
+            if (readBw > 0) f.note += " (copy " + formatBytes(readBw) + "/s)";
+            f.note += ", " + clock;
+            return Status::ok();
+        };
+        // Layer 0's top-k against the CPU Router on the same keys (8-bit: over the same dequantized keys).
+        auto checkScanner = [&](BenchScanner& sc, const ScanSpec& sp, Figure& f) -> Status {
+            if (bankTokens > o.hooks.checkAgainstCpuUpTo) return Status::ok();
+            MSA_ASSIGN_OR_RETURN(std::vector<uint32_t> dev, sc.scan(queries, s.questionTokens, s.topK));
+            CpuScanner cpu(sp, o.nThreads);
+            MSA_ASSIGN_OR_RETURN(std::vector<uint32_t> ref, cpu.scan(queries, s.questionTokens, s.topK));
+            auto list = [](const std::vector<uint32_t>& v) {
+                std::string t = "[";
+                for (size_t i = 0; i < v.size(); ++i) {
+                    if (i) t.push_back(',');
+                    t.append(std::to_string(v[i]));
+                }
+                t.push_back(']');
+                return t;
+            };
+            const std::string what = "layer-0 top-" + std::to_string(s.topK);
+            std::string line = f.name + ": " + what;
+            if (dev == ref) {
+                line += " identical to the CPU Router's " + list(ref);
+                f.note += "; " + what + " = CPU Router's";
+            } else {
+                line += " DIFFERS from the CPU Router's: device " + list(dev) + ", CPU " + list(ref);
+                f.note += "; " + what + " DIFFERS from the CPU Router's";
+                r.scanChecksPassed = false;
+            }
+            r.scanChecks.push_back(std::move(line));
+            return Status::ok();
+        };
+
         std::unique_ptr<BenchScanner> scanner;
         Status scanStatus = [&]() -> Status {
             if (!o.hooks.openScanner) return unimplemented("no routing scan for this device");
             MSA_ASSIGN_OR_RETURN(scanner, o.hooks.openScanner(spec));
-            std::vector<float> queries(s.questionTokens * H * D);
-            std::normal_distribution<float> nd(0.0f, 1.0f);
-            for (float& x : queries) x = nd(rng) / std::sqrt(static_cast<float>(D));
-            std::vector<double> runs;
-            for (size_t rep = 0; rep <= repeats; ++rep) {
-                const auto t0 = Clock::now();
-                for (int l = 0; l < nRouting; ++l) MSA_RETURN_IF_ERROR(scanner->scan(queries, s.questionTokens, s.topK).status());
-                if (rep) runs.push_back(secondsSince(t0) * 1e3);
-            }
-            sf.value = median(runs);
-            return Status::ok();
+            MSA_RETURN_IF_ERROR(timeScanner(*scanner, sf));
+            return checkScanner(*scanner, spec, sf);
         }();
         if (!scanStatus) notMeasured(sf, scanStatus);
+        // The 8-bit storages: the same keys quantized on upload, one scanner at a time.
+        for (memory::KeyStorage storage : o.hooks.extraKeyStorages) {
+            ScanSpec spec8 = spec;
+            spec8.keyStorage = storage;
+            Figure f8{.name = sf.name + " " + std::string(memory::keyStorageName(storage)), .unit = "ms", .higherIsBetter = false, .note = {}};
+            const Status st8 = [&]() -> Status {
+                MSA_ASSIGN_OR_RETURN(std::unique_ptr<BenchScanner> sc8, o.hooks.openScanner(spec8));
+                MSA_RETURN_IF_ERROR(timeScanner(*sc8, f8));
+                return checkScanner(*sc8, spec8, f8);
+            }();
+            if (!st8) notMeasured(f8, st8);
+            scans8.push_back(std::move(f8));
+        }
 
         // Time to first token: prefill of the question with the scan in each routing layer (the
         // memory hook gathers the selected documents' rows), then the first decode step.
@@ -651,6 +730,7 @@ Result<GpuBenchResult> runGpuBench(const GpuBenchOptions& o) {
     }
     r.figures.push_back(enc);
     for (auto& f : scans) r.figures.push_back(std::move(f));
+    for (auto& f : scans8) r.figures.push_back(std::move(f));
     r.figures.push_back(dec);
     for (auto& f : ttfts) r.figures.push_back(std::move(f));
     return r;
@@ -676,6 +756,8 @@ nlohmann::json toJson(const GpuBenchResult& r) {
             {"figures", figs},
             {"peer_device", r.peerDevice},
             {"peer_error", r.peerError},
+            {"scan_checks", r.scanChecks},
+            {"scan_checks_passed", r.scanChecksPassed},
             {"peer", r.peer}};
 }
 
@@ -708,6 +790,7 @@ std::string toText(const GpuBenchResult& r) {
         if (!f.note.empty()) o << "  " << f.note;
         o << "\n";
     }
+    for (const std::string& c : r.scanChecks) o << "check            " << c << "\n";
     return o.str();
 }
 

@@ -16,7 +16,9 @@
 //   scan       all routing layers over synthetic banks of `bankTokens` tokens (bf16 keys, documents
 //              of docTokens/P chunks), queries from `queryTokens` question tokens; one layer's keys
 //              are generated and scanned once per routing layer (same bytes read per layer as 18
-//              distinct layers, which at 100M tokens would not fit beside the model);
+//              distinct layers, which at 100M tokens would not fit beside the model); timed by the
+//              device's clock when the scanner can (BenchScanner::timeLayers: CUDA events), with the
+//              keys' GB/s beside the copy's; 8-bit storages as extra rows (hooks.extraKeyStorages);
 //              limit = key bytes ÷ the measured device-to-device copy bandwidth
 //   decode     ms/token at batch 1 with `nSelectedDocs` documents' chunks (K̄/V̄ rows) in every
 //              routing layer's prefix and the question in the cache; limit = (weights + KV bytes
@@ -40,6 +42,7 @@
 #pragma once
 
 #include "core/engine/device_select.h"
+#include "core/memory/route_scanner.h"
 #include "core/util/status.h"
 
 #include <nlohmann/json.hpp>
@@ -89,12 +92,25 @@ public:
     // queries: nTokens × nHeads × headDim f32, already prepared (scaled); returns the top-k document
     // indices, score descending (ties by index).
     virtual Result<std::vector<uint32_t>> scan(std::span<const float> queries, size_t nTokens, size_t k) = 0;
+    // Device-timed scans: after one warm-up, `repeats` times `nLayers` scans back to back (the one
+    // resident table stands for every routing layer), each run's milliseconds as the device's clock
+    // (CUDA events) measures it. Unimplemented (the CPU's): the caller times scan() with the host clock.
+    virtual Result<std::vector<double>> timeLayers(std::span<const float> queries, size_t nTokens, size_t k,
+                                                   size_t nLayers, size_t repeats) {
+        (void)queries, (void)nTokens, (void)k, (void)nLayers, (void)repeats;
+        return Status(ErrorCode::Unimplemented, "no device timing for this scanner");
+    }
+    // Bytes of keys one layer's scan reads (8-bit storage: codes + scales); 0: the spec's bf16 bytes.
+    virtual uint64_t keyBytesPerLayer() const { return 0; }
 };
 struct ScanSpec {
     uint64_t nChunks = 0;
     size_t chunksPerDoc = 64;
     size_t nHeads = 8, headDim = 128, nQueryHeads = 32;
     uint64_t seed = 7;
+    // How the keys are held while scanned: native bf16, or the 8-bit copies of ROUTING.md
+    // "Quantized storage" (made from the same bf16 keys).
+    memory::KeyStorage keyStorage = memory::KeyStorage::Native;
 };
 
 struct DeviceBenchHooks {
@@ -106,6 +122,11 @@ struct DeviceBenchHooks {
     std::function<Result<double>(uint64_t bytes)> copyBandwidth;
     // Keys for one layer of a bank, on the device (synthetic, fillSyntheticKeys with spec.seed).
     std::function<Result<std::unique_ptr<BenchScanner>>(const ScanSpec& spec)> openScanner;
+    // 8-bit storages the scan hook also measures, as extra rows "scan 1M fp8-e4m3" (no peer figure).
+    std::vector<memory::KeyStorage> extraKeyStorages;
+    // Compare the device's layer-0 top-k with the CPU Router's on the same keys and queries for banks
+    // of at most this many tokens (0: never; the CPU hooks' scanner is the Router itself).
+    uint64_t checkAgainstCpuUpTo = 0;
 };
 // The CPU's: memcpy bandwidth, memory::Router over host keys, peak unknown.
 DeviceBenchHooks cpuBenchHooks(size_t nThreads);
@@ -144,6 +165,10 @@ struct GpuBenchResult {
     uint64_t nParameters = 0;
     std::vector<Figure> figures;
     nlohmann::json peer;          // the peer's JSON as printed
+    // The routing-scan correctness checks against the CPU Router (DeviceBenchHooks::checkAgainstCpuUpTo):
+    // one line per checked (bank, storage), "scan 1M: layer-0 top-16 identical to the CPU Router's".
+    std::vector<std::string> scanChecks;
+    bool scanChecksPassed = true;
 };
 
 Result<GpuBenchResult> runGpuBench(const GpuBenchOptions& options);

@@ -258,10 +258,22 @@ Result<std::unique_ptr<RoutingContext>> openRouting(const RouteRequest& r, engin
     ctx->wrap = wrappingFor(ctx->rt);
     MSA_ASSIGN_OR_RETURN(memory::MemoryIndex index, memory::MemoryIndex::create(ctx->bank, *ctx->rt.files, ctx->cfg, r.nThreads));
     ctx->index.emplace(std::move(index));
+    bool scannerSet = false;
     if (backend.name() == "cuda") {
-        auto scanner = memory::createRouteScanner("cuda", {.device = r.device.devices.empty() ? 0 : r.device.devices.front(), .nThreads = r.nThreads});
-        if (scanner) ctx->index->setScanner(std::move(scanner).value());
-        else MSA_LOG(Warning) << "routing scan on the CPU: " << scanner.status().toString();
+        auto scanner = memory::createRouteScanner("cuda", {.device = r.device.devices.empty() ? 0 : r.device.devices.front(),
+                                                           .nThreads = r.nThreads, .keyStorage = r.keyStorage});
+        if (scanner) {
+            ctx->index->setScanner(std::move(scanner).value());
+            scannerSet = true;
+        } else {
+            MSA_LOG(Warning) << "routing scan on the CPU: " << scanner.status().toString();
+        }
+    }
+    // The index's own scanner holds native keys; 8-bit storage on the CPU needs a scanner that keeps the copy.
+    if (!scannerSet && r.keyStorage != memory::KeyStorage::Native) {
+        MSA_ASSIGN_OR_RETURN(std::unique_ptr<memory::RouteScanner> scanner,
+                             memory::createRouteScanner("cpu", {.nThreads = r.nThreads, .keyStorage = r.keyStorage}));
+        ctx->index->setScanner(std::move(scanner));
     }
     if (r.catalog) {
         auto cat = catalog::Catalog::open(*r.catalog, {.readOnly = true, .create = false});

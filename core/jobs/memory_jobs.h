@@ -18,6 +18,7 @@
 #pragma once
 
 #include "core/engine/device_select.h"
+#include "core/memory/route_scanner.h"
 #include "core/memory/router.h"
 #include "core/memory/trace.h"
 #include "core/model/dtype.h"
@@ -92,6 +93,10 @@ struct RouteRequest {
     // runs on the choice's first device through the "cuda" RouteScanner (gpu/route_scan.h); when that
     // cannot be created the CPU scan is used (logged).
     engine::BackendChoice device;
+    // How the scanner holds the routing keys (ROUTING.md "Quantized storage"): Native scans the bank's
+    // keys; Fp8E4M3 / Int8 scan an 8-bit copy made when the route opens, on the CPU (the reference,
+    // over the dequantized keys) or on the GPU (codes + scales resident) alike.
+    memory::KeyStorage keyStorage = memory::KeyStorage::Native;
 };
 
 struct RoutedDocument {

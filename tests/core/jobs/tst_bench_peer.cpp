@@ -88,6 +88,55 @@ private slots:
         QCOMPARE(jobs::toJson(*r)["figures"].size(), size_t{4});
     }
 
+    // The scan rows of the 8-bit storages and the check against the CPU Router, driven through the
+    // CPU hooks (a GPU session runs the same path with the CUDA hooks: tests/gpu/tst_gpu_bench): one
+    // extra row per storage with its own (smaller) key bytes, one check line per (bank, storage); and
+    // a scanner over other keys (another seed) makes the check fail, so it can.
+    void eightBitRowsAndCpuCheck() {
+        jobs::GpuBenchOptions o;
+        o.shape = jobs::BenchModelShape::tiny();
+        o.shape.bankTokens = {20000};
+        o.hooks = jobs::cpuBenchHooks(2);
+        o.hooks.extraKeyStorages = {memory::KeyStorage::Fp8E4M3, memory::KeyStorage::Int8};
+        o.hooks.checkAgainstCpuUpTo = 1000000;
+        o.repeats = 1;
+        o.nThreads = 2;
+        Result<jobs::GpuBenchResult> r = jobs::runGpuBench(o);
+        QVERIFY2(r.ok(), r.ok() ? "" : r.status().toString().c_str());
+        std::vector<std::string> names;
+        for (const jobs::Figure& f : r->figures) names.push_back(f.name);
+        const std::vector<std::string> expected = {"encoding", "scan 20000", "scan 20000 fp8-e4m3", "scan 20000 int8", "decode", "ttft 20000"};
+        QCOMPARE(names, expected);
+        const jobs::Figure& native = r->figures[1];
+        QVERIFY2(native.value > 0, native.note.c_str());
+        QVERIFY2(native.note.find("host clock") != std::string::npos, native.note.c_str());
+        for (size_t i : {size_t{2}, size_t{3}}) {
+            const jobs::Figure& f = r->figures[i];
+            QVERIFY2(f.value > 0, f.note.c_str());
+            QCOMPARE(f.peer, 0.0);
+            // D + 4 bytes per (chunk, head) row instead of 2·D: the tiny shape's 16 dims → 20/32 of the bf16 bytes.
+            QVERIFY2(std::abs(f.limit / native.limit - 20.0 / 32.0) < 1e-9, f.note.c_str());
+        }
+        QCOMPARE(r->scanChecks.size(), size_t{3});
+        QVERIFY2(r->scanChecksPassed, jobs::toText(*r).c_str());
+        for (const std::string& c : r->scanChecks) QVERIFY2(c.find("identical to the CPU Router's") != std::string::npos, c.c_str());
+        QVERIFY(jobs::toJson(*r)["scan_checks_passed"].get<bool>());
+
+        // A scanner over different keys: the check says so (and the run still completes).
+        jobs::DeviceBenchHooks cpu = jobs::cpuBenchHooks(2);
+        o.hooks.extraKeyStorages.clear();
+        o.hooks.openScanner = [cpu](const jobs::ScanSpec& spec) {
+            jobs::ScanSpec other = spec;
+            other.seed = spec.seed + 1;
+            return cpu.openScanner(other);
+        };
+        Result<jobs::GpuBenchResult> bad = jobs::runGpuBench(o);
+        QVERIFY2(bad.ok(), bad.ok() ? "" : bad.status().toString().c_str());
+        QCOMPARE(bad->scanChecks.size(), size_t{1});
+        QVERIFY(!bad->scanChecksPassed);
+        QVERIFY2(bad->scanChecks[0].find("DIFFERS") != std::string::npos, bad->scanChecks[0].c_str());
+    }
+
     void peerComputesWhatWeCompute() {
         if (!peerAvailable()) QSKIP("python3 cannot import torch, transformers and numpy (pip install torch transformers numpy)");
         QTemporaryDir dir;
