@@ -14,6 +14,7 @@
 #include "core/model/dtype.h"
 #include "core/util/paths.h"
 
+#include <QElapsedTimer>
 #include <QtTest>
 
 #include <cmath>
@@ -59,14 +60,27 @@ void compareDocs(const std::vector<memory::EncodedDocument>& a, const std::vecto
 void comparePaths(engine::Session& session, const model::ModelFiles& files, const memory::RoutingConfig& cfg,
                   const std::vector<std::vector<int32_t>>& docs, size_t budget) {
     std::vector<std::span<const int32_t>> spans(docs.begin(), docs.end());
+    QElapsedTimer timer;
+    timer.start();
     auto old = memory::encodeDocuments(session, files, cfg, spans, budget, nullptr, memory::EncodePath::LayerHook);
+    double oldMs = double(timer.nsecsElapsed()) / 1e6;
     QVERIFY2(old.ok(), old.status().toString().c_str());
+    timer.restart();
     auto pooled = memory::encodeDocuments(session, files, cfg, spans, budget, nullptr, memory::EncodePath::Pooled);
+    double pooledMs = double(timer.nsecsElapsed()) / 1e6;
     QVERIFY2(pooled.ok(), pooled.status().toString().c_str());
     compareDocs(*pooled, *old);
+    timer.restart();
     auto autoPath = memory::encodeDocuments(session, files, cfg, spans, budget);   // the CPU backend pools itself
+    pooledMs = std::min(pooledMs, double(timer.nsecsElapsed()) / 1e6);
     QVERIFY2(autoPath.ok(), autoPath.status().toString().c_str());
     compareDocs(*autoPath, *old);
+    timer.restart();
+    QVERIFY(memory::encodeDocuments(session, files, cfg, spans, budget, nullptr, memory::EncodePath::LayerHook).ok());
+    oldMs = std::min(oldMs, double(timer.nsecsElapsed()) / 1e6);
+    // Information only (a shared machine): the pooled path projects routing keys on the session's threads.
+    qInfo("encode (%s): layer hook %.1f ms, pooled hook %.1f ms (best of 2)", cfg.decoupled ? "decoupled" : "training-free",
+          oldMs, pooledMs);
     // One document per forward (no segments) through both paths.
     for (size_t d : {size_t(0), docs.size() - 1}) {
         auto a = memory::encodeDocument(session, files, cfg, docs[d], nullptr, memory::EncodePath::LayerHook);
