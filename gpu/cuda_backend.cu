@@ -25,6 +25,7 @@
 #include "gpu/flash_attn_tc.h"
 #include "gpu/kernels_bf16.h"
 #include "gpu/launch_plan.h"
+#include "gpu/pool_kernels.h"
 
 #include "core/util/log.h"
 
@@ -385,6 +386,7 @@ public:
     size_t nPast() const override { return m_nPast; }
     size_t prefixRows(size_t layer) const override { return layer < m_prefix.size() ? m_prefix[layer] : 0; }
     size_t vocabSize() const override { return m_m.m_vocab; }
+    bool supportsPooling() const override { return true; }
     void truncate(size_t n) override { m_nPast = std::min(n, m_nPast); }
     Status setPrefix(std::vector<engine::LayerPrefix> perLayer) override;
     Result<engine::LayerPrefix> exportRows(size_t layer, size_t begin, size_t end) const override;
@@ -446,6 +448,7 @@ private:
     cudaGraphExec_t m_graphExec = nullptr;
     bool m_graphsBroken = false;
     uint64_t m_graphReplays = 0;
+    ChunkPooler m_pooler;   // ForwardOptions::pooling: pooled on the device, rows copied on a second stream
 };
 
 Result<std::unique_ptr<engine::Session>> CudaModel::createSession(const engine::SessionOptions& options) const {
@@ -642,7 +645,7 @@ Status CudaSession::runLayers(size_t n, const engine::ForwardOptions& opt, size_
     for (size_t l = 0; l <= lastLayer; ++l) {
         if (!capturing && opt.cancel && opt.cancel->isCancelled()) return cancelled("forward cancelled at layer " + std::to_string(l));
         const GpuLayer& w = M.m_layers[l];
-        MSA_RETURN_IF_ERROR(rmsNormToBf16(m_x.get(), w.attnNorm.get(), m_hB.get(), hooks ? m_hF.get() : nullptr, n, hidden, M.m_eps, m_stream));
+        MSA_RETURN_IF_ERROR(rmsNormToBf16(m_x.get(), w.attnNorm.get(), m_hB.get(), hooks || opt.pooling ? m_hF.get() : nullptr, n, hidden, M.m_eps, m_stream));
         MSA_RETURN_IF_ERROR(gemm(m_cublas, w.wqkv.get(), qkvDim, hidden, m_hB.get(), n, m_qkv.get(), qkvDim, 0.0f));
         QkvPostArgs qa;
         qa.qkv = m_qkv.get();
@@ -683,6 +686,8 @@ Status CudaSession::runLayers(size_t n, const engine::ForwardOptions& opt, size_
         MSA_RETURN_IF_ERROR(appendKv(m_kNew.get(), m_vNew.get(), m_k[l].get(), m_v[l].get(), n, M.m_nKv, M.m_hd, m_capacity,
                                      m_prefix[l], m_dNPast.get(), m_stream));
         if (opt.layerHook) opt.layerHook(lt);
+        if (opt.pooling)
+            MSA_RETURN_IF_ERROR(m_pooler.layer(static_cast<int>(l), m_kNew.get(), m_vNew.get(), m_hF.get(), m_cublas, opt.pooledHook));
         if (l == lastLayer && opt.stopAfterLayer >= 0) break;
 
         const size_t maxCtx = capturing ? m_capacity : m_prefix[l] + m_nPast + n;
@@ -717,6 +722,7 @@ Status CudaSession::runLayers(size_t n, const engine::ForwardOptions& opt, size_
         MSA_RETURN_IF_ERROR(swigluBf16(m_gu.get(), m_actB.get(), n, M.m_ffn, m_stream));
         MSA_RETURN_IF_ERROR(gemm(m_cublas, w.wdown.get(), hidden, M.m_ffn, m_actB.get(), n, m_x.get(), hidden, 1.0f));
     }
+    if (opt.pooling) MSA_RETURN_IF_ERROR(m_pooler.finish(opt.pooledHook));
     return Status::ok();
 }
 
@@ -799,6 +805,9 @@ Result<std::span<const float>> CudaSession::forward(std::span<const int32_t> tok
     if (opt.memoryHook && m_nPast != 0)
         return invalidArgument("forward(): memory is assembled in a round's prefill, but the session already holds " +
                                std::to_string(m_nPast) + " tokens");
+    if (static_cast<bool>(opt.pooledHook) != (opt.pooling != nullptr))
+        return invalidArgument("forward(): pooling needs both ForwardOptions::pooling and pooledHook");
+    if (opt.pooling) MSA_RETURN_IF_ERROR(engine::validatePooling(*opt.pooling, m_m.m_nLayers, m_m.m_hidden, m_m.m_nKv * m_m.m_hd));
     MSA_CUDA_CHECK(cudaSetDevice(m_m.m_device));
     MSA_RETURN_IF_ERROR(reserve(m_nPast + n));
     MSA_RETURN_IF_ERROR(ensureActivations(n));
@@ -823,11 +832,14 @@ Result<std::span<const float>> CudaSession::forward(std::span<const int32_t> tok
         }
         MSA_CUDA_CHECK(cudaMemcpyAsync(m_dSegStart.get(), m_hSegStart.get(), n * sizeof(int32_t), cudaMemcpyHostToDevice, m_stream));
     }
+    if (opt.pooling)
+        MSA_RETURN_IF_ERROR(m_pooler.begin(engine::segmentChunks(opt.segments, n, opt.pooling->chunkSize), *opt.pooling,
+                                           m_m.m_nKv * m_m.m_hd, m_m.m_hidden, m_stream));
 
     const size_t nLayers = m_m.m_nLayers;
     const size_t lastLayer = opt.stopAfterLayer >= 0 ? std::min(static_cast<size_t>(opt.stopAfterLayer), nLayers - 1) : nLayers - 1;
     const bool wantLogits = opt.computeLogits && opt.stopAfterLayer < 0;
-    const bool graph = m_m.m_options.decodeGraphs && !m_graphsBroken && n == 1 && !hooks && wantLogits && opt.segments.empty();
+    const bool graph = m_m.m_options.decodeGraphs && !m_graphsBroken && n == 1 && !hooks && wantLogits && opt.segments.empty() && !opt.pooling;
     // A layout's first decode step runs eagerly: it loads every kernel and cuBLAS algorithm the step
     // needs (lazy module loading) before a capture records them.
     const bool warm = m_warmLayout == m_layout || (m_graphExec && m_graphLayout == m_layout);

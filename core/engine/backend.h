@@ -9,7 +9,8 @@
 // Positions are always given by the caller (document-wise RoPE restarts them per memory document),
 // and a layer hook exposes each layer's K (after QK-norm and RoPE), V and the normed hidden state, so
 // that the memory encoder can pool them without a second forward, and can stop after the last layer
-// it needs.
+// it needs. A pooled hook (ForwardOptions::pooling) instead returns only each chunk's mean rows, pooled
+// where the tensors live (on the device for CUDA).
 //
 // Failure codes: load(): Unsupported (an architecture/dtype the backend cannot run), OutOfMemory,
 // DeviceError. createSession(): OutOfMemory. forward(): InvalidArgument (token id outside the
@@ -65,6 +66,37 @@ struct LayerPrefix {
 // documents' pooled K̄/V̄ rows. An error status aborts the forward with that status.
 using MemoryHook = std::function<Result<LayerPrefix>(const LayerTensors&)>;
 
+// Chunk pooling inside the engine (msa-spec §3): instead of handing every token's K/V/x̃ to the host
+// (layerHook), a backend that supportsPooling() mean-pools them per chunk where they live and hands
+// over only the pooled rows. Chunks never cross a segment (ForwardOptions::segments; no segments: one
+// segment of all tokens): segment s of n_s tokens has ceil(n_s / chunkSize) chunks, chunk c covering
+// its tokens [c·P, min((c+1)·P, n_s)); each pooled row is the f32 sum of its tokens' rows in token
+// order divided by the chunk's real length (no padding; memory::meanPoolChunks' arithmetic).
+//   K̄: the attention keys after k_norm and RoPE; V̄: the raw values; K̄ᴿ (only where routeKeyProj
+//   names a matrix, i.e. decoupled MSA routers): the mean of W·x̃ over the chunk, W = router_k_proj
+//   [nKvHeads·headDim × hidden], x̃ = the normed attention input. The reference projects every token
+//   and then pools (msa-spec §3); W has no bias, so pooling x̃ first and projecting the pooled rows
+//   is equal in exact arithmetic and P times cheaper. The CPU backend projects then pools (bit-equal
+//   to the layer-hook path); the CUDA backend pools x̃ on the device and projects pooled rows on the
+//   host (differences at f32 rounding level; tst_pooled_hook measures both orders).
+struct PoolingOptions {
+    size_t chunkSize = 0;                              // P (> 0)
+    std::vector<int> layers;                           // the layers to pool, ascending
+    std::vector<const model::TensorView*> routeKeyProj;// empty, or one per `layers` entry (null: no K̄ᴿ)
+};
+
+// One pooled layer of a forward: arrays are [nChunks][nKvHeads][headDim] f32, chunks of segment 0
+// first. routeKey is null when the layer has no routeKeyProj (training-free routers use K̄).
+// The pointers are valid only during the hook call.
+struct PooledRows {
+    int layer = 0;
+    size_t nChunks = 0;
+    const float* k = nullptr;
+    const float* v = nullptr;
+    const float* routeKey = nullptr;
+};
+using PooledHook = std::function<void(const PooledRows&)>;
+
 
 struct ForwardOptions {
     bool allLogits = false;          // logits for every token (else only the last one)
@@ -82,6 +114,13 @@ struct ForwardOptions {
     // restarts at 0 for document-wise RoPE). Needs an empty context (no cached tokens, no prefix
     // rows): InvalidArgument otherwise, or when the lengths do not sum to the token count.
     std::span<const uint32_t> segments = {};
+    // With pooledHook set: pool these layers (see PoolingOptions) and call pooledHook once per layer
+    // in `layers` order, on the session's thread, before forward() returns; a backend may call it a
+    // layer late (after queueing the next layer's work) so that copying the rows overlaps compute.
+    // Only for sessions whose supportsPooling() is true (InvalidArgument otherwise, or for a layer
+    // out of range, unsorted layers, chunkSize 0, a routeKeyProj of the wrong shape).
+    const PoolingOptions* pooling = nullptr;
+    PooledHook pooledHook = {};
     const CancelToken* cancel = nullptr;
 };
 
@@ -109,6 +148,8 @@ public:
     // Forgets cached tokens from index n on (n <= nPast()).
     virtual void truncate(size_t n) = 0;
     virtual size_t vocabSize() const = 0;
+    // True when forward() honours ForwardOptions::pooling / pooledHook.
+    virtual bool supportsPooling() const { return false; }
 };
 
 class LoadedModel {

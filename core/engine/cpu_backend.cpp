@@ -6,6 +6,7 @@
 // x += down(silu(gate(h)) * up(h)). Then the final norm and the (possibly tied) lm_head.
 // Matches Hugging Face transformers' LlamaModel/Qwen2Model/Qwen3Model computed in f32.
 #include "core/engine/backend.h"
+#include "core/engine/chunk_pool.h"
 
 #include "core/engine/compute_threads.h"
 #include "core/engine/cpu_ops.h"
@@ -125,9 +126,12 @@ public:
     }
 
     size_t nPast() const override { return m_nPast; }
+    bool supportsPooling() const override { return true; }
     Status setPrefix(std::vector<LayerPrefix> perLayer) override;
     Status appendPrefixRows(size_t layer, const LayerPrefix& rows, size_t nCall);
     Status sizeScratch(size_t nCall);
+    Status poolLayer(const PoolingOptions& pooling, const PooledHook& hook, size_t layer, size_t n,
+                     std::span<const ChunkSpan> plan);
     Result<LayerPrefix> exportRows(size_t layer, size_t begin, size_t end) const override;
     size_t prefixRows(size_t layer) const override { return layer < m_prefix.size() ? m_prefix[layer] : 0; }
     size_t vocabSize() const override { return m_vocab; }
@@ -156,6 +160,7 @@ private:
     std::vector<std::vector<float>> m_v;
     // Activations for the current call.
     std::vector<float> m_x, m_h, m_q, m_kNew, m_vNew, m_attn, m_o, m_gate, m_up, m_logits;
+    std::vector<float> m_poolK, m_poolV, m_poolR, m_routeRows;   // pooled rows (ForwardOptions::pooling)
     std::vector<std::vector<float>> m_scratch;   // attention scores per thread
 };
 
@@ -224,6 +229,42 @@ Status CpuSession::setPrefix(std::vector<LayerPrefix> perLayer) {
             }
         m_prefix[l] = p.nRows;
     }
+    return Status::ok();
+}
+
+// Pools layer `layer` if the options name it. The routing keys are projected per token with
+// model::dotRow (what memory::routingKeyRows computes) and then pooled, as the reference does, so the
+// result is bit-equal to pooling the layer hook's tensors on the host.
+Status CpuSession::poolLayer(const PoolingOptions& pooling, const PooledHook& hook, size_t layer, size_t n,
+                             std::span<const ChunkSpan> plan) {
+    const auto it = std::lower_bound(pooling.layers.begin(), pooling.layers.end(), static_cast<int>(layer));
+    if (it == pooling.layers.end() || *it != static_cast<int>(layer)) return Status::ok();
+    const size_t idx = static_cast<size_t>(it - pooling.layers.begin());
+    const TensorView* proj = pooling.routeKeyProj.empty() ? nullptr : pooling.routeKeyProj[idx];
+    const size_t kvDim = m_nKv * m_hd, nChunks = plan.size();
+    try {
+        m_poolK.resize(nChunks * kvDim);
+        m_poolV.resize(nChunks * kvDim);
+        if (proj) {
+            m_routeRows.resize(n * kvDim);
+            m_poolR.resize(nChunks * kvDim);
+        }
+    } catch (const std::bad_alloc&) {
+        return Status(ErrorCode::OutOfMemory, "pooled rows of " + std::to_string(nChunks) + " chunks");
+    }
+    if (proj) {
+        m_team.parallelFor(n, [&](size_t begin, size_t end, size_t) {
+            for (size_t t = begin; t < end; ++t)
+                for (size_t r = 0; r < kvDim; ++r)
+                    m_routeRows[t * kvDim + r] = model::dotRow(proj->dtype, proj->row(r), m_h.data() + t * m_hidden, m_hidden);
+        });
+    }
+    m_team.parallelFor(nChunks, [&](size_t begin, size_t end, size_t) {
+        poolChunkRows(m_kNew.data(), kvDim, plan, begin, end, m_poolK.data() + begin * kvDim);
+        poolChunkRows(m_vNew.data(), kvDim, plan, begin, end, m_poolV.data() + begin * kvDim);
+        if (proj) poolChunkRows(m_routeRows.data(), kvDim, plan, begin, end, m_poolR.data() + begin * kvDim);
+    });
+    hook({static_cast<int>(layer), nChunks, m_poolK.data(), m_poolV.data(), proj ? m_poolR.data() : nullptr});
     return Status::ok();
 }
 
@@ -299,6 +340,13 @@ Result<std::span<const float>> CpuSession::forward(std::span<const int32_t> toke
         if (m_nPast != 0 || std::any_of(m_prefix.begin(), m_prefix.end(), [](size_t p) { return p != 0; }))
             return invalidArgument("forward(): segments need an empty context (no cached tokens and no prefix rows)");
     }
+    if (static_cast<bool>(opt.pooledHook) != (opt.pooling != nullptr))
+        return invalidArgument("forward(): pooling needs both ForwardOptions::pooling and pooledHook");
+    std::vector<ChunkSpan> poolPlan;
+    if (opt.pooling) {
+        MSA_RETURN_IF_ERROR(validatePooling(*opt.pooling, m_nLayers, m_hidden, m_nKv * m_hd));
+        poolPlan = segmentChunks(opt.segments, n, opt.pooling->chunkSize);
+    }
     MSA_RETURN_IF_ERROR(reserve(m_nPast + n));
 
     const size_t qDim = m_nHeads * m_hd, kvDim = m_nKv * m_hd;
@@ -359,6 +407,7 @@ Result<std::span<const float>> CpuSession::forward(std::span<const int32_t> toke
                 std::memcpy(m_v[l].data() + (g * m_capacity + base + t) * m_hd, m_vNew.data() + (t * m_nKv + g) * m_hd, m_hd * sizeof(float));
             }
         if (opt.layerHook) opt.layerHook({static_cast<int>(l), n, m_h.data(), m_q.data(), m_kNew.data(), m_vNew.data()});
+        if (opt.pooling) MSA_RETURN_IF_ERROR(poolLayer(*opt.pooling, opt.pooledHook, l, n, poolPlan));
         if (l == lastLayer && opt.stopAfterLayer >= 0) break;
 
         // Many queries (prefill, encoding): two sgemm per head; few (decode): the direct loop.

@@ -483,6 +483,20 @@ Result<GpuBenchResult> runGpuBench(const GpuBenchOptions& o) {
         fo.computeLogits = false;
         fo.stopAfterLayer = lastRouting;
         fo.segments = segments;
+        // What a bank build does: pool every routing layer's chunks in the engine and take the rows
+        // to the host (training-free keys: the random checkpoint has no router_k_proj).
+        engine::PoolingOptions pooling;
+        std::vector<float> bankRows;
+        if (session->supportsPooling()) {
+            pooling.chunkSize = s.chunkSize;
+            for (int l = s.firstRoutingLayer(); l < s.nLayers; ++l) pooling.layers.push_back(l);
+            fo.pooling = &pooling;
+            fo.pooledHook = [&](const engine::PooledRows& rows) {
+                const size_t n = rows.nChunks * static_cast<size_t>(G * D);
+                bankRows.assign(rows.k, rows.k + n);
+                bankRows.insert(bankRows.end(), rows.v, rows.v + n);
+            };
+        }
         std::vector<double> runs;
         for (size_t rep = 0; rep <= repeats; ++rep) {
             session->truncate(0);
@@ -491,6 +505,7 @@ Result<GpuBenchResult> runGpuBench(const GpuBenchOptions& o) {
             if (rep) runs.push_back(static_cast<double>(nTok) / secondsSince(t0));
         }
         enc.value = median(runs);
+        if (fo.pooling) enc.note += ", pooled rows to the host included";
         return Status::ok();
     }();
     if (!encStatus) notMeasured(enc, encStatus);

@@ -6,10 +6,28 @@
 
 namespace msa::memory {
 
+namespace {
+Status encodePooled(engine::Session& session, const model::ModelFiles& files, const RoutingConfig& cfg,
+                    std::span<const std::span<const int32_t>> docs, std::span<EncodedDocument> out, const CancelToken* cancel);
+
+Result<bool> usePooledPath(const engine::Session& session, EncodePath path) {
+    if (path == EncodePath::Pooled && !session.supportsPooling())
+        return Status(ErrorCode::InvalidArgument, "the session's backend cannot pool chunks itself");
+    return path == EncodePath::Pooled || (path == EncodePath::Auto && session.supportsPooling());
+}
+}  // namespace
+
 Result<EncodedDocument> encodeDocument(engine::Session& session, const model::ModelFiles& files, const RoutingConfig& cfg,
-                                       std::span<const int32_t> tokens, const CancelToken* cancel) {
+                                       std::span<const int32_t> tokens, const CancelToken* cancel, EncodePath path) {
     if (tokens.empty()) return Status(ErrorCode::InvalidArgument, "empty memory document");
     if (cfg.layers.empty()) return Status(ErrorCode::InvalidArgument, "no routing layer");
+    MSA_ASSIGN_OR_RETURN(const bool pooled, usePooledPath(session, path));
+    if (pooled) {
+        std::vector<EncodedDocument> one(1);
+        const std::span<const int32_t> docs[1] = {tokens};
+        MSA_RETURN_IF_ERROR(encodePooled(session, files, cfg, docs, one, cancel));
+        return std::move(one[0]);
+    }
     EncodedDocument out;
     out.nTokens = tokens.size();
     const size_t kvWidth = cfg.nRouteHeads * cfg.headDim;
@@ -116,13 +134,81 @@ Status encodePacked(engine::Session& session, const model::ModelFiles& files, co
     return Status::ok();
 }
 
+// The same as encodePacked, through the engine's pooled hook: the engine pools every segment's
+// chunks where its tensors live and hands over only [chunks][nKv][D] rows per routing layer.
+Status encodePooled(engine::Session& session, const model::ModelFiles& files, const RoutingConfig& cfg,
+                    std::span<const std::span<const int32_t>> docs, std::span<EncodedDocument> out, const CancelToken* cancel) {
+    const size_t kvWidth = cfg.nRouteHeads * cfg.headDim;
+    engine::PoolingOptions pooling;
+    pooling.chunkSize = cfg.chunkSize;
+    pooling.layers = cfg.layers;
+    if (cfg.decoupled)
+        for (int l : cfg.layers) {
+            MSA_ASSIGN_OR_RETURN(const model::TensorView* w, routerKeyWeight(cfg, files, l));
+            pooling.routeKeyProj.push_back(w);
+        }
+    std::vector<int32_t> tokens, positions;
+    std::vector<uint32_t> segments;
+    std::vector<size_t> firstChunk;   // of each document in the forward's chunk order
+    size_t nChunks = 0;
+    for (size_t d = 0; d < docs.size(); ++d) {
+        tokens.insert(tokens.end(), docs[d].begin(), docs[d].end());
+        for (size_t i = 0; i < docs[d].size(); ++i) positions.push_back(static_cast<int32_t>(i));
+        segments.push_back(static_cast<uint32_t>(docs[d].size()));
+        firstChunk.push_back(nChunks);
+        nChunks += chunkCount(docs[d].size(), cfg.chunkSize);
+        out[d].nTokens = docs[d].size();
+        out[d].layers.clear();
+    }
+    Status hookStatus;
+    engine::ForwardOptions opt;
+    opt.computeLogits = false;
+    opt.stopAfterLayer = cfg.layers.back();
+    opt.cancel = cancel;
+    if (docs.size() > 1) opt.segments = segments;
+    opt.pooling = &pooling;
+    opt.pooledHook = [&](const engine::PooledRows& rows) {
+        if (!hookStatus.isOk()) return;
+        if (rows.nChunks != nChunks) {
+            hookStatus = Status(ErrorCode::Internal, "the engine pooled " + std::to_string(rows.nChunks) + " chunks, " +
+                                                         std::to_string(nChunks) + " expected");
+            return;
+        }
+        for (size_t d = 0; d < docs.size(); ++d) {
+            const size_t c0 = firstChunk[d] * kvWidth;
+            PooledLayer p;
+            p.layer = rows.layer;
+            p.nChunks = chunkCount(docs[d].size(), cfg.chunkSize);
+            const size_t len = p.nChunks * kvWidth;
+            p.k.assign(rows.k + c0, rows.k + c0 + len);
+            p.v.assign(rows.v + c0, rows.v + c0 + len);
+            // Training-free: the pooled attention key itself (msa-spec §2.2, §2.9).
+            const float* rk = cfg.decoupled ? rows.routeKey : rows.k;
+            p.routeKey.assign(rk + c0, rk + c0 + len);
+            if (cfg.normalize) l2NormalizeRows(p.routeKey.data(), p.nChunks * cfg.nRouteHeads, cfg.headDim);
+            out[d].layers.push_back(std::move(p));
+        }
+    };
+    session.truncate(0);
+    auto r = session.forward(tokens, positions, opt);
+    session.truncate(0);
+    if (!r.ok()) return r.status();
+    MSA_RETURN_IF_ERROR(hookStatus);
+    for (const EncodedDocument& e : out)
+        if (e.layers.size() != cfg.layers.size())
+            return Status(ErrorCode::Internal, "the forward reported " + std::to_string(e.layers.size()) + " of " +
+                                                   std::to_string(cfg.layers.size()) + " routing layers");
+    return Status::ok();
+}
+
 }  // namespace
 
 Result<std::vector<EncodedDocument>> encodeDocuments(engine::Session& session, const model::ModelFiles& files,
                                                      const RoutingConfig& cfg,
                                                      std::span<const std::span<const int32_t>> documents,
-                                                     size_t tokenBudget, const CancelToken* cancel) {
+                                                     size_t tokenBudget, const CancelToken* cancel, EncodePath path) {
     if (cfg.layers.empty()) return Status(ErrorCode::InvalidArgument, "no routing layer");
+    MSA_ASSIGN_OR_RETURN(const bool pooled, usePooledPath(session, path));
     for (size_t d = 0; d < documents.size(); ++d)
         if (documents[d].empty())
             return Status(ErrorCode::InvalidArgument, "empty memory document (index " + std::to_string(d) + ")");
@@ -131,8 +217,10 @@ Result<std::vector<EncodedDocument>> encodeDocuments(engine::Session& session, c
     while (begin < documents.size()) {
         size_t end = begin + 1, total = documents[begin].size();
         while (end < documents.size() && total + documents[end].size() <= tokenBudget) total += documents[end++].size();
-        MSA_RETURN_IF_ERROR(encodePacked(session, files, cfg, documents.subspan(begin, end - begin),
-                                         std::span<EncodedDocument>(out).subspan(begin, end - begin), cancel));
+        const auto batch = documents.subspan(begin, end - begin);
+        const auto dst = std::span<EncodedDocument>(out).subspan(begin, end - begin);
+        MSA_RETURN_IF_ERROR(pooled ? encodePooled(session, files, cfg, batch, dst, cancel)
+                                   : encodePacked(session, files, cfg, batch, dst, cancel));
         begin = end;
     }
     return out;

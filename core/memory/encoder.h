@@ -1,7 +1,8 @@
 // encoder.h: the model-running side of routing on the CPU backend: encoding memory documents into
 // their pooled per-routing-layer K̄, V̄ and routing keys K̄ᴿ (msa-spec §3, §7) — one per forward
 // (encodeDocument) or many packed into one forward (encodeDocuments) — and collecting the routing
-// queries of a prompt (msa-spec §2.3, §4). Both run a Session forward with a LayerHook and
+// queries of a prompt (msa-spec §2.3, §4). Both run a Session forward with a LayerHook (or, for
+// encoding on a session that supportsPooling(), a PooledHook: see EncodePath) and
 // stop after the last routing layer (ForwardOptions.stopAfterLayer, computeLogits = false): nothing
 // after that layer's K/V projections is computed (the final norm and lm_head neither).
 //
@@ -23,7 +24,8 @@
 //     for (const PooledLayer& p : doc.layers) bank.append(p.layer, p.k, p.v, p.routeKey);
 //
 // Failure codes: InvalidArgument (empty document, token outside the vocabulary, document longer than
-// the session capacity, mask size), NotFound/Mismatch (router tensors), Cancelled, OutOfMemory.
+// the session capacity, mask size, EncodePath::Pooled on a session without pooling), NotFound/Mismatch
+// (router tensors), Cancelled, OutOfMemory.
 #pragma once
 
 #include "core/engine/backend.h"
@@ -32,6 +34,11 @@
 #include <vector>
 
 namespace msa::memory {
+
+// Which engine interface the encoder pools through. Auto: the session's pooled hook when it
+// supportsPooling() (the engine pools where its tensors live and hands over only chunk rows), the
+// layer hook otherwise. Both give bit-identical results on the CPU backend (tst_pooled_hook).
+enum class EncodePath { Auto, LayerHook, Pooled };
 
 // One routing layer of one document: each array is nChunks × nKvHeads × headDim f32 (the bank casts
 // to its storage dtype). routeKey is L2-normalised per head iff cfg.normalize (msa-spec §2.2).
@@ -47,7 +54,8 @@ struct EncodedDocument {
 };
 
 Result<EncodedDocument> encodeDocument(engine::Session& session, const model::ModelFiles& files, const RoutingConfig& cfg,
-                                       std::span<const int32_t> tokens, const CancelToken* cancel = nullptr);
+                                       std::span<const int32_t> tokens, const CancelToken* cancel = nullptr,
+                                       EncodePath path = EncodePath::Auto);
 
 // Many documents packed into as few forwards as possible: consecutive documents share a forward
 // while their total stays within tokenBudget (a longer document runs alone). The forward gets one
@@ -60,7 +68,7 @@ Result<std::vector<EncodedDocument>> encodeDocuments(engine::Session& session, c
                                                      const RoutingConfig& cfg,
                                                      std::span<const std::span<const int32_t>> documents,
                                                      size_t tokenBudget = kDefaultEncodeTokenBudget,
-                                                     const CancelToken* cancel = nullptr);
+                                                     const CancelToken* cancel = nullptr, EncodePath path = EncodePath::Auto);
 
 // The template head (positions 0..head.size()-1) then the prompt at queryStart.. (msa-spec §4:
 // 3 + k for MSA), memory-free (see above). Returns one RoutingQueries per routing layer.

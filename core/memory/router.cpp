@@ -149,6 +149,17 @@ Result<RoutingQueries> routingQueriesFromLayer(const RoutingConfig& cfg, const m
     return out;
 }
 
+Result<const model::TensorView*> routerKeyWeight(const RoutingConfig& cfg, const model::ModelFiles& files, int layer) {
+    const std::string name = layerName(layer, "router_k");
+    const model::TensorView* w = files.tensors().find(name);
+    if (!w) return Status(ErrorCode::NotFound, "router tensor " + name);
+    const size_t width = cfg.nRouteHeads * cfg.headDim, hidden = static_cast<size_t>(files.config().hiddenSize);
+    if (w->nRows() != width || w->rowLength() != hidden)
+        return Status(ErrorCode::Mismatch, name + " has the wrong shape for " + std::to_string(width) + " x " +
+                                               std::to_string(hidden));
+    return w;
+}
+
 Result<std::vector<float>> routingKeyRows(const RoutingConfig& cfg, const model::ModelFiles& files,
                                           const engine::LayerTensors& layer) {
     const size_t width = cfg.nRouteHeads * cfg.headDim;

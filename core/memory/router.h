@@ -103,6 +103,9 @@ Result<RoutingQueries> routingQueriesFromLayer(const RoutingConfig& cfg, const m
 
 // Raw routing-key rows for every token of a layer (before pooling): router_k_proj(x̃) (decoupled,
 // no norm, no RoPE) or the attention K after k_norm and RoPE (training-free). nTokens × nKv × D.
+// The router_k_proj matrix of a routing layer ([nRouteHeads·headDim × hidden], no bias), for engines
+// that pool on their own (engine::PoolingOptions::routeKeyProj). Failure: NotFound, Mismatch.
+Result<const model::TensorView*> routerKeyWeight(const RoutingConfig& cfg, const model::ModelFiles& files, int layer);
 Result<std::vector<float>> routingKeyRows(const RoutingConfig& cfg, const model::ModelFiles& files,
                                           const engine::LayerTensors& layer);
 

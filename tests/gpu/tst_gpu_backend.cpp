@@ -5,10 +5,12 @@
 // exportRows round trip), a memory hook appending rows in some layers, packed segments equal to
 // separate forwards, bidirectional calls, layer hooks, stopAfterLayer / computeLogits = false, the
 // decode graph against eager launches, device argmax, cancellation and argument errors; a long demo
-// prompt through the tensor-core prefill attention.
+// prompt through the tensor-core prefill attention; encoding through the device's chunk pooling (ForwardOptions::pooling) against the layer-hook path on the
+// same GPU (K̄/V̄ bit-equal, K̄ᴿ at f32 rounding) and against the CPU bank (bf16 tolerance).
 // Skips (whole executable) without a usable CUDA device. Tolerances are for bf16 weights/activations
 // with f32 accumulation; they have not yet been calibrated on a GPU (see gpu/README.md).
 #include "core/engine/backend.h"
+#include "core/memory/encoder.h"
 #include "core/model/model_files.h"
 #include "core/util/paths.h"
 #include "gpu/cuda_backend.h"
@@ -337,6 +339,61 @@ private slots:
         engine::ForwardOptions o2;
         o2.segments = one;
         QCOMPARE((*packed)->forward(std::span(toks).first(1), iota(1, 0), o2).status().code(), ErrorCode::InvalidArgument);
+    }
+
+    void encoderPooledOnDeviceMatchesLayerHookAndCpu() {
+        Pair p = load(kFixtures + "msa-qwen3-bf16");
+        QVERIFY(p.gpu);
+        const model::ModelFiles& files = p.gpu->files();
+        auto cfgOr = memory::routingConfigFor(files);
+        QVERIFY2(cfgOr.ok(), cfgOr.status().toString().c_str());
+        auto gpuSession = p.gpu->createSession({.maxTokens = 1024});
+        auto cpuSession = p.cpu->createSession({.maxTokens = 1024, .nThreads = 1});
+        QVERIFY(gpuSession.ok() && cpuSession.ok());
+        QVERIFY((*gpuSession)->supportsPooling());
+        std::vector<std::vector<int32_t>> docs;
+        for (size_t len : {3, 11, 40, 1, 17, 64, 130, 5, 300})
+            docs.push_back(prompt(len + docs.size()));
+        std::vector<std::span<const int32_t>> spans(docs.begin(), docs.end());
+        auto worst = [](const std::vector<float>& a, const std::vector<float>& b, double* scale) {
+            double w = 0;
+            *scale = 0;
+            for (size_t i = 0; i < b.size(); ++i) {
+                w = std::max(w, std::abs(double(a[i]) - double(b[i])));
+                *scale = std::max(*scale, std::abs(double(b[i])));
+            }
+            return w;
+        };
+        for (bool decoupled : {true, false}) {
+            memory::RoutingConfig cfg = *cfgOr;
+            if (!decoupled) {
+                auto tf = memory::routingConfigFromSettings(files.config(), false, {2, 3});
+                QVERIFY(tf.ok());
+                cfg = *tf;
+            }
+            cfg.chunkSize = 4;
+            auto pooled = memory::encodeDocuments(**gpuSession, files, cfg, spans, 128, nullptr, memory::EncodePath::Pooled);
+            QVERIFY2(pooled.ok(), pooled.status().toString().c_str());
+            auto hooked = memory::encodeDocuments(**gpuSession, files, cfg, spans, 128, nullptr, memory::EncodePath::LayerHook);
+            QVERIFY2(hooked.ok(), hooked.status().toString().c_str());
+            auto cpu = memory::encodeDocuments(**cpuSession, files, cfg, spans, 128);
+            QVERIFY2(cpu.ok(), cpu.status().toString().c_str());
+            for (size_t d = 0; d < docs.size(); ++d)
+                for (size_t l = 0; l < cfg.layers.size(); ++l) {
+                    const memory::PooledLayer &a = (*pooled)[d].layers[l], &b = (*hooked)[d].layers[l], &c = (*cpu)[d].layers[l];
+                    QCOMPARE(a.nChunks, b.nChunks);
+                    QCOMPARE(a.k, b.k);   // the same device tensors, pooled in the same order
+                    QCOMPARE(a.v, b.v);
+                    double scale = 0;
+                    const double r = worst(a.routeKey, b.routeKey, &scale);
+                    QVERIFY2(r <= 1e-5 + 1e-5 * scale, qPrintable(QString("K̄ᴿ doc %1 layer %2: %3 of %4").arg(d).arg(l).arg(r).arg(scale)));
+                    for (auto [g, ref] : {std::pair{&a.k, &c.k}, std::pair{&a.v, &c.v}, std::pair{&a.routeKey, &c.routeKey}}) {
+                        const double e = worst(*g, *ref, &scale);
+                        qInfo("measured: pooled gpu vs cpu doc %zu layer %zu: %g of %g", d, l, e, scale);
+                        QVERIFY2(e <= 1e-3 + kTol * scale, qPrintable(QString("gpu vs cpu doc %1 layer %2: %3 of %4").arg(d).arg(l).arg(e).arg(scale)));
+                    }
+                }
+        }
     }
 
     void bidirectionalAndHooksMatchCpu() {

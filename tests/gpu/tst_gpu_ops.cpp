@@ -9,11 +9,22 @@
 // reference (bf16 tolerance) and against its host emulation (gpu/flash_attn_tc_math.h, tighter).
 #include "gpu/flash_attn_tc.h"
 #include "gpu/flash_attn_tc_math.h"
+// and argmax. Chunk pooling (gpu/pool_kernels.h): the segment-aware pooling kernel must equal the CPU
+// backend's engine::poolChunkRows bit for bit (same summation order), and the ChunkPooler (kernel,
+// routing-key GEMM, one async copy per layer into double-buffered pinned memory on a second stream)
+// must hand every layer's rows to the hook in order, K̄/V̄ bit-equal, K̄ᴿ within f32 rounding of the
+// reference's project-then-pool.
+#include "core/engine/chunk_pool.h"
 #include "gpu/kernels_bf16.h"
 #include "gpu/launch_plan.h"
 #include "gpu/ops.h"
+#include "gpu/pool_kernels.h"
 
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+
+#include <cstring>
+#include <memory>
 
 #include <QtTest>
 
@@ -539,6 +550,121 @@ private slots:
         QVERIFY(gpu::convertToBf16(dx.as<float>(), dy.as<uint16_t>(), x.size(), nullptr).isOk());
         QVERIFY(cudaDeviceSynchronize() == cudaSuccess);
         QCOMPARE(dy.download<uint16_t>(), toBf16(x));
+    }
+
+    void poolChunks_data() {
+        QTest::addColumn<std::vector<uint32_t>>("segments");
+        QTest::addColumn<int>("chunk");
+        QTest::addColumn<int>("kvDim");
+        QTest::addColumn<int>("xDim");
+        QTest::newRow("one token") << std::vector<uint32_t>{1} << 64 << 8 << 0;
+        QTest::newRow("odd, partial last chunk") << std::vector<uint32_t>{131} << 64 << 24 << 40;
+        QTest::newRow("packed segments") << std::vector<uint32_t>{5, 1, 64, 65, 3, 200} << 64 << 128 << 0;
+        QTest::newRow("packed, x, P=4") << std::vector<uint32_t>{3, 11, 40, 1, 17} << 4 << 72 << 136;
+    }
+    void poolChunks() {
+        QFETCH(std::vector<uint32_t>, segments);
+        QFETCH(int, chunk);
+        QFETCH(int, kvDim);
+        QFETCH(int, xDim);
+        size_t n = 0;
+        for (uint32_t s : segments) n += s;
+        const auto plan = engine::segmentChunks(segments, n, size_t(chunk));
+        const auto k = randomVector(n * kvDim, 41), v = randomVector(n * kvDim, 42), x = randomVector(n * std::max(xDim, 1), 43, 3.0f);
+        DeviceBuffer dk(k), dv(v), dx(x), dplan(plan), dkv(poison(2 * plan.size() * kvDim)),
+            dxo(poison(plan.size() * std::max(xDim, 1)));
+        QVERIFY(gpu::poolChunksF32(dk.as<float>(), dv.as<float>(), xDim ? dx.as<float>() : nullptr, kvDim, xDim,
+                                   dplan.as<engine::ChunkSpan>(), plan.size(), dkv.as<float>(), dxo.as<float>(), nullptr).isOk());
+        QVERIFY(cudaDeviceSynchronize() == cudaSuccess);
+        std::vector<float> want(2 * plan.size() * kvDim);
+        engine::poolChunkRows(k.data(), kvDim, plan, 0, plan.size(), want.data());
+        engine::poolChunkRows(v.data(), kvDim, plan, 0, plan.size(), want.data() + plan.size() * kvDim);
+        const auto got = dkv.download<float>();
+        QVERIFY2(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)) == 0, "K̄/V̄ differ from poolChunkRows");
+        if (xDim) {
+            std::vector<float> wantX(plan.size() * xDim);
+            engine::poolChunkRows(x.data(), xDim, plan, 0, plan.size(), wantX.data());
+            const auto gotX = dxo.download<float>();
+            QVERIFY2(std::memcmp(gotX.data(), wantX.data(), wantX.size() * sizeof(float)) == 0, "x̄ differs from poolChunkRows");
+        }
+    }
+
+    void chunkPoolerHandsOverEveryLayer() {
+        const size_t kvDim = 48, hidden = 80;
+        const std::vector<uint32_t> segments = {7, 64, 1, 130};
+        size_t n = 0;
+        for (uint32_t s : segments) n += s;
+        const auto plan = engine::segmentChunks(segments, n, 64);
+        auto wHost = randomVector(kvDim * hidden, 50, 0.2f);
+        model::TensorView w;
+        w.name = "blk.1.router_k.weight";
+        w.dtype = model::DType::F32;
+        w.shape = {kvDim, hidden};
+        w.bytes = std::as_bytes(std::span<const float>(wHost));
+        engine::PoolingOptions opt;
+        opt.chunkSize = 64;
+        opt.layers = {1, 2, 4};
+        opt.routeKeyProj = {&w, nullptr, &w};
+        struct Layer {
+            std::vector<float> k, v, x;
+        };
+        std::vector<Layer> layers;
+        for (uint32_t l = 0; l < 5; ++l)
+            layers.push_back({randomVector(n * kvDim, 60 + l), randomVector(n * kvDim, 70 + l), randomVector(n * hidden, 80 + l)});
+        cudaStream_t stream = nullptr;
+        QVERIFY(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess);
+        cublasHandle_t cublas = nullptr;
+        QVERIFY(cublasCreate(&cublas) == CUBLAS_STATUS_SUCCESS);
+        QVERIFY(cublasSetStream(cublas, stream) == CUBLAS_STATUS_SUCCESS);
+        std::vector<int> seen;
+        QString failure;
+        {
+            gpu::ChunkPooler pooler;
+            engine::PooledHook hook = [&](const engine::PooledRows& r) {
+                seen.push_back(r.layer);
+                if (r.nChunks != plan.size()) failure = "chunk count";
+                const Layer& L = layers[size_t(r.layer)];
+                std::vector<float> want(plan.size() * kvDim);
+                engine::poolChunkRows(L.k.data(), kvDim, plan, 0, plan.size(), want.data());
+                if (std::memcmp(want.data(), r.k, want.size() * sizeof(float))) failure = QString("K̄ of layer %1").arg(r.layer);
+                engine::poolChunkRows(L.v.data(), kvDim, plan, 0, plan.size(), want.data());
+                if (std::memcmp(want.data(), r.v, want.size() * sizeof(float))) failure = QString("V̄ of layer %1").arg(r.layer);
+                const bool proj = r.layer != 2;
+                if (proj != (r.routeKey != nullptr)) failure = QString("K̄ᴿ presence in layer %1").arg(r.layer);
+                if (!proj || !r.routeKey) return;
+                // The reference: project every token, then pool (in double here).
+                std::vector<float> rows(n * kvDim);
+                for (size_t t = 0; t < n; ++t)
+                    for (size_t o = 0; o < kvDim; ++o) {
+                        double acc = 0;
+                        for (size_t h = 0; h < hidden; ++h) acc += double(wHost[o * hidden + h]) * L.x[t * hidden + h];
+                        rows[t * kvDim + o] = float(acc);
+                    }
+                engine::poolChunkRows(rows.data(), kvDim, plan, 0, plan.size(), want.data());
+                QString where;
+                if (!close(std::vector<float>(r.routeKey, r.routeKey + want.size()), want, 1e-5f, 1e-5f, &where))
+                    failure = QString("K̄ᴿ of layer %1: %2").arg(r.layer).arg(where);
+            };
+            for (int round = 0; round < 2; ++round) {   // a second forward reuses the buffers
+                seen.clear();
+                QVERIFY(pooler.begin(plan, opt, kvDim, hidden, stream).isOk());
+                std::vector<std::unique_ptr<DeviceBuffer>> bufs;
+                for (uint32_t l = 0; l < 5; ++l) {
+                    bufs.push_back(std::make_unique<DeviceBuffer>(layers[l].k));
+                    bufs.push_back(std::make_unique<DeviceBuffer>(layers[l].v));
+                    bufs.push_back(std::make_unique<DeviceBuffer>(layers[l].x));
+                    const Status st = pooler.layer(int(l), bufs[3 * l]->as<float>(), bufs[3 * l + 1]->as<float>(),
+                                                   bufs[3 * l + 2]->as<float>(), cublas, hook);
+                    QVERIFY2(st.isOk(), st.toString().c_str());
+                }
+                QVERIFY(pooler.finish(hook).isOk());
+                QVERIFY(cudaStreamSynchronize(stream) == cudaSuccess);
+                QVERIFY2(failure.isEmpty(), qPrintable(failure));
+                QCOMPARE(seen, (std::vector<int>{1, 2, 4}));
+            }
+        }
+        cublasDestroy(cublas);
+        cudaStreamDestroy(stream);
     }
 };
 
