@@ -801,6 +801,10 @@ Result<std::span<const float>> CudaSession::forward(std::span<const int32_t> tok
             return invalidArgument("forward(): segments cover " + std::to_string(sum) + " tokens, " + std::to_string(n) + " given");
         if (m_nPast != 0 || std::any_of(m_prefix.begin(), m_prefix.end(), [](size_t p) { return p != 0; }))
             return invalidArgument("forward(): segments need an empty context (no cached tokens and no prefix rows)");
+        // Memory rows are placed in front of a layer's tokens and every token sees them; packed
+        // segments must see only their own tokens, so the two do not combine (no caller needs it).
+        if (opt.memoryHook)
+            return invalidArgument("forward(): packed segments cannot be combined with a memory hook");
     }
     if (opt.memoryHook && m_nPast != 0)
         return invalidArgument("forward(): memory is assembled in a round's prefill, but the session already holds " +

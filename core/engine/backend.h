@@ -112,7 +112,8 @@ struct ForwardOptions {
     // to the token count. Each token attends causally inside its own segment only (block-diagonal
     // causal attention; masked blocks are not computed). Positions stay the caller's (each segment
     // restarts at 0 for document-wise RoPE). Needs an empty context (no cached tokens, no prefix
-    // rows): InvalidArgument otherwise, or when the lengths do not sum to the token count.
+    // rows) and no memoryHook: InvalidArgument otherwise, or when the lengths do not sum to the
+    // token count.
     std::span<const uint32_t> segments = {};
     // With pooledHook set: pool these layers (see PoolingOptions) and call pooledHook once per layer
     // in `layers` order, on the session's thread, before forward() returns; a backend may call it a

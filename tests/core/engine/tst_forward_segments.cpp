@@ -147,6 +147,9 @@ private slots:
         opt.segments = good;   // a token is already cached: segments need an empty context
         QCOMPARE((*session)->forward(tokens, positions, opt).status().code(), ErrorCode::InvalidArgument);
         (*session)->truncate(0);
+        opt.memoryHook = [](const engine::LayerTensors&) -> Result<engine::LayerPrefix> { return engine::LayerPrefix{}; };
+        QCOMPARE((*session)->forward(tokens, positions, opt).status().code(), ErrorCode::InvalidArgument);
+        opt.memoryHook = {};
         QVERIFY((*session)->forward(tokens, positions, opt).ok());
     }
 
