@@ -214,51 +214,52 @@ struct RunSpec {
     std::function<Status(size_t li, const memory::RoutingQueries&, const Scores&)> observe;
 };
 
-// memory::sparsePrefill with a different key source for the scan and a transform of the gathered
-// rows (sparse.* is not ours to change); with the bank's keys and no transform it is the same
-// computation, which measureQuantization checks bit for bit.
-Result<std::span<const float>> prefill(engine::Session& session, RoutingContext& c, memory::Router& router,
-                                       const std::vector<ShardTable>& tables, const memory::QueryPrompt& q,
-                                       const RunSpec& spec, std::vector<std::vector<uint64_t>>* selections) {
+// memory::sparsePrefill with the bench's own scan (over `spec.keys`, keeping every score for the
+// comparisons) and the gathered rows through `spec.content`. With the bank's keys the selection must
+// be MemoryIndex::route's own, which is checked in every routing layer.
+Result<memory::SparsePrefill> prefill(engine::Session& session, RoutingContext& c, memory::Router& router,
+                                      const std::vector<ShardTable>& tables, const memory::QueryPrompt& q, const RunSpec& spec) {
     memory::MemoryIndex& index = *c.index;
-    MSA_RETURN_IF_ERROR(session.setPrefix(index.templatePrefixes()));
     const memory::RoutingConfig& cfg = index.config();
     const size_t D = c.bank.params().headDim;
     std::vector<int32_t> pos(q.tokens.size());
     std::iota(pos.begin(), pos.end(), q.firstPosition);
-    engine::ForwardOptions opt;
-    size_t routed = 0;
-    opt.memoryHook = [&](const engine::LayerTensors& lt) -> Result<engine::LayerPrefix> {
-        const auto it = std::find(cfg.layers.begin(), cfg.layers.end(), lt.layer);
-        if (it == cfg.layers.end()) return engine::LayerPrefix{};
-        const size_t li = static_cast<size_t>(it - cfg.layers.begin());
-        MSA_ASSIGN_OR_RETURN(memory::RoutingQueries rq, memory::routingQueriesFromLayer(cfg, index.files(), lt, q.routeMask));
+    memory::SparsePrefillOptions opt;
+    opt.route = [&](size_t li, const memory::RoutingQueries& rq) -> Result<memory::LayerRouting> {
         MSA_ASSIGN_OR_RETURN(Scores s, scoreLayer(router, cfg, c.bank, tables, rq, li, spec.keys));
-        std::vector<memory::ScoredDocument> sel = ranking(s);
-        sel.resize(std::min(sel.size(), cfg.topK));
+        memory::LayerRouting r;
+        r.layer = cfg.layers[li];
+        r.nCandidates = static_cast<size_t>(std::count_if(s.scores.begin(), s.scores.end(), [](float x) { return std::isfinite(x); }));
+        r.selected = ranking(s);
+        r.selected.resize(std::min(r.selected.size(), cfg.topK));
+        r.top = r.selected;
+        for (const memory::ScoredDocument& d : r.selected) r.nChunks += c.bank.documents()[d.index].nChunks;
         if (!spec.keys) {   // the baseline must be MemoryIndex's own decision
             MSA_ASSIGN_OR_RETURN(memory::LayerRouting ref, index.route(li, rq, cfg.topK));
-            if (ref.selected != sel)
-                return Status(ErrorCode::Internal, "the bench's bf16 scoring of layer " + std::to_string(lt.layer) +
+            if (ref.selected != r.selected)
+                return Status(ErrorCode::Internal, "the bench's bf16 scoring of layer " + std::to_string(r.layer) +
                                                        " disagrees with MemoryIndex::route");
         }
         if (spec.observe) MSA_RETURN_IF_ERROR(spec.observe(li, rq, s));
-        if (selections) {
-            std::vector<uint64_t> ids;
-            for (const auto& d : sel) ids.push_back(d.id);
-            selections->push_back(std::move(ids));
-        }
-        MSA_ASSIGN_OR_RETURN(engine::LayerPrefix rows, index.gather(li, sel));
-        if (spec.content) {
-            MSA_RETURN_IF_ERROR(roundTrip(*spec.content, rows.k, D));
-            MSA_RETURN_IF_ERROR(roundTrip(*spec.content, rows.v, D));
-        }
-        ++routed;
-        return rows;
+        return r;
     };
-    MSA_ASSIGN_OR_RETURN(std::span<const float> logits, session.forward(q.tokens, pos, opt));
-    if (routed != cfg.layers.size()) return Status(ErrorCode::Internal, "the prefill routed " + std::to_string(routed) + " layers");
-    return logits;
+    if (spec.content)
+        opt.transformRows = [&](size_t, engine::LayerPrefix& rows) -> Status {
+            MSA_RETURN_IF_ERROR(roundTrip(*spec.content, rows.k, D));
+            return roundTrip(*spec.content, rows.v, D);
+        };
+    return memory::sparsePrefill(session, index, q.tokens, pos, q.routeMask, opt);
+}
+
+// The selected document ids of each routing layer, in layer order.
+std::vector<std::vector<uint64_t>> selections(const memory::SparsePrefill& p) {
+    std::vector<std::vector<uint64_t>> out;
+    for (const memory::LayerRouting& l : p.layers) {
+        std::vector<uint64_t> ids;
+        for (const memory::ScoredDocument& d : l.selected) ids.push_back(d.id);
+        out.push_back(std::move(ids));
+    }
+    return out;
 }
 
 // Round trip of every stored row of one tensor kind over the whole bank.
@@ -431,8 +432,9 @@ Result<QuantBenchResult> measureQuantization(const fs::path& bankPath, const fs:
             }
             return Status::ok();
         };
-        std::vector<std::vector<uint64_t>> baseSel;
-        MSA_ASSIGN_OR_RETURN(std::span<const float> l0, prefill(*session, c, router, tables, q, base, &baseSel));
+        MSA_ASSIGN_OR_RETURN(memory::SparsePrefill bp0, prefill(*session, c, router, tables, q, base));
+        const std::span<const float> l0 = bp0.logits;
+        const std::vector<std::vector<uint64_t>> baseSel = selections(bp0);
         std::vector<std::vector<float>> baseLogits{std::vector<float>(l0.begin(), l0.end())};
         {
             std::vector<int32_t> pos(q.tokens.size());
@@ -461,9 +463,9 @@ Result<QuantBenchResult> measureQuantization(const fs::path& bankPath, const fs:
             RunSpec spec;
             spec.content = &variants[fi];
             if (e.scope == "keys+content") spec.keys = &copies[fi];
-            std::vector<std::vector<uint64_t>> sel;
-            MSA_ASSIGN_OR_RETURN(std::span<const float> lq, prefill(*session, c, router, tables, q, spec, &sel));
-            if (sel != baseSel) ++e.questionsRoutedDifferently;
+            MSA_ASSIGN_OR_RETURN(memory::SparsePrefill pq, prefill(*session, c, router, tables, q, spec));
+            std::span<const float> lq = pq.logits;
+            if (selections(pq) != baseSel) ++e.questionsRoutedDifferently;
             size_t prefix = transcript.size();
             int32_t at = q.firstPosition + static_cast<int32_t>(q.tokens.size());
             for (size_t s = 0; s < transcript.size(); ++s) {

@@ -193,8 +193,9 @@ Result<SparsePrefill> sparsePrefill(engine::Session& session, MemoryIndex& index
         if (it == cfg.layers.end()) return engine::LayerPrefix{};   // [template head; local tokens]
         const size_t li = static_cast<size_t>(it - cfg.layers.begin());
         MSA_ASSIGN_OR_RETURN(RoutingQueries q, routingQueriesFromLayer(cfg, index.files(), lt, routeMask));
-        MSA_ASSIGN_OR_RETURN(LayerRouting r, index.route(li, q, options.topN, options.cancel));
+        MSA_ASSIGN_OR_RETURN(LayerRouting r, options.route ? options.route(li, q) : index.route(li, q, options.topN, options.cancel));
         MSA_ASSIGN_OR_RETURN(engine::LayerPrefix rows, index.gather(li, r.selected));
+        if (options.transformRows) MSA_RETURN_IF_ERROR(options.transformRows(li, rows));
         out.layers.push_back(std::move(r));
         return rows;
     };

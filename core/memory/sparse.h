@@ -30,6 +30,7 @@
 #include "core/memory/router.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -86,6 +87,12 @@ struct SparsePrefillOptions {
     size_t topN = 10;                    // documents kept per layer for the routing trace
     bool allLogits = false;
     const CancelToken* cancel = nullptr;
+    // Optional replacement of the routing decision of routing-layer position `li` for its prepared
+    // queries (a measurement scoring other keys, say). Empty: index.route(li, queries, topN, cancel).
+    std::function<Result<LayerRouting>(size_t li, const RoutingQueries& queries)> route = nullptr;
+    // Optional transform of the gathered K̄/V̄ rows of routing-layer position `li` before they enter the
+    // layer's context (a storage-format round trip, say). Empty: the rows as gathered.
+    std::function<Status(size_t li, engine::LayerPrefix& rows)> transformRows = nullptr;
 };
 
 struct SparsePrefill {
