@@ -27,6 +27,7 @@
 #include "gpu/launch_plan.h"
 #include "gpu/pool_kernels.h"
 
+#include "core/engine/forward_checks.h"
 #include "core/util/log.h"
 
 #include <cublas_v2.h>
@@ -54,19 +55,23 @@ Status cublasStatusOf(cublasStatus_t s, const char* statement, const char* file,
 }
 #define MSA_CUBLAS_CHECK(expr) MSA_RETURN_IF_ERROR(cublasStatusOf((expr), #expr, __FILE__, __LINE__))
 
-// Device memory owned by value; contents are not preserved by allocate().
-template <typename T>
-class DeviceArray {
+// Where a CudaArray lives: device memory, or page-locked host memory (the source/target of
+// asynchronous copies).
+enum class MemoryKind { Device, PinnedHost };
+
+// CUDA-allocated memory owned by value; contents are not preserved by allocate().
+template <typename T, MemoryKind Kind>
+class CudaArray {
 public:
-    DeviceArray() = default;
-    ~DeviceArray() { release(); }
-    DeviceArray(const DeviceArray&) = delete;
-    DeviceArray& operator=(const DeviceArray&) = delete;
-    DeviceArray(DeviceArray&& o) noexcept : m_p(o.m_p), m_n(o.m_n) {
+    CudaArray() = default;
+    ~CudaArray() { release(); }
+    CudaArray(const CudaArray&) = delete;
+    CudaArray& operator=(const CudaArray&) = delete;
+    CudaArray(CudaArray&& o) noexcept : m_p(o.m_p), m_n(o.m_n) {
         o.m_p = nullptr;
         o.m_n = 0;
     }
-    DeviceArray& operator=(DeviceArray&& o) noexcept {
+    CudaArray& operator=(CudaArray&& o) noexcept {
         if (this != &o) {
             release();
             m_p = o.m_p;
@@ -80,16 +85,21 @@ public:
         release();
         if (count == 0) return Status::ok();
         void* p = nullptr;
-        const cudaError_t e = cudaMalloc(&p, count * sizeof(T));
+        constexpr bool device = Kind == MemoryKind::Device;
+        const cudaError_t e = device ? cudaMalloc(&p, count * sizeof(T)) : cudaMallocHost(&p, count * sizeof(T));
         if (e != cudaSuccess)
-            return cudaStatus(e, "cudaMalloc", __FILE__, __LINE__)
-                .withContext("allocating " + std::to_string(count * sizeof(T)) + " bytes of device memory for " + what);
+            return cudaStatus(e, device ? "cudaMalloc" : "cudaMallocHost", __FILE__, __LINE__)
+                .withContext("allocating " + std::to_string(count * sizeof(T)) + " bytes of " +
+                             (device ? "device memory" : "pinned host memory") + " for " + what);
         m_p = static_cast<T*>(p);
         m_n = count;
         return Status::ok();
     }
     void release() {
-        if (m_p) cudaFree(m_p);
+        if (m_p) {
+            if constexpr (Kind == MemoryKind::Device) cudaFree(m_p);
+            else cudaFreeHost(m_p);
+        }
         m_p = nullptr;
         m_n = 0;
     }
@@ -101,38 +111,10 @@ private:
     size_t m_n = 0;
 };
 
-// Page-locked host memory (the source/target of asynchronous copies).
 template <typename T>
-class PinnedArray {
-public:
-    PinnedArray() = default;
-    ~PinnedArray() { release(); }
-    PinnedArray(const PinnedArray&) = delete;
-    PinnedArray& operator=(const PinnedArray&) = delete;
-    Status allocate(size_t count, const std::string& what) {
-        release();
-        if (count == 0) return Status::ok();
-        void* p = nullptr;
-        const cudaError_t e = cudaMallocHost(&p, count * sizeof(T));
-        if (e != cudaSuccess)
-            return cudaStatus(e, "cudaMallocHost", __FILE__, __LINE__)
-                .withContext("allocating " + std::to_string(count * sizeof(T)) + " bytes of pinned host memory for " + what);
-        m_p = static_cast<T*>(p);
-        m_n = count;
-        return Status::ok();
-    }
-    void release() {
-        if (m_p) cudaFreeHost(m_p);
-        m_p = nullptr;
-        m_n = 0;
-    }
-    T* get() const { return m_p; }
-    size_t size() const { return m_n; }
-
-private:
-    T* m_p = nullptr;
-    size_t m_n = 0;
-};
+using DeviceArray = CudaArray<T, MemoryKind::Device>;
+template <typename T>
+using PinnedArray = CudaArray<T, MemoryKind::PinnedHost>;
 
 // Small tensors (norm weights, biases) as f32 on the host.
 std::vector<float> toF32(const TensorView& t) {
@@ -785,33 +767,9 @@ Status CudaSession::runDecodeGraph(const engine::ForwardOptions& opt, bool* capt
 Result<std::span<const float>> CudaSession::forward(std::span<const int32_t> tokens, std::span<const int32_t> positions,
                                                     const engine::ForwardOptions& opt) {
     const size_t n = tokens.size();
-    if (n == 0) return invalidArgument("forward() needs at least one token");
-    if (positions.size() != n)
-        return invalidArgument("forward(): " + std::to_string(n) + " tokens but " + std::to_string(positions.size()) + " positions");
-    for (int32_t t : tokens)
-        if (t < 0 || static_cast<size_t>(t) >= m_m.m_nEmbed)
-            return invalidArgument("token id " + std::to_string(t) + " is outside the vocabulary (" + std::to_string(m_m.m_nEmbed) + ")");
-    if (!opt.segments.empty()) {
-        uint64_t sum = 0;
-        for (uint32_t len : opt.segments) {
-            if (len == 0) return invalidArgument("forward(): an empty segment");
-            sum += len;
-        }
-        if (sum != n)
-            return invalidArgument("forward(): segments cover " + std::to_string(sum) + " tokens, " + std::to_string(n) + " given");
-        if (m_nPast != 0 || std::any_of(m_prefix.begin(), m_prefix.end(), [](size_t p) { return p != 0; }))
-            return invalidArgument("forward(): segments need an empty context (no cached tokens and no prefix rows)");
-        // Memory rows are placed in front of a layer's tokens and every token sees them; packed
-        // segments must see only their own tokens, so the two do not combine (no caller needs it).
-        if (opt.memoryHook)
-            return invalidArgument("forward(): packed segments cannot be combined with a memory hook");
-    }
-    if (opt.memoryHook && m_nPast != 0)
-        return invalidArgument("forward(): memory is assembled in a round's prefill, but the session already holds " +
-                               std::to_string(m_nPast) + " tokens");
-    if (static_cast<bool>(opt.pooledHook) != (opt.pooling != nullptr))
-        return invalidArgument("forward(): pooling needs both ForwardOptions::pooling and pooledHook");
-    if (opt.pooling) MSA_RETURN_IF_ERROR(engine::validatePooling(*opt.pooling, m_m.m_nLayers, m_m.m_hidden, m_m.m_nKv * m_m.m_hd));
+    MSA_RETURN_IF_ERROR(engine::checkForwardArguments(tokens, positions, opt,
+                                                      {.vocab = m_m.m_nEmbed, .nLayers = m_m.m_nLayers, .hidden = m_m.m_hidden,
+                                                       .kvDim = m_m.m_nKv * m_m.m_hd, .nPast = m_nPast, .prefixRows = m_prefix}));
     MSA_CUDA_CHECK(cudaSetDevice(m_m.m_device));
     MSA_RETURN_IF_ERROR(reserve(m_nPast + n));
     MSA_RETURN_IF_ERROR(ensureActivations(n));

@@ -7,6 +7,7 @@
 // Matches Hugging Face transformers' LlamaModel/Qwen2Model/Qwen3Model computed in f32.
 #include "core/engine/backend.h"
 #include "core/engine/chunk_pool.h"
+#include "core/engine/forward_checks.h"
 
 #include "core/engine/compute_threads.h"
 #include "core/engine/cpu_ops.h"
@@ -322,35 +323,11 @@ Result<LayerPrefix> CpuSession::exportRows(size_t layer, size_t begin, size_t en
 Result<std::span<const float>> CpuSession::forward(std::span<const int32_t> tokens, std::span<const int32_t> positions,
                                                    const ForwardOptions& opt) {
     const size_t n = tokens.size();
-    if (n == 0) return invalidArgument("forward() needs at least one token");
-    if (positions.size() != n)
-        return invalidArgument("forward(): " + std::to_string(n) + " tokens but " + std::to_string(positions.size()) + " positions");
-    for (int32_t t : tokens)
-        if (t < 0 || static_cast<size_t>(t) >= m_model->m_embed->nRows())
-            return invalidArgument("token id " + std::to_string(t) + " is outside the vocabulary (" +
-                                   std::to_string(m_model->m_embed->nRows()) + ")");
-    if (!opt.segments.empty()) {
-        uint64_t sum = 0;
-        for (uint32_t len : opt.segments) {
-            if (len == 0) return invalidArgument("forward(): an empty segment");
-            sum += len;
-        }
-        if (sum != n)
-            return invalidArgument("forward(): segments cover " + std::to_string(sum) + " tokens, " + std::to_string(n) + " given");
-        if (m_nPast != 0 || std::any_of(m_prefix.begin(), m_prefix.end(), [](size_t p) { return p != 0; }))
-            return invalidArgument("forward(): segments need an empty context (no cached tokens and no prefix rows)");
-        // Memory rows are placed in front of a layer's tokens and every token sees them; packed
-        // segments must see only their own tokens, so the two do not combine (no caller needs it).
-        if (opt.memoryHook)
-            return invalidArgument("forward(): packed segments cannot be combined with a memory hook");
-    }
-    if (static_cast<bool>(opt.pooledHook) != (opt.pooling != nullptr))
-        return invalidArgument("forward(): pooling needs both ForwardOptions::pooling and pooledHook");
+    MSA_RETURN_IF_ERROR(checkForwardArguments(tokens, positions, opt,
+                                              {.vocab = m_model->m_embed->nRows(), .nLayers = m_nLayers, .hidden = m_hidden,
+                                               .kvDim = m_nKv * m_hd, .nPast = m_nPast, .prefixRows = m_prefix}));
     std::vector<ChunkSpan> poolPlan;
-    if (opt.pooling) {
-        MSA_RETURN_IF_ERROR(validatePooling(*opt.pooling, m_nLayers, m_hidden, m_nKv * m_hd));
-        poolPlan = segmentChunks(opt.segments, n, opt.pooling->chunkSize);
-    }
+    if (opt.pooling) poolPlan = segmentChunks(opt.segments, n, opt.pooling->chunkSize);
     MSA_RETURN_IF_ERROR(reserve(m_nPast + n));
 
     const size_t qDim = m_nHeads * m_hd, kvDim = m_nKv * m_hd;
@@ -368,9 +345,6 @@ Result<std::span<const float>> CpuSession::forward(std::span<const int32_t> toke
         return Status(ErrorCode::OutOfMemory, "activations for " + std::to_string(n) + " tokens");
     }
     MSA_RETURN_IF_ERROR(sizeScratch(n));
-    if (opt.memoryHook && m_nPast != 0)
-        return invalidArgument("forward(): memory is assembled in a round's prefill, but the session already holds " +
-                               std::to_string(m_nPast) + " tokens");
 
     const TensorView& embed = *m_model->m_embed;
     for (size_t t = 0; t < n; ++t)
