@@ -72,6 +72,24 @@ Result<EncodedDocument> encodeDocument(engine::Session& session, const model::Mo
 
 namespace {
 
+// Runs a batch's encoding forward on an emptied session (emptied again afterwards), then checks the
+// hook's status (read after the forward: the hook sets it) and that every document received one pooled
+// layer per routing layer.
+Status runBatchForward(engine::Session& session, const RoutingConfig& cfg, std::span<const int32_t> tokens,
+                       std::span<const int32_t> positions, const engine::ForwardOptions& opt, const Status& hookStatus,
+                       std::span<const EncodedDocument> out) {
+    session.truncate(0);
+    auto r = session.forward(tokens, positions, opt);
+    session.truncate(0);
+    if (!r.ok()) return r.status();
+    MSA_RETURN_IF_ERROR(hookStatus);
+    for (const EncodedDocument& e : out)
+        if (e.layers.size() != cfg.layers.size())
+            return Status(ErrorCode::Internal, "the forward reported " + std::to_string(e.layers.size()) + " of " +
+                                                   std::to_string(cfg.layers.size()) + " routing layers");
+    return Status::ok();
+}
+
 // Runs one packed forward over `docs` (one segment each) and pools every document's rows.
 Status encodePacked(engine::Session& session, const model::ModelFiles& files, const RoutingConfig& cfg,
                     std::span<const std::span<const int32_t>> docs, std::span<EncodedDocument> out,
@@ -122,16 +140,7 @@ Status encodePacked(engine::Session& session, const model::ModelFiles& files, co
             out[d].layers.push_back(std::move(p));
         }
     };
-    session.truncate(0);
-    auto r = session.forward(tokens, positions, opt);
-    session.truncate(0);
-    if (!r.ok()) return r.status();
-    MSA_RETURN_IF_ERROR(hookStatus);
-    for (const EncodedDocument& e : out)
-        if (e.layers.size() != cfg.layers.size())
-            return Status(ErrorCode::Internal, "the forward reported " + std::to_string(e.layers.size()) + " of " +
-                                                   std::to_string(cfg.layers.size()) + " routing layers");
-    return Status::ok();
+    return runBatchForward(session, cfg, tokens, positions, opt, hookStatus, out);
 }
 
 // The same as encodePacked, through the engine's pooled hook: the engine pools every segment's
@@ -189,16 +198,7 @@ Status encodePooled(engine::Session& session, const model::ModelFiles& files, co
             out[d].layers.push_back(std::move(p));
         }
     };
-    session.truncate(0);
-    auto r = session.forward(tokens, positions, opt);
-    session.truncate(0);
-    if (!r.ok()) return r.status();
-    MSA_RETURN_IF_ERROR(hookStatus);
-    for (const EncodedDocument& e : out)
-        if (e.layers.size() != cfg.layers.size())
-            return Status(ErrorCode::Internal, "the forward reported " + std::to_string(e.layers.size()) + " of " +
-                                                   std::to_string(cfg.layers.size()) + " routing layers");
-    return Status::ok();
+    return runBatchForward(session, cfg, tokens, positions, opt, hookStatus, out);
 }
 
 }  // namespace
