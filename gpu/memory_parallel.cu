@@ -3,6 +3,7 @@
 
 #include "core/memory/route_scanner.h"
 #include "gpu/cuda_check.h"
+#include "gpu/device_util.h"
 #include "gpu/route_scan.h"
 
 #include <cuda_runtime.h>
@@ -52,20 +53,6 @@ Status ncclGroup(Ranks& ranks, const char* what, Fn&& enqueue) {
 }
 }  // namespace
 #endif
-
-namespace {
-struct DeviceGuard {
-    int prev = -1;
-    Status enter(int device) {
-        if (prev < 0) MSA_CUDA_CHECK(cudaGetDevice(&prev));
-        MSA_CUDA_CHECK(cudaSetDevice(device));
-        return Status::ok();
-    }
-    ~DeviceGuard() {
-        if (prev >= 0) cudaSetDevice(prev);
-    }
-};
-}  // namespace
 
 struct MemoryParallel::Impl {
     struct Rank {

@@ -3,6 +3,7 @@
 
 #include "core/util/log.h"
 #include "gpu/cuda_check.h"
+#include "gpu/device_util.h"
 
 #include <cuda_runtime.h>
 #include <unistd.h>
@@ -15,26 +16,8 @@
 
 namespace msa::gpu {
 
-namespace {
-struct DeviceGuard {
-    int prev = -1;
-    Status enter(int device) {
-        MSA_CUDA_CHECK(cudaGetDevice(&prev));
-        if (prev != device) MSA_CUDA_CHECK(cudaSetDevice(device));
-        return Status::ok();
-    }
-    ~DeviceGuard() {
-        int cur = -1;
-        if (prev >= 0 && cudaGetDevice(&cur) == cudaSuccess && cur != prev) cudaSetDevice(prev);
-    }
-};
-}  // namespace
-
 Result<std::unique_ptr<ContentTier>> ContentTier::create(const memory::Bank& bank, int device, const ContentTierOptions& options) {
-    int count = 0;
-    MSA_CUDA_CHECK(cudaGetDeviceCount(&count));
-    if (device < 0 || device >= count)
-        return Status(ErrorCode::InvalidArgument, "no CUDA device " + std::to_string(device) + " (" + std::to_string(count) + " present)");
+    MSA_RETURN_IF_ERROR(checkDeviceIndex(device));
     DeviceGuard g;
     MSA_RETURN_IF_ERROR(g.enter(device));
     std::unique_ptr<ContentTier> t(new ContentTier());

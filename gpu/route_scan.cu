@@ -6,6 +6,7 @@
 #include "core/memory/shard_merge.h"
 #include "core/util/log.h"
 #include "gpu/cuda_check.h"
+#include "gpu/device_util.h"
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -653,27 +654,8 @@ memory::ShardScan decodeCandidates(std::span<const DeviceCandidate> slots, size_
 
 // ---- CudaRouteScanner ----------------------------------------------------------------------------
 
-namespace {
-// Restores the caller's device at scope exit (the engine thread may be on another device).
-struct DeviceGuard {
-    int prev = -1;
-    Status enter(int device) {
-        MSA_CUDA_CHECK(cudaGetDevice(&prev));
-        if (prev != device) MSA_CUDA_CHECK(cudaSetDevice(device));
-        return Status::ok();
-    }
-    ~DeviceGuard() {
-        int cur = -1;
-        if (prev >= 0 && cudaGetDevice(&cur) == cudaSuccess && cur != prev) cudaSetDevice(prev);
-    }
-};
-}  // namespace
-
 Result<std::unique_ptr<CudaRouteScanner>> CudaRouteScanner::create(int device, size_t nCpuThreads, KeyStorage storage) {
-    int count = 0;
-    MSA_CUDA_CHECK(cudaGetDeviceCount(&count));
-    if (device < 0 || device >= count)
-        return Status(ErrorCode::InvalidArgument, "no CUDA device " + std::to_string(device) + " (" + std::to_string(count) + " present)");
+    MSA_RETURN_IF_ERROR(checkDeviceIndex(device));
     DeviceGuard g;
     MSA_RETURN_IF_ERROR(g.enter(device));
     std::unique_ptr<CudaRouteScanner> s(new CudaRouteScanner());
