@@ -29,6 +29,7 @@
 #include "gpu/route_scan.h"
 
 #include "../core/memory/bank_test_util.h"
+#include "../core/memory/routing_test_util.h"
 
 #include <cuda_runtime_api.h>
 
@@ -45,6 +46,11 @@ using namespace msa;
 using namespace msa::memory;
 
 namespace {
+
+RoutingConfig makeConfig(size_t H, size_t G, size_t D, bool cosine) {
+    return msa::memory::testutil::makeConfig(H, G, D, cosine, 16);
+}
+using msa::memory::testutil::makeQueries;
 
 struct SyntheticKeys {
     std::vector<std::byte> bytes;
@@ -97,34 +103,6 @@ SyntheticKeys makeKeys(size_t nDocs, size_t maxChunks, size_t G, size_t D, bool 
     for (size_t i = 0; i < nDocs; ++i) k.ids[i] = 77 + 5 * i;
     std::shuffle(k.ids.begin(), k.ids.end(), rng);
     return k;
-}
-
-RoutingConfig makeConfig(size_t H, size_t G, size_t D, bool cosine) {
-    RoutingConfig c;
-    c.layers = {0};
-    c.topK = 16;
-    c.nQueryHeads = H;
-    c.nRouteHeads = G;
-    c.headDim = D;
-    c.normalize = cosine;
-    c.decoupled = true;
-    c.auxLossMethod = cosine ? "INFONCE" : "INFONCE_DECOUPLE";
-    c.queryScale = cosine ? 1.0f : 1.0f / std::sqrt(float(D));
-    return c;
-}
-
-RoutingQueries makeQueries(const RoutingConfig& c, size_t nTokens, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> nd(0.0f, 1.0f);
-    RoutingQueries q;
-    q.layer = c.layers.empty() ? 0 : c.layers[0];
-    q.nTokens = nTokens;
-    q.nHeads = c.nQueryHeads;
-    q.headDim = c.headDim;
-    q.q.resize(nTokens * q.nHeads * q.headDim);
-    for (float& x : q.q) x = nd(rng);
-    prepareQueries(c, q.q, q.headDim);
-    return q;
 }
 
 bool closeScore(float got, float ref) { return std::abs(got - ref) <= 1e-4f + 1e-4f * std::abs(ref); }

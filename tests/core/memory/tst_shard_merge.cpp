@@ -21,6 +21,7 @@
 #include "core/model/model_files.h"
 
 #include "bank_test_util.h"
+#include "routing_test_util.h"
 
 #include <QTemporaryDir>
 #include <QtTest>
@@ -35,6 +36,9 @@ using namespace msa;
 using namespace msa::memory;
 
 namespace {
+
+using msa::memory::testutil::makeConfig;
+using msa::memory::testutil::makeQueries;
 
 struct SyntheticKeys {
     std::vector<uint16_t> bf16;
@@ -86,34 +90,6 @@ SyntheticKeys makeKeys(size_t nDocs, size_t G, size_t D, bool unit, uint32_t see
     for (size_t i = 0; i < nDocs; ++i) k.ids[i] = 1000 + 3 * i;
     std::shuffle(k.ids.begin(), k.ids.end(), rng);
     return k;
-}
-
-RoutingConfig makeConfig(size_t H, size_t G, size_t D, bool cosine) {
-    RoutingConfig c;
-    c.layers = {0};
-    c.topK = 8;
-    c.nQueryHeads = H;
-    c.nRouteHeads = G;
-    c.headDim = D;
-    c.normalize = cosine;
-    c.auxLossMethod = cosine ? "INFONCE" : "INFONCE_DECOUPLE";
-    c.decoupled = true;
-    c.queryScale = cosine ? 1.0f : 1.0f / std::sqrt(float(D));
-    return c;
-}
-
-RoutingQueries makeQueries(const RoutingConfig& c, size_t nTokens, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> nd(0.0f, 1.0f);
-    RoutingQueries q;
-    q.layer = 0;
-    q.nTokens = nTokens;
-    q.nHeads = c.nQueryHeads;
-    q.headDim = c.headDim;
-    q.q.resize(nTokens * q.nHeads * q.headDim);
-    for (float& x : q.q) x = nd(rng);
-    prepareQueries(c, q.q, q.headDim);
-    return q;
 }
 
 QString show(const std::vector<ScoredDocument>& v) {
