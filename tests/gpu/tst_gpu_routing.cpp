@@ -79,12 +79,7 @@ SyntheticKeys makeKeys(size_t nDocs, size_t maxChunks, size_t G, size_t D, bool 
             const size_t nc = (d % 11 == 3 && nDocs > 1) ? 0 : 1 + rng() % maxChunks;
             rows.resize(nc * G * D);
             for (float& x : rows) x = nd(rng);
-            if (unit)
-                for (size_t r = 0; r < nc * G; ++r) {
-                    double n2 = 0;
-                    for (size_t i = 0; i < D; ++i) n2 += double(rows[r * D + i]) * rows[r * D + i];
-                    for (size_t i = 0; i < D; ++i) rows[r * D + i] = float(rows[r * D + i] / std::sqrt(n2));
-                }
+            if (unit) msa::memory::testutil::normalizeRows(rows, D);
         }
         for (float x : rows) {
             if (dtype == model::DType::BF16) {

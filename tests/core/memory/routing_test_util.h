@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <random>
+#include <span>
 
 namespace msa::memory::testutil {
 
@@ -40,6 +41,16 @@ inline RoutingQueries makeQueries(const RoutingConfig& c, size_t nTokens, uint32
     for (float& x : q.q) x = nd(rng);
     prepareQueries(c, q.q, q.headDim);
     return q;
+}
+
+// Scales every D-element row of `rows` to unit L2 norm (the cosine branch's stored keys), with the
+// norm accumulated in double so the result does not depend on the row's summation order.
+inline void normalizeRows(std::span<float> rows, size_t D) {
+    for (size_t r = 0; r + D <= rows.size(); r += D) {
+        double n2 = 0;
+        for (size_t i = 0; i < D; ++i) n2 += double(rows[r + i]) * rows[r + i];
+        for (size_t i = 0; i < D; ++i) rows[r + i] = float(rows[r + i] / std::sqrt(n2));
+    }
 }
 
 }  // namespace msa::memory::testutil

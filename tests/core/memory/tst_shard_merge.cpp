@@ -75,12 +75,7 @@ SyntheticKeys makeKeys(size_t nDocs, size_t G, size_t D, bool unit, uint32_t see
             const size_t nc = d % 11 == 3 ? 0 : 1 + rng() % 6;
             rows.resize(nc * G * D);
             for (float& x : rows) x = nd(rng);
-            if (unit)
-                for (size_t r = 0; r < nc * G; ++r) {
-                    double n2 = 0;
-                    for (size_t i = 0; i < D; ++i) n2 += double(rows[r * D + i]) * rows[r * D + i];
-                    for (size_t i = 0; i < D; ++i) rows[r * D + i] = float(rows[r * D + i] / std::sqrt(n2));
-                }
+            if (unit) msa::memory::testutil::normalizeRows(rows, D);
         }
         for (float x : rows) k.bf16.push_back(model::f32ToBf16(x));
         k.offsets.push_back(k.offsets.back() + rows.size() / (G * D));
